@@ -1,0 +1,270 @@
+"""The ``aelens`` command line: parse options, build a config, call one library function, report.
+
+Known problems (:class:`~aelens.errors.AelensError`) become one line on stderr and exit code 2 (a traceback with
+``--debug``); Ctrl-C during training saves a checkpoint and exits with 130.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import AelensError, TrainingInterrupted
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="What do neural networks learn from top-view animal videos? Autoencoders, PCA/UMAP decoders and "
+    "direction taggers, compared with figures and numbers.",
+)
+data_app = typer.Typer(no_args_is_help=True, help="Make datasets.")
+train_app = typer.Typer(no_args_is_help=True, help="Train a model: ae, decoder or tagger.")
+app.add_typer(data_app, name="data")
+app.add_typer(train_app, name="train")
+
+STATE = {"debug": False}
+log = logging.getLogger("aelens")
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")):
+    STATE["debug"] = debug
+
+
+def echo(msg: str = "") -> None:
+    typer.echo(msg)
+
+
+# --------------------------------------------------------------------------------------------- shared options
+
+# (parameter name, type, flag, help, dotted config key)
+TRAIN_OPTIONS = [
+    ("data", Optional[str], "--data", "Images file (.npy/.npz) or data directory holding images.npz.", "data.path"),
+    ("key", Optional[str], "--key", "Array name inside a multi-array .npz.", "data.key"),
+    ("max_pixel_value", Optional[float], "--max-pixel-value", "Divide float images by this (uint8 is always /255).", "data.max_pixel_value"),
+    ("metadata", Optional[str], "--metadata", "Conditions file (.csv/.npy); default: beside the images.", "data.metadata"),
+    ("epochs", Optional[int], "--epochs", "Training epochs [150].", "train.epochs"),
+    ("batch_size", Optional[int], "--batch-size", "Batch size per device [64].", "train.batch_size"),
+    ("lr", Optional[float], "--lr", "Adam learning rate [1e-3].", "train.lr"),
+    ("lr_schedule", Optional[str], "--lr-schedule", "cosine | none | step:EPOCHS:GAMMA [cosine].", "train.lr_schedule"),
+    ("latent_dim", Optional[int], "--latent-dim", "Latent dimension [16].", "model.latent_dim"),
+    ("val_fraction", Optional[float], "--val-fraction", "Validation fraction [0.2].", "split.val_fraction"),
+    ("test_fraction", Optional[float], "--test-fraction", "Test fraction [0.1].", "split.test_fraction"),
+    ("seed", Optional[int], "--seed", "Seed for the split, initialisation and shuffling [42].", "seed"),
+    ("checkpoint_every", Optional[int], "--checkpoint-every", "Keep a checkpoint every N epochs [5].", "train.checkpoint_every"),
+    ("val_every", Optional[int], "--val-every", "Validate every N epochs [1].", "train.val_every"),
+    ("noise", Optional[str], "--noise", "Input corruption: none | gaussian:S | poisson:PEAK | saltpepper:P [none].", "noise"),
+    ("precision", Optional[str], "--precision", "auto | bf16 | fp32 [auto].", "train.precision"),
+    ("threads", Optional[int], "--threads", "CPU threads (0: physical cores) [0].", "train.threads"),
+    ("accelerator", Optional[str], "--accelerator", "auto | cpu | gpu [auto].", "train.accelerator"),
+    ("devices", Optional[str], "--devices", "Devices (processes) per node, or auto [1].", "train.devices"),
+    ("num_nodes", Optional[int], "--num-nodes", "Nodes [1].", "train.num_nodes"),
+    ("strategy", Optional[str], "--strategy", "auto | ddp | ... (Lightning strategies) [auto].", "train.strategy"),
+    ("deterministic", Optional[bool], "--deterministic/--no-deterministic", "Deterministic kernels.", "train.deterministic"),
+    ("snapshots", Optional[bool], "--snapshots/--no-snapshots", "Latent snapshots during training [on].", "snapshots.enabled"),
+    ("snapshots_per_epoch", Optional[int], "--snapshots-per-epoch", "Latent snapshots per epoch [1].", "snapshots.per_epoch"),
+    ("snapshot_max_images", Optional[int], "--snapshot-max-images", "Frames in the snapshot set [20000].", "snapshots.max_images"),
+    ("snapshot_layers", Optional[str], "--snapshot-layers", "fc1 or fc1,fc2 [fc1].", "snapshots.layers"),
+    ("progress", Optional[bool], "--progress/--no-progress", "Show a progress bar [on].", "train.progress"),
+]
+RUN_OPTIONS = [
+    ("config", Optional[Path], "--config", "YAML config (e.g. a run's config.yaml); options given here override it.", None),
+    ("out", Optional[Path], "--out", "Run directory [runs/KIND-TIMESTAMP].", None),
+    ("overwrite", bool, "--overwrite", "Replace an existing run directory.", None),
+    ("resume", Optional[Path], "--resume", "Continue this run directory from its last checkpoint.", None),
+]
+
+
+def with_options(options):
+    """Add ``options`` as keyword parameters of a Typer command; the command receives them in ``opts``."""
+
+    def deco(fn):
+        sig = inspect.signature(fn)
+        own = [p for p in sig.parameters.values() if p.name != "opts"]
+        extra = []
+        for name, tp, flag, help_, _ in options:
+            default = False if tp is bool else None
+            flags = flag.split("/") if "/" in flag else [flag]
+            opt = typer.Option(default, *([flag] if "/" in flag else flags), help=help_, show_default=False)
+            extra.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=tp))
+
+        @functools.wraps(fn)
+        def wrapper(**kwargs):
+            opts = {name: kwargs.pop(name) for name, *_ in options}
+            return fn(**kwargs, opts=opts)
+
+        wrapper.__signature__ = sig.replace(parameters=own + extra)
+        return wrapper
+
+    return deco
+
+
+def build_config(kind: str, opts: dict, extra: dict | None = None):
+    from .config import RunConfig, load_config
+
+    base = load_config(opts["config"]) if opts.get("config") else RunConfig(kind=kind)
+    overrides = {"kind": kind}
+    for name, _, _, _, key in TRAIN_OPTIONS:
+        if key is not None and opts.get(name) is not None:
+            overrides[key] = opts[name]
+    overrides.update({k: v for k, v in (extra or {}).items() if v is not None})
+    return base.with_overrides(overrides)
+
+
+def _train(kind: str, opts: dict, extra: dict | None = None) -> Path:
+    from .train import train
+
+    if opts.get("resume"):
+        cfg = build_config(kind, {"epochs": opts.get("epochs")}) if opts.get("epochs") else None
+        run_dir = train(cfg, resume=opts["resume"])
+    else:
+        cfg = build_config(kind, opts, extra)
+        if cfg.data.path is None:
+            raise AelensError("--data is required (an images file or a data directory), or a --config that names it")
+        run_dir = train(cfg, out=opts.get("out"), overwrite=opts.get("overwrite", False))
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
+        _summary(run_dir)
+    return run_dir
+
+
+def _summary(run_dir: Path) -> None:
+    from .storage import read_manifest
+
+    m = read_manifest(run_dir)
+    line = f"run: {run_dir}  epochs: {m.get('epochs')}  train time: {m.get('train_seconds', 0):.1f} s"
+    if m.get("best_val_loss") is not None:
+        line += f"  best val loss: {m['best_val_loss']:.5g} (epoch {m.get('best_epoch')})"
+    echo(line)
+    if "snapshot_overhead" in m:
+        echo(f"latent snapshots: {m['snapshot_seconds']:.1f} s ({100 * m['snapshot_overhead']:.1f}% of training)")
+    if "explained_variance" in m:
+        echo(f"PCA: the kept components explain {100 * m['explained_variance']:.1f}% of the training variance (pca_variance.csv)")
+    echo(f"next: aelens test {run_dir}")
+
+
+# --------------------------------------------------------------------------------------------- data
+
+
+@data_app.command("synth")
+def data_synth(
+    out_dir: Path = typer.Argument(..., help="Folder to write images.npz, clean.npz, metadata.csv/.npy into."),
+    n: int = typer.Option(5000, "--n", help="Number of frames."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    size: int = typer.Option(50, "--size", help="Crop size in pixels (S x S)."),
+    npy: bool = typer.Option(False, "--npy", help="Write images.npy (memory-mappable) instead of images.npz."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files in OUT_DIR."),
+    sheet: Optional[Path] = typer.Option(None, "--contact-sheet", help="Also draw 32 samples with their body angles."),
+):
+    """Render the synthetic arena: a rodent-like animal in a round arena with six ports, seen from above."""
+    import time
+
+    from .data.synthetic import contact_sheet, synthesize, write_dataset
+
+    t0 = time.perf_counter()
+    data = synthesize(n, seed=seed, size=size)
+    seconds = time.perf_counter() - t0
+    write_dataset(out_dir, data, overwrite=overwrite, npy=npy)
+    if sheet is not None:
+        contact_sheet(data, sheet)
+    echo(f"wrote {n} frames of {size}x{size} to {out_dir} ({n / seconds:.0f} frames/s)")
+
+
+# --------------------------------------------------------------------------------------------- train
+
+
+@train_app.command("ae")
+@with_options(RUN_OPTIONS + TRAIN_OPTIONS)
+def train_ae(opts):
+    """Train the denoising convolutional autoencoder (16-D latent)."""
+    _train("ae", opts)
+
+
+DECODER_OPTIONS = [
+    ("embedding", Optional[str], "--embedding", "pca | umap | randproj | ica [pca].", "embedding.method"),
+    ("dim", Optional[int], "--dim", "Embedding dimension [16].", "embedding.dim"),
+    ("umap_fit_max", Optional[int], "--umap-fit-max", "Fit UMAP on at most N training frames [20000].", "embedding.umap_fit_max"),
+    ("umap_neighbors", Optional[int], "--umap-neighbors", "UMAP n_neighbors [15].", "embedding.umap_neighbors"),
+    ("umap_min_dist", Optional[float], "--umap-min-dist", "UMAP min_dist [0.1].", "embedding.umap_min_dist"),
+    ("umap_epochs", Optional[int], "--umap-epochs", "UMAP optimisation epochs [umap-learn's choice].", "embedding.umap_epochs"),
+    ("umap_n_jobs", Optional[int], "--umap-n-jobs", "UMAP threads (-1: all) [-1].", "embedding.umap_n_jobs"),
+]
+
+
+@train_app.command("decoder")
+@with_options(RUN_OPTIONS + TRAIN_OPTIONS + DECODER_OPTIONS)
+def train_decoder(opts):
+    """Train the AE's decoder on a PCA / UMAP / ... embedding of the frames."""
+    _train("decoder", opts, {key: opts[name] for name, _, _, _, key in DECODER_OPTIONS})
+
+
+TAGGER_OPTIONS = [
+    ("target", Optional[str], "--target", "Target column: an angle in degrees, or a scalar with --kind linear [body_angle_deg].", "tagger.target"),
+    ("target_vector", Optional[str], "--target-vector", "X,Y or X1,Y1,X2,Y2 columns: the direction from point 2 to point 1.", "tagger.target_vector"),
+    ("target_kind", Optional[str], "--kind", "angle | linear [angle].", "tagger.kind"),
+    ("init_from", Optional[str], "--init-from", "AE run directory whose encoder starts the tagger.", "tagger.init_from"),
+    ("unfreeze", Optional[str], "--unfreeze", "Trainable encoder layers from the top: 0, 1, 2, ... or all [all].", "tagger.unfreeze"),
+    ("augment", Optional[bool], "--augment/--no-augment", "Random rotations and flips with the matching angle [off].", "tagger.augment"),
+]
+
+
+@train_app.command("tagger")
+@with_options(RUN_OPTIONS + TRAIN_OPTIONS + TAGGER_OPTIONS)
+def train_tagger(opts):
+    """Train the direction tagger (the AE's encoder + a readout of the body angle)."""
+    _train("tagger", opts, {key: opts[name] for name, _, _, _, key in TAGGER_OPTIONS})
+
+
+# --------------------------------------------------------------------------------------------- test
+
+
+@app.command("test")
+def test(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset to score [the run's own: its test split]."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder [RUN_DIR/test]."),
+):
+    """Score a run on held-out frames beside simple baselines; write results.json and figures."""
+    from .evaluate import test_run
+
+    res = test_run(run_dir, data=data, out=out)
+    keys = [k for k in ("mse", "psnr", "ssim", "psnr_clean", "ssim_clean", "angle_mae_deg", "angle_median_deg",
+                        "within_15deg", "within_30deg", "mae", "r2") if k in res]
+    echo(f"{res['kind']} run, {res['n']} frames ({res['frames']}): " + ", ".join(f"{k} {res[k]:.4g}" for k in keys))
+    for name, scores in res.get("baselines", {}).items():
+        shown = [k for k in keys if k in scores]
+        echo(f"  baseline {name}: " + ", ".join(f"{k} {scores[k]:.4g}" for k in shown))
+    echo(f"results: {Path(out) if out else Path(run_dir) / 'test'}/results.json")
+
+
+# --------------------------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        app(args=argv)  # standalone: --help and usage errors (exit 2) end in SystemExit
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except TrainingInterrupted as exc:
+        typer.echo(f"aelens: {exc}", err=True)
+        return 130
+    except AelensError as exc:
+        if STATE["debug"]:
+            traceback.print_exc()
+        typer.echo(f"aelens: error: {exc}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        typer.echo("aelens: interrupted", err=True)
+        return 130
+    return 0

@@ -1,0 +1,274 @@
+"""Run configuration: frozen dataclasses with their defaults (and the reason for each), YAML in and out.
+
+The resolved config is saved as ``RUN_DIR/config.yaml``; ``aelens train ... --config RUN_DIR/config.yaml`` repeats the
+run. Unknown keys are an error, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import AelensError
+from .storage import read_yaml, write_yaml
+
+KINDS = ("ae", "decoder", "tagger")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: str | None = None  # an images file (.npy/.npz) or a data directory holding images.npz
+    key: str | None = None  # array name inside an .npz with several arrays
+    max_pixel_value: float | None = None  # divide float images by this; uint8 images are always divided by 255
+    metadata: str | None = None  # conditions file; default: metadata.csv / metadata.npy beside the images
+    conditions: dict[int, str] = field(default_factory=dict)  # names of .npy metadata columns: {7: body_angle_deg}
+    angle_columns: tuple[str, ...] = ()  # columns in degrees besides those named *angle* or *_deg
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    val_fraction: float = 0.2  # the reference held out 20% for validation
+    test_fraction: float = 0.1  # never seen in training; `aelens test` scores these
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    latent_dim: int = 16  # the reference's bottleneck; small enough to draw, large enough to rebuild the frame
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 150  # the reference's length; `aelens demo` uses far fewer
+    batch_size: int = 64  # per device; with DDP the global batch is batch_size x devices x nodes
+    lr: float = 1e-3  # Adam's usual default; not scaled with the number of devices (see README)
+    lr_schedule: str = "cosine"  # cosine to lr/100 over the run; "step:15:0.1" is the reference's StepLR(15)
+    val_every: int = 1  # validation (and the image grid) every N epochs
+    checkpoint_every: int = 5  # keep epoch checkpoints every N epochs, besides last and best
+    precision: str = "auto"  # auto: bf16 autocast where the CPU/GPU has fast bf16, else fp32
+    channels_last: bool = True  # oneDNN's fast layout for convolutions
+    compile: bool = False  # torch.compile measured slower for this model on CPU (see README, performance)
+    threads: int = 0  # 0: one per physical core
+    accelerator: str = "auto"
+    devices: str = "1"  # an int, or "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"  # "ddp" to train on several processes / GPUs / nodes
+    deterministic: bool = False  # deterministic kernels (resume tests); a little slower
+    log_every: int = 25  # steps between logged losses (each log is a host sync)
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class SnapshotConfig:
+    enabled: bool = True  # latent snapshots for the evolution movie; off for decoder runs (no encoder)
+    per_epoch: int = 1  # the reference took 3 per epoch
+    max_images: int = 20000  # analysis set: all images up to this many, chosen once and stored
+    layers: tuple[str, ...] = ("fc1",)  # fc1 = the latent; fc2 = the decoder's first layer (AE only)
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    method: str = "pca"  # a registered reducer: pca, umap, randproj, kpca
+    dim: int = 16
+    umap_neighbors: int = 15  # umap-learn's default
+    umap_min_dist: float = 0.1  # umap-learn's default
+    umap_fit_max: int = 20000  # fit UMAP on at most this many training images, transform the rest
+    umap_epochs: int | None = None  # None: umap-learn chooses (200 for large N, 500 for small)
+    umap_low_memory: bool = True
+    umap_n_jobs: int = -1
+
+
+@dataclass(frozen=True)
+class TaggerConfig:
+    target: str = "body_angle_deg"  # an angle column in degrees, or a scalar column with kind=linear
+    target_vector: tuple[str, ...] = ()  # X,Y or X1,Y1,X2,Y2 (direction from point 2 to point 1)
+    kind: str = "angle"  # angle: predict (cos, sin); linear: regress a standardised scalar
+    init_from: str | None = None  # an AE run whose encoder starts the tagger
+    unfreeze: str = "all"  # trainable layers from the top: 0 (linear probe), 1 (fc1), 2 (+conv3), ... or all
+    augment: bool = False  # random rotations/flips with the matching angle (top-view crops centred on the animal)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    kind: str = "ae"  # ae | decoder | tagger
+    seed: int = 42
+    noise: str = "none"  # explicit input corruption for denoising: gaussian:0.1, poisson:20, saltpepper:0.05
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    tagger: TaggerConfig = field(default_factory=TaggerConfig)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        if self.kind != "decoder":
+            out.pop("embedding")
+        if self.kind != "tagger":
+            out.pop("tagger")
+        return out
+
+    def save(self, path: str | Path) -> None:
+        write_yaml(path, self.to_dict())
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "RunConfig":
+        """Return a copy with dotted keys replaced, e.g. ``{"train.epochs": 20}``; ``None`` values are skipped."""
+        tree = self.to_dict()
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            node = tree
+            *parents, leaf = dotted.split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = value
+        return from_dict(tree, "options")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise AelensError(f"{where}: expected a mapping, got {value!r}")
+        return _build(tp, value, where)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise AelensError(f"{where}: expected a list, got {value!r}")
+        return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise AelensError(f"{where}: expected a mapping like {{7: body_angle_deg}}, got {value!r}")
+        return {_coerce(k, args[0], f"{where} key"): _coerce(v, args[1], f"{where}[{k}]") for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise AelensError(f"{where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise AelensError(f"{where}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except ValueError:
+            raise AelensError(f"{where}: expected an integer, got {value!r}") from None
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise AelensError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except ValueError:
+            raise AelensError(f"{where}: expected a number, got {value!r}") from None
+    if tp is str:
+        if isinstance(value, (dict, list)) or value is None:
+            raise AelensError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _build(cls: type, values: dict, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise AelensError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; known: {', '.join(sorted(known))}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def from_dict(values: dict, source: str = "config") -> RunConfig:
+    if not isinstance(values, dict):
+        raise AelensError(f"{source}: expected a mapping at the top level")
+    cfg = _build(RunConfig, values, "")
+    validate(cfg, source)
+    return cfg
+
+
+def load_config(path: str | Path) -> RunConfig:
+    values = read_yaml(path) or {}
+    try:
+        return from_dict(values, str(path))
+    except AelensError as exc:
+        msg = str(exc)
+        raise AelensError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
+
+
+def validate(cfg: RunConfig, source: str = "config") -> None:
+    """Range checks that need no data. Each message names the option as the CLI spells it."""
+    from .data.batches import parse_noise  # registry lives with the batches
+
+    def bad(opt: str, expected: str, got: Any) -> None:
+        raise AelensError(f"{opt} must be {expected}, got {got!r}")
+
+    if cfg.kind not in KINDS:
+        bad("kind", f"one of {', '.join(KINDS)}", cfg.kind)
+    s = cfg.split
+    if not 0.0 < s.val_fraction < 1.0:
+        bad("--val-fraction", "in (0, 1)", s.val_fraction)
+    if not 0.0 <= s.test_fraction < 1.0:
+        bad("--test-fraction", "in [0, 1)", s.test_fraction)
+    if s.val_fraction + s.test_fraction >= 1.0:
+        bad("--val-fraction + --test-fraction", "below 1", s.val_fraction + s.test_fraction)
+    t = cfg.train
+    if t.epochs < 1:
+        bad("--epochs", "at least 1", t.epochs)
+    if t.batch_size < 1:
+        bad("--batch-size", "at least 1", t.batch_size)
+    if not t.lr > 0:
+        bad("--lr", "positive", t.lr)
+    if t.val_every < 1:
+        bad("--val-every", "at least 1", t.val_every)
+    if t.checkpoint_every < 1:
+        bad("--checkpoint-every", "at least 1", t.checkpoint_every)
+    if t.precision not in ("auto", "bf16", "fp32"):
+        bad("--precision", "auto, bf16 or fp32", t.precision)
+    parse_schedule(t.lr_schedule)
+    if cfg.model.latent_dim < 1:
+        bad("--latent-dim", "at least 1", cfg.model.latent_dim)
+    parse_noise(cfg.noise)
+    sn = cfg.snapshots
+    if sn.per_epoch < 1:
+        bad("--snapshots-per-epoch", "at least 1", sn.per_epoch)
+    if sn.max_images < 2:
+        bad("--snapshot-max-images", "at least 2", sn.max_images)
+    for layer in sn.layers:
+        if layer not in ("fc1", "fc2"):
+            bad("snapshots.layers", "fc1 or fc2", layer)
+    if cfg.kind == "decoder" and cfg.embedding.dim < 1:
+        bad("--dim", "at least 1", cfg.embedding.dim)
+    if cfg.kind == "tagger":
+        tg = cfg.tagger
+        if tg.kind not in ("angle", "linear"):
+            bad("--kind", "angle or linear", tg.kind)
+        if tg.target_vector and len(tg.target_vector) not in (2, 4):
+            bad("--target-vector", "2 columns (X,Y) or 4 (X1,Y1,X2,Y2)", ",".join(tg.target_vector))
+        if tg.unfreeze != "all" and not (tg.unfreeze.isdigit()):
+            bad("--unfreeze", "a number of layers (0, 1, 2, ...) or 'all'", tg.unfreeze)
+
+
+def parse_schedule(spec: str) -> tuple[str, tuple[float, ...]]:
+    """'cosine' | 'none' | 'step:STEP_EPOCHS:GAMMA' -> (name, params)."""
+    name, *params = spec.split(":")
+    try:
+        values = tuple(float(p) for p in params)
+    except ValueError:
+        values = None
+    if name in ("cosine", "none") and values == ():
+        return name, ()
+    if name == "step" and values is not None and len(values) == 2 and values[0] >= 1 and 0 < values[1] <= 1:
+        return name, values
+    raise AelensError(f"--lr-schedule must be cosine, none or step:EPOCHS:GAMMA (e.g. step:15:0.1), got {spec!r}")

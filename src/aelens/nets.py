@@ -1,0 +1,209 @@
+"""The encoder and decoder, defined once and shared by every objective (AE, embedding decoder, direction tagger).
+
+Only ``nn.Module`` definitions and pure module transforms live here: no I/O, no training loop.
+
+Reference design (50 x 50 input): encoder 50 -conv3-> 48 -pool-> 24 -conv3-> 22 -pool-> 11 -conv3-> 9, flatten,
+Linear -> latent ("fc1"); decoder Linear -> 128 x 9 x 9 ("fc2"), then transposed convolutions 9 -> 11 -> 22 -> 24 ->
+48 -> 50. Any H, W >= 24 and any channel count work; odd sizes are restored exactly with ``output_padding``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+WIDTH = (64, 64, 128)  # channels of conv1, conv2, conv3 (the reference's)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Spatial sizes through the encoder for an input of (channels, height, width)."""
+
+    channels: int
+    height: int
+    width: int
+
+    def _sizes(self, s: int) -> tuple[int, int, int, int, int]:
+        s1 = s - 2  # conv1
+        p1 = s1 // 2  # pool1
+        s2 = p1 - 2  # conv2
+        p2 = s2 // 2  # pool2
+        s3 = p2 - 2  # conv3
+        return s1, p1, s2, p2, s3
+
+    @property
+    def feature_hw(self) -> tuple[int, int]:
+        return self._sizes(self.height)[4], self._sizes(self.width)[4]
+
+    @property
+    def feature_dim(self) -> int:
+        h, w = self.feature_hw
+        return WIDTH[2] * h * w
+
+    def output_padding(self, which: int) -> tuple[int, int]:
+        """Extra row/column for the two stride-2 upsamplings (which = 2: back to conv2's size, 4: to conv1's)."""
+        pick = {2: 2, 4: 0}[which]
+        return tuple(self._sizes(s)[pick] % 2 for s in (self.height, self.width))
+
+
+def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+def _deconv_block(c_in: int, c_out: int, k: int, stride: int = 1, output_padding=(0, 0)) -> nn.Sequential:
+    return nn.Sequential(
+        nn.ConvTranspose2d(c_in, c_out, k, stride=stride, output_padding=output_padding),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class Encoder(nn.Module):
+    """Image (b, c, h, w) float -> latent (b, latent_dim), the output of "fc1" (Linear + BN1d + ReLU).
+
+    Layers, top (closest to the latent) first: ``fc1, conv3, conv2, conv1`` (see :data:`Encoder.LAYERS`).
+    """
+
+    LAYERS = ("fc1", "conv3", "conv2", "conv1")
+
+    def __init__(self, geometry: Geometry, latent_dim: int = 16):
+        super().__init__()
+        self.geometry = geometry
+        self.latent_dim = latent_dim
+        self.conv1 = _conv_block(geometry.channels, WIDTH[0])
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = _conv_block(WIDTH[0], WIDTH[1])
+        self.pool2 = nn.MaxPool2d(2)
+        self.conv3 = _conv_block(WIDTH[1], WIDTH[2])
+        self.fc1 = nn.Sequential(
+            nn.Flatten(), nn.Linear(geometry.feature_dim, latent_dim), nn.BatchNorm1d(latent_dim), nn.ReLU(inplace=True)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool1(self.conv1(x))
+        x = self.pool2(self.conv2(x))
+        return self.fc1(self.conv3(x))
+
+
+class Decoder(nn.Module):
+    """Code (b, in_dim) -> image (b, c, h, w): "fc2" (Linear + BN1d + ReLU) then transposed convolutions.
+
+    ``in_dim`` is the AE latent size or the dimension of a PCA/UMAP embedding. The last layer is linear (no
+    activation), as in the reference; the objective is MSE to the target image.
+    """
+
+    def __init__(self, geometry: Geometry, in_dim: int = 16):
+        super().__init__()
+        self.geometry = geometry
+        self.in_dim = in_dim
+        fh, fw = geometry.feature_hw
+        self.fc2 = nn.Sequential(nn.Linear(in_dim, geometry.feature_dim), nn.BatchNorm1d(geometry.feature_dim), nn.ReLU(inplace=True))
+        self.unflatten = nn.Unflatten(1, (WIDTH[2], fh, fw))
+        self.deconv1 = _deconv_block(WIDTH[2], WIDTH[1], 3)
+        self.deconv2 = _deconv_block(WIDTH[1], WIDTH[1], 2, 2, geometry.output_padding(2))
+        self.deconv3 = _deconv_block(WIDTH[1], WIDTH[0], 3)
+        self.deconv4 = _deconv_block(WIDTH[0], WIDTH[0], 2, 2, geometry.output_padding(4))
+        self.out = nn.ConvTranspose2d(WIDTH[0], geometry.channels, 3)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.unflatten(self.fc2(z))
+        x = self.deconv2(self.deconv1(x))
+        x = self.deconv4(self.deconv3(x))
+        return self.out(x)
+
+
+class AngleReadout(nn.Module):
+    """Latent -> unit vector (cos, sin) of an angle; or -> one scalar for ``kind="linear"``."""
+
+    def __init__(self, latent_dim: int, kind: str = "angle"):
+        super().__init__()
+        self.kind = kind
+        self.linear = nn.Linear(latent_dim, 2 if kind == "angle" else 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        out = self.linear(z)
+        if self.kind == "angle":
+            return nn.functional.normalize(out.float(), dim=1, eps=1e-6)
+        return out[:, 0]
+
+
+# --------------------------------------------------------------------------------------------- inference transforms
+
+
+@torch.no_grad()
+def _fold(layer: nn.Module, bn: nn.BatchNorm1d | nn.BatchNorm2d) -> nn.Module:
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    bias = layer.bias if layer.bias is not None else torch.zeros_like(bn.running_mean)
+    folded = copy.deepcopy(layer)
+    if isinstance(layer, nn.ConvTranspose2d):  # weight (in, out, kh, kw)
+        folded.weight.mul_(scale.view(1, -1, 1, 1))
+    elif isinstance(layer, nn.Conv2d):  # weight (out, in, kh, kw)
+        folded.weight.mul_(scale.view(-1, 1, 1, 1))
+    else:  # Linear (out, in)
+        folded.weight.mul_(scale.view(-1, 1))
+    folded.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+    return folded
+
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` for inference with every (Conv|ConvTranspose|Linear, BatchNorm) pair inside a Sequential
+    folded into one layer: the same function as ``module.eval()``, one pass less per layer."""
+    module = copy.deepcopy(module).eval()
+
+    def visit(m: nn.Module) -> None:
+        for name, child in m.named_children():
+            if isinstance(child, nn.Sequential):
+                items = list(child)
+                out, i = [], 0
+                while i < len(items):
+                    a = items[i]
+                    b = items[i + 1] if i + 1 < len(items) else None
+                    if isinstance(a, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) and isinstance(
+                        b, (nn.BatchNorm1d, nn.BatchNorm2d)
+                    ):
+                        out.append(_fold(a, b))
+                        i += 2
+                    else:
+                        out.append(a)
+                        i += 1
+                setattr(m, name, nn.Sequential(*out))
+            else:
+                visit(child)
+
+    visit(module)
+    return module
+
+
+class Networks(nn.Module):
+    """The networks of one run (any of encoder / decoder / readout may be None), with the inference entry points.
+
+    An objective shares its modules through this container (see ``Objective.networks``); ``fold_batchnorm`` of it
+    makes the fast inference copy.
+    """
+
+    def __init__(self, encoder: Encoder | None = None, decoder: Decoder | None = None, readout: AngleReadout | None = None):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.readout = readout
+
+    def latent(self, x: torch.Tensor, layer: str = "fc1") -> torch.Tensor:
+        """fc1: the latent code (for a decoder-only run, ``x`` already is the code); fc2: the decoder's first layer."""
+        z = self.encoder(x) if self.encoder is not None else x
+        if layer == "fc2":
+            if self.decoder is None:
+                raise ValueError("this run has no decoder, so no fc2 layer")
+            return self.decoder.fc2(z)
+        return z
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.readout(self.encoder(x))

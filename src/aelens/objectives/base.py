@@ -1,0 +1,135 @@
+"""What every objective shares: the optimiser and schedule, the data loaders, the step/log pattern.
+
+An objective is a small LightningModule: it names its networks (from :mod:`aelens.nets`) and its loss; the loop,
+checkpointing, logging and devices belong to Lightning (see :mod:`aelens.train`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from ..config import RunConfig, parse_schedule
+from ..data.batches import batch_loader
+from ..data.loading import Dataset
+from ..nets import Geometry, Networks
+
+
+class Objective(L.LightningModule):
+    """Base class. Subclasses define the networks in ``__init__`` and ``loss(batch, stage) -> (loss, extras)``."""
+
+    kind = ""
+    has_encoder = True
+    has_decoder = True
+
+    def __init__(self, cfg: RunConfig, geometry: Geometry):
+        super().__init__()
+        self.cfg = cfg
+        self.geometry = geometry
+        self.dataset: Dataset | None = None
+        self.split: dict[str, np.ndarray] = {}
+        self.targets: np.ndarray | None = None  # per-image rows for batch["y"] (embeddings or angle vectors)
+
+    # ----------------------------------------------------------------------------------------- data
+
+    def attach_data(self, dataset: Dataset, split: dict[str, np.ndarray], targets: np.ndarray | None = None) -> None:
+        self.dataset, self.split, self.targets = dataset, split, targets
+
+    def prepare(self, dataset: Dataset, split: dict[str, np.ndarray], run_dir: Path, resuming: bool) -> None:
+        """Fit what the objective needs from the training split (a reducer, targets, initial weights), then attach
+        the data. ``resuming``: restore those from ``run_dir`` instead of fitting them again."""
+        self.attach_data(dataset, split)
+
+    def finish(self, run_dir: Path) -> dict[str, Any]:
+        """After training (rank 0): write objective-specific files; return facts for the manifest."""
+        return {}
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self._trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _loader(self, part: str, shuffle: bool):
+        rank, world = self._rank_world()
+        return batch_loader(
+            self.dataset,
+            self.split[part],
+            self.cfg.train.batch_size,
+            shuffle=shuffle,
+            seed=self.cfg.seed,
+            targets=self.targets,
+            rank=rank,
+            world_size=world,
+            images=self.needs_images,
+        )
+
+    needs_images = True
+
+    def train_dataloader(self):
+        loader = self._loader("train", shuffle=True)
+        if self._trainer is not None:
+            progress = self.trainer.fit_loop.epoch_loop.batch_progress
+            loader.completed = lambda: progress.current.completed
+        return loader
+
+    def val_dataloader(self):
+        return self._loader("val", shuffle=False)
+
+    # ----------------------------------------------------------------------------------------- optimisation
+
+    def trainable_parameters(self):
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def configure_optimizers(self):
+        t = self.cfg.train
+        opt = torch.optim.Adam(self.trainable_parameters(), lr=t.lr)
+        name, params = parse_schedule(t.lr_schedule)
+        if name == "none":
+            return opt
+        if name == "step":
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=int(params[0]), gamma=params[1])
+        else:
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t.epochs, eta_min=t.lr * 0.01)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    # ----------------------------------------------------------------------------------------- steps
+
+    def _prepare(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if "x" in batch and self.cfg.train.channels_last:
+            batch["x"] = batch["x"].contiguous(memory_format=torch.channels_last)
+        return batch
+
+    def loss(self, batch: dict[str, torch.Tensor], stage: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, extras = self.loss(self._prepare(batch), "train")
+        n = len(batch["idx"])
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        for key, value in extras.items():
+            self.log(f"train_{key}", value, on_step=False, on_epoch=True, batch_size=n)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, extras = self.loss(self._prepare(batch), "val")
+        n = len(batch["idx"])
+        self.log("val_loss", loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=n)
+        for key, value in extras.items():
+            self.log(f"val_{key}", value, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=n)
+
+    def noise_generator(self) -> torch.Generator:
+        """A fresh generator per step, seeded by (seed, global step): the same corruption after a resume."""
+        return torch.Generator(device=self.device).manual_seed(self.cfg.seed * 1_000_003 + self.global_step)
+
+    # ----------------------------------------------------------------------------------------- inference
+
+    def networks(self) -> Networks:
+        """This objective's encoder / decoder / readout (shared, not copied)."""
+        return Networks(getattr(self, "encoder", None), getattr(self, "decoder", None), getattr(self, "readout", None))
+
+    def describe(self) -> dict[str, Any]:
+        """Facts recorded in the manifest (e.g. which layers were trainable)."""
+        return {}

@@ -1,0 +1,108 @@
+"""The AE's decoder trained on a dimensionality-reduction embedding (PCA, UMAP, ...) instead of a learned code."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import RunConfig
+from ..data.loading import Dataset
+from ..nets import Decoder, Geometry
+from ..reducers import PCAReducer, Reducer, make_reducer
+from ..storage import load_npy, read_manifest, record_file_hashes, save_npy, write_text
+from .base import Objective
+
+log = logging.getLogger("aelens")
+REDUCER_DIR = "reducer"
+
+
+def flat_frames(dataset: Dataset, idx: np.ndarray) -> np.ndarray:
+    """Frames ``idx`` as (len(idx), c*h*w) float32 in [0, 1]."""
+    return dataset.batch(idx).reshape(len(idx), -1).numpy()
+
+
+def embed_all(reducer: Reducer, dataset: Dataset, skip: np.ndarray, skip_values: np.ndarray) -> np.ndarray:
+    """Standardised embedding of every frame; frames ``skip`` (the fit set) take ``skip_values``."""
+    emb = np.zeros((dataset.n, reducer.dim), dtype=np.float32)
+    emb[skip] = skip_values
+    rest = np.setdiff1d(np.arange(dataset.n), skip)
+    for start in range(0, len(rest), 8192):
+        idx = rest[start : start + 8192]
+        emb[idx] = reducer.transform(flat_frames(dataset, idx))
+    return emb
+
+
+class EmbeddingDecoder(Objective):
+    """``batch["y"]``: the standardised embedding of each frame (computed once by the fitted reducer)."""
+
+    kind = "decoder"
+    has_encoder = False
+
+    def __init__(self, cfg: RunConfig, geometry: Geometry):
+        super().__init__(cfg, geometry)
+        self.decoder = Decoder(geometry, cfg.embedding.dim)
+        self.reducer: Reducer | None = None
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.decoder(codes)
+
+    def loss(self, batch, stage):
+        return F.mse_loss(self(batch["y"]).float(), batch["x"]), {}
+
+    def make_reducer(self) -> Reducer:
+        e = self.cfg.embedding
+        options = {}
+        if e.method == "umap":
+            options = {
+                "n_neighbors": e.umap_neighbors,
+                "min_dist": e.umap_min_dist,
+                "fit_max": e.umap_fit_max,
+                "n_epochs": e.umap_epochs,
+                "low_memory": e.umap_low_memory,
+                "n_jobs": e.umap_n_jobs,
+                "verbose": True,
+            }
+        return make_reducer(e.method, e.dim, self.cfg.seed, **options)
+
+    def prepare(self, dataset, split, run_dir, resuming):
+        folder = Path(run_dir) / REDUCER_DIR
+        if resuming:
+            self.reducer = Reducer.load(folder, read_manifest(run_dir))
+            emb = load_npy(folder / "embeddings.npy")
+        else:
+            reducer = self.make_reducer()
+            train = split["train"]
+            reducer.check(len(train), int(np.prod(dataset.shape)))
+            log.info("fitting %s (dim %d) on %d training frames", reducer.name, reducer.dim, len(train))
+            reducer.fit(flat_frames(dataset, train))
+            emb = embed_all(reducer, dataset, train, reducer._fit_embedding)
+            names = reducer.save(folder)
+            save_npy(folder / "embeddings.npy", emb)
+            fit_idx = train[getattr(reducer, "fit_subset_", np.arange(len(train)))]
+            save_npy(folder / "fit_indices.npy", fit_idx)
+            record_file_hashes(run_dir, [f"{REDUCER_DIR}/{n}" for n in names + ["embeddings.npy", "fit_indices.npy"]])
+            self.reducer = reducer
+        self.attach_data(dataset, split, emb)
+
+    def finish(self, run_dir):
+        facts = {"reducer": self.reducer.name, "reducer_fit_seconds": round(self.reducer.fit_seconds, 3)}
+        if isinstance(self.reducer, PCAReducer):
+            ratio = self.reducer.explained_variance_ratio_
+            cum = np.cumsum(ratio)
+            buf = io.StringIO()
+            w = csv.writer(buf, lineterminator="\n")
+            w.writerow(["component", "explained_variance_ratio", "cumulative"])
+            for i, (r, c) in enumerate(zip(ratio, cum), start=1):
+                w.writerow([i, f"{r:.6g}", f"{c:.6g}"])
+            write_text(Path(run_dir) / "pca_variance.csv", buf.getvalue())
+            from ..analysis.figures import save_variance_plot
+
+            save_variance_plot(cum, self.reducer.dim, Path(run_dir) / "pca_variance.png")
+            facts["explained_variance"] = round(self.reducer.explained_variance, 6)
+        return facts

@@ -1,0 +1,187 @@
+"""The direction tagger: the AE's encoder (same module, same latent) + a readout predicting the body direction.
+
+The readout predicts a unit vector (cos, sin); the loss is ``1 - cos(angle error)``, zero for a perfect prediction
+and blind to whole turns (adding 360 degrees changes nothing). ``kind="linear"`` regresses a standardised scalar
+(e.g. distance from the arena centre) with MSE instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import RunConfig, TaggerConfig, load_config
+from ..data.loading import Conditions
+from ..errors import AelensError
+from ..nets import AngleReadout, Encoder, Geometry
+from ..storage import read_manifest
+from .base import Objective
+
+log = logging.getLogger("aelens")
+
+
+def tagger_targets(tcfg: TaggerConfig, conditions: Conditions) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Training targets from the conditions: (values, valid rows, notes for the user).
+
+    kind ``angle``: values (n, 2) = (cos, sin) of the target angle, from an angle column in degrees (wrapped into
+    [0, 360)) or from ``target_vector`` columns (X, Y) or (X1, Y1, X2, Y2: direction from point 2 to point 1).
+    kind ``linear``: values (n, 1), the column itself. Rows with a missing (non-finite) target are not valid.
+    """
+    notes = []
+    if tcfg.target_vector:
+        cols = [conditions.column(c) for c in tcfg.target_vector]
+        if len(cols) == 2:
+            dx, dy = cols
+        else:
+            dx, dy = cols[0] - cols[2], cols[1] - cols[3]
+        degrees = np.degrees(np.arctan2(dy, dx))
+        valid = np.isfinite(degrees) & ((dx != 0) | (dy != 0))
+        name = ",".join(tcfg.target_vector)
+    else:
+        name = tcfg.target
+        degrees = conditions.column(name).astype(np.float64)
+        valid = np.isfinite(degrees)
+    if not valid.any():
+        raise AelensError(f"{conditions.source}: target {name!r} has no finite values")
+    if (~valid).any():
+        notes.append(f"target {name!r}: dropped {int((~valid).sum())} of {len(valid)} rows with a missing value")
+    if tcfg.kind == "linear":
+        return np.where(valid, degrees, 0.0)[:, None].astype(np.float32), valid, notes
+    outside = valid & ((degrees < 0) | (degrees >= 360))
+    if outside.any() and not tcfg.target_vector:
+        notes.append(f"target {name!r}: wrapped {int(outside.sum())} angles outside [0, 360) into that range")
+    rad = np.radians(np.where(valid, np.mod(degrees, 360.0), 0.0))
+    return np.stack([np.cos(rad), np.sin(rad)], axis=1).astype(np.float32), valid, notes
+
+
+def angle_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean of 1 - cos(error) for unit vectors ``pred``, ``target`` (b, 2) = (cos, sin). Range [0, 2]."""
+    return (1.0 - (pred * target).sum(dim=1)).mean()
+
+
+def angle_error_deg(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Absolute angle between (b, 2) vectors, degrees in [0, 180]."""
+    cos = (pred * target).sum(1)
+    sin = pred[:, 0] * target[:, 1] - pred[:, 1] * target[:, 0]
+    return torch.rad2deg(torch.atan2(sin, cos).abs())
+
+
+def trainable_layers(unfreeze: str) -> tuple[str, ...]:
+    """Encoder layers trained for ``--unfreeze K|all`` (K counted from the top: 0 = none, 1 = fc1, 2 = fc1+conv3...)."""
+    layers = Encoder.LAYERS
+    if unfreeze == "all":
+        return layers
+    k = int(unfreeze)
+    if k > len(layers):
+        raise AelensError(
+            f"--unfreeze must be at most {len(layers)} (the encoder has {len(layers)} layers: {', '.join(layers)}) or all, got {k}"
+        )
+    return layers[:k]
+
+
+def rotate_batch(x: torch.Tensor, angle_rad: torch.Tensor) -> torch.Tensor:
+    """Rotate each frame counter-clockwise (y up) by ``angle_rad`` (b,) about its centre; corners fill with 0."""
+    c, s = torch.cos(angle_rad), torch.sin(angle_rad)
+    zero = torch.zeros_like(c)
+    theta = torch.stack([torch.stack([c, -s, zero], 1), torch.stack([s, c, zero], 1)], 1).to(x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class DirectionTagger(Objective):
+    kind = "tagger"
+    has_decoder = False
+
+    def __init__(self, cfg: RunConfig, geometry: Geometry):
+        super().__init__(cfg, geometry)
+        self.encoder = Encoder(geometry, cfg.model.latent_dim)
+        self.readout = AngleReadout(cfg.model.latent_dim, cfg.tagger.kind)
+        self.trainable = trainable_layers(cfg.tagger.unfreeze)
+        for name in Encoder.LAYERS:
+            getattr(self.encoder, name).requires_grad_(name in self.trainable)
+        # kind=linear: the scalar target is standardised with the training rows' mean and std (saved with the weights)
+        self.register_buffer("target_mean", torch.zeros(()))
+        self.register_buffer("target_std", torch.ones(()))
+
+    def train(self, mode: bool = True):
+        """Frozen layers keep their BatchNorm statistics: they stay in eval mode while the rest trains."""
+        super().train(mode)
+        for name in Encoder.LAYERS:
+            if name not in self.trainable:
+                getattr(self.encoder, name).eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.readout(self.encoder(x))
+
+    def _augment(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gen = self.noise_generator()
+        b = x.shape[0]
+        alpha = torch.rand(b, generator=gen, device=x.device) * (2 * math.pi)
+        flip = torch.rand(b, generator=gen, device=x.device) < 0.5
+        x = torch.where(flip.view(-1, 1, 1, 1), torch.flip(x, dims=[3]), x)
+        y = torch.stack([torch.where(flip, -y[:, 0], y[:, 0]), y[:, 1]], 1)  # mirror: theta -> 180 - theta
+        x = rotate_batch(x, alpha)
+        c, s = torch.cos(alpha), torch.sin(alpha)
+        y = torch.stack([c * y[:, 0] - s * y[:, 1], s * y[:, 0] + c * y[:, 1]], 1)  # theta -> theta + alpha
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else x, y
+
+    def loss(self, batch, stage):
+        x, y = batch["x"], batch["y"]
+        if self.cfg.tagger.kind == "linear":
+            pred = self(x).float()
+            target = y[:, 0]
+            return F.mse_loss(pred, target), {}
+        if stage == "train" and self.cfg.tagger.augment:
+            x, y = self._augment(x, y)
+        pred = self(x).float()
+        return angle_loss(pred, y), {"angle_mae_deg": angle_error_deg(pred.detach(), y).mean()}
+
+    def prepare(self, dataset, split, run_dir, resuming):
+        conditions = dataset.require_conditions("the direction tagger")
+        values, valid, notes = tagger_targets(self.cfg.tagger, conditions)
+        for note in notes:
+            log.warning(note)
+        split = {part: idx[valid[idx]] for part, idx in split.items()}
+        if len(split["train"]) == 0 or len(split["val"]) == 0:
+            raise AelensError(f"{conditions.source}: too few rows with a valid target for training and validation")
+        if self.cfg.tagger.kind == "linear":
+            train_vals = values[split["train"], 0]
+            mean, std = float(train_vals.mean()), float(train_vals.std()) or 1.0
+            self.target_mean.fill_(mean)
+            self.target_std.fill_(std)
+            values = (values - mean) / std
+        if self.cfg.tagger.init_from and not resuming:
+            self.init_from(self.cfg.tagger.init_from)
+        self.attach_data(dataset, split, values)
+
+    def init_from(self, ae_dir: str | Path) -> None:
+        """Copy the encoder weights of an AE run (same latent dim and image shape)."""
+        from ..runs import load_into, load_state_dict, weights_file
+
+        ae_dir = Path(ae_dir)
+        manifest = read_manifest(ae_dir)
+        if manifest.get("kind") != "ae":
+            raise AelensError(f"--init-from {ae_dir}: a {manifest.get('kind')} run, not an AE run")
+        ae_cfg = load_config(ae_dir / "config.yaml")
+        if ae_cfg.model.latent_dim != self.cfg.model.latent_dim:
+            raise AelensError(
+                f"--init-from {ae_dir}: the AE's latent dim is {ae_cfg.model.latent_dim}, the tagger's {self.cfg.model.latent_dim} (set --latent-dim)"
+            )
+        g = self.geometry
+        if list(manifest.get("image_shape", [])) != [g.channels, g.height, g.width]:
+            raise AelensError(
+                f"--init-from {ae_dir}: the AE was trained on {manifest.get('image_shape')} images, these are {[g.channels, g.height, g.width]}"
+            )
+        path = weights_file(ae_dir)
+        state = load_state_dict(path)
+        enc = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
+        load_into(self.encoder, enc, path)
+
+    def describe(self):
+        return {"trainable_layers": list(self.trainable), "frozen_layers": [n for n in Encoder.LAYERS if n not in self.trainable]}

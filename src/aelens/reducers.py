@@ -1,0 +1,282 @@
+"""Dimensionality reduction behind one interface: ``fit(train) -> self``, ``transform(x)``, ``save(dir)``, ``load(dir)``.
+
+Inputs are flattened frames ``(n, c*h*w)`` float32 in [0, 1]. Registered reducers: ``pca`` (scikit-learn, saved as
+plain arrays), ``umap`` (umap-learn; can only be saved by pickling, so the file's SHA-256 is recorded in the run
+manifest and checked before it is loaded), ``randproj`` (Gaussian random projection) and ``ica`` (FastICA), both
+saved as plain arrays. Embeddings are standardised with the training embedding's mean and std before the decoder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from .errors import AelensError
+from .storage import load_tensors, save_tensors, sha256_file, write_text
+
+log = logging.getLogger("aelens")
+
+ARRAYS = "reducer.safetensors"
+INFO = "reducer.json"
+UMAP_FILE = "umap.joblib"
+
+
+class Reducer:
+    """Base class: subclasses implement ``_fit``, ``_transform`` and the array (de)serialisation."""
+
+    name: ClassVar[str] = ""
+    max_dim_is_pixels: ClassVar[bool] = True  # dim must be < number of pixels
+
+    def __init__(self, dim: int, seed: int = 0, **options):
+        self.dim = int(dim)
+        self.seed = int(seed)
+        self.options = options
+        self.mean_: np.ndarray | None = None  # standardisation of the embedding (dim,)
+        self.std_: np.ndarray | None = None
+        self.fit_seconds = 0.0
+
+    # subclasses -----------------------------------------------------------------------------------------
+    def _fit(self, x: np.ndarray) -> np.ndarray:
+        """Fit on ``x`` and return its (unstandardised) embedding."""
+        raise NotImplementedError
+
+    def _transform(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def _restore(self, arrays: dict[str, np.ndarray], folder: Path, manifest: dict | None, prefix: str) -> None:
+        pass
+
+    def check(self, n_train: int, n_pixels: int) -> None:
+        if self.dim < 1:
+            raise AelensError(f"--dim must be at least 1, got {self.dim}")
+        if self.max_dim_is_pixels and self.dim >= n_pixels:
+            raise AelensError(f"--dim {self.dim} must be below the number of pixels per frame ({n_pixels})")
+
+    # public ---------------------------------------------------------------------------------------------
+    def fit(self, x: np.ndarray) -> "Reducer":
+        """Fit on training frames ``x`` (n, p) float32 and set the standardisation from their embedding."""
+        self.check(x.shape[0], x.shape[1])
+        t0 = time.perf_counter()
+        emb = np.asarray(self._fit(np.ascontiguousarray(x, dtype=np.float32)), dtype=np.float64)
+        self.fit_seconds = time.perf_counter() - t0
+        self.mean_ = emb.mean(axis=0)
+        self.std_ = np.where(emb.std(axis=0) > 1e-12, emb.std(axis=0), 1.0)
+        self._fit_embedding = ((emb - self.mean_) / self.std_).astype(np.float32)
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """(n, p) frames -> (n, dim) standardised embedding, float32."""
+        emb = np.asarray(self._transform(np.ascontiguousarray(x, dtype=np.float32)), dtype=np.float64)
+        return ((emb - self.mean_) / self.std_).astype(np.float32)
+
+    def save(self, folder: str | Path) -> list[str]:
+        """Write the fitted reducer into ``folder``; returns the file names written."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays = {"emb_mean": self.mean_, "emb_std": self.std_, **self._arrays()}
+        save_tensors(folder / ARRAYS, {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()})
+        info = {"name": self.name, "dim": self.dim, "seed": self.seed, "options": self.options, "fit_seconds": self.fit_seconds}
+        write_text(folder / INFO, json.dumps(info, indent=2) + "\n")
+        return [ARRAYS, INFO]
+
+    @staticmethod
+    def load(folder: str | Path, manifest: dict | None = None, prefix: str = "reducer/") -> "Reducer":
+        """Load a reducer saved by :meth:`save`. ``manifest`` (the run's) carries SHA-256 hashes of pickled files."""
+        folder = Path(folder)
+        if not (folder / INFO).is_file():
+            raise AelensError(f"{folder}: no fitted reducer here ({INFO} missing); is this a decoder run?")
+        info = json.loads((folder / INFO).read_text())
+        cls = REDUCERS.get(info.get("name"))
+        if cls is None:
+            raise AelensError(f"{folder / INFO}: unknown reducer {info.get('name')!r}")
+        red = cls(info["dim"], info.get("seed", 0), **info.get("options", {}))
+        tensors, _ = load_tensors(folder / ARRAYS)
+        arrays = {k: v.numpy() for k, v in tensors.items()}
+        red.mean_, red.std_ = arrays.pop("emb_mean"), arrays.pop("emb_std")
+        red.fit_seconds = info.get("fit_seconds", 0.0)
+        red._restore(arrays, folder, manifest, prefix)
+        return red
+
+
+class PCAReducer(Reducer):
+    """Principal components (scikit-learn). Keeps the explained-variance spectrum up to 256 components."""
+
+    name = "pca"
+    spectrum = 256
+
+    def check(self, n_train, n_pixels):
+        super().check(n_train, n_pixels)
+        if self.dim > n_train:
+            raise AelensError(f"--dim {self.dim} for PCA must be at most the number of training images ({n_train})")
+
+    def _fit(self, x):
+        from sklearn.decomposition import PCA
+
+        k = min(self.spectrum, x.shape[0], x.shape[1])
+        solver = "covariance_eigh" if x.shape[0] >= x.shape[1] else "full"
+        try:
+            pca = PCA(n_components=k, svd_solver=solver, random_state=self.seed)
+        except TypeError:  # scikit-learn < 1.5 has no covariance_eigh
+            pca = PCA(n_components=k, svd_solver="full")
+        pca.fit(x)
+        self.components_ = pca.components_[: self.dim].astype(np.float32)
+        self.center_ = pca.mean_.astype(np.float32)
+        self.explained_variance_ratio_ = pca.explained_variance_ratio_.astype(np.float64)
+        return (x - self.center_) @ self.components_.T
+
+    def _transform(self, x):
+        return (x - self.center_) @ self.components_.T
+
+    def inverse(self, emb_std: np.ndarray) -> np.ndarray:
+        """Standardised embedding -> frames (n, p): the PCA reconstruction (used as a baseline)."""
+        emb = emb_std * self.std_ + self.mean_
+        return (emb @ self.components_ + self.center_).astype(np.float32)
+
+    def _arrays(self):
+        return {"components": self.components_, "center": self.center_, "explained_variance_ratio": self.explained_variance_ratio_}
+
+    def _restore(self, arrays, folder, manifest, prefix):
+        self.components_ = arrays["components"]
+        self.center_ = arrays["center"]
+        self.explained_variance_ratio_ = arrays["explained_variance_ratio"]
+
+    @property
+    def explained_variance(self) -> float:
+        """Fraction of the training variance captured by the kept ``dim`` components."""
+        return float(self.explained_variance_ratio_[: self.dim].sum())
+
+
+class RandomProjectionReducer(Reducer):
+    """A Gaussian random projection of the centred frames (Johnson-Lindenstrauss): a baseline with no fitting."""
+
+    name = "randproj"
+
+    def _fit(self, x):
+        rng = np.random.default_rng(self.seed)
+        self.matrix_ = (rng.normal(size=(x.shape[1], self.dim)) / np.sqrt(self.dim)).astype(np.float32)
+        self.center_ = x.mean(axis=0).astype(np.float32)
+        return self._transform(x)
+
+    def _transform(self, x):
+        return (x - self.center_) @ self.matrix_
+
+    def _arrays(self):
+        return {"matrix": self.matrix_, "center": self.center_}
+
+    def _restore(self, arrays, folder, manifest, prefix):
+        self.matrix_, self.center_ = arrays["matrix"], arrays["center"]
+
+
+class ICAReducer(Reducer):
+    """Independent components (scikit-learn FastICA, whitened by PCA)."""
+
+    name = "ica"
+
+    def _fit(self, x):
+        from sklearn.decomposition import FastICA
+
+        ica = FastICA(n_components=self.dim, random_state=self.seed, whiten="unit-variance", max_iter=400)
+        ica.fit(x)
+        self.unmixing_ = ica.components_.astype(np.float32)
+        self.center_ = ica.mean_.astype(np.float32)
+        return self._transform(x)
+
+    def _transform(self, x):
+        return (x - self.center_) @ self.unmixing_.T
+
+    def _arrays(self):
+        return {"unmixing": self.unmixing_, "center": self.center_}
+
+    def _restore(self, arrays, folder, manifest, prefix):
+        self.unmixing_, self.center_ = arrays["unmixing"], arrays["center"]
+
+
+class UMAPReducer(Reducer):
+    """UMAP (umap-learn) fitted on at most ``fit_max`` training frames; the rest are placed with ``transform``.
+
+    umap-learn models can only be saved by pickling: :meth:`save` writes ``umap.joblib`` and the run records its
+    SHA-256; :meth:`load` refuses a file whose hash differs. Only load runs you trust.
+    """
+
+    name = "umap"
+
+    def _model(self):
+        import umap
+
+        o = self.options
+        n_jobs = int(o.get("n_jobs", -1))
+        return umap.UMAP(
+            n_components=self.dim,
+            n_neighbors=int(o.get("n_neighbors", 15)),
+            min_dist=float(o.get("min_dist", 0.1)),
+            n_epochs=o.get("n_epochs"),
+            low_memory=bool(o.get("low_memory", True)),
+            n_jobs=n_jobs,
+            random_state=self.seed if n_jobs == 1 else None,  # a seed forces umap-learn onto one thread
+            verbose=bool(o.get("verbose", False)),
+            transform_seed=self.seed,
+        )
+
+    def _fit(self, x):
+        fit_max = int(self.options.get("fit_max", 20000))
+        if x.shape[0] > fit_max:
+            rng = np.random.default_rng(self.seed)
+            sub = np.sort(rng.choice(x.shape[0], size=fit_max, replace=False))
+            log.info("UMAP: fitting on a subsample of %d of %d training frames (--umap-fit-max)", fit_max, x.shape[0])
+        else:
+            sub = np.arange(x.shape[0])
+        self.fit_subset_ = sub
+        self.model_ = self._model()
+        emb = np.empty((x.shape[0], self.dim), dtype=np.float32)
+        emb[sub] = self.model_.fit_transform(x[sub])
+        rest = np.setdiff1d(np.arange(x.shape[0]), sub)
+        if len(rest):
+            emb[rest] = self.model_.transform(x[rest])
+        return emb
+
+    def _transform(self, x):
+        return self.model_.transform(x)
+
+    def save(self, folder):
+        import joblib
+
+        names = super().save(folder)
+        joblib.dump(self.model_, Path(folder) / UMAP_FILE)
+        return names + [UMAP_FILE]
+
+    def _restore(self, arrays, folder, manifest, prefix):
+        import joblib
+
+        path = Path(folder) / UMAP_FILE
+        key = prefix + UMAP_FILE
+        expected = (manifest or {}).get("files", {}).get(key)
+        if not path.is_file():
+            raise AelensError(f"{path}: UMAP model file missing")
+        if expected is None:
+            raise AelensError(f"{path}: no SHA-256 recorded in the run manifest; refusing to unpickle it")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise AelensError(
+                f"{path}: SHA-256 {actual[:12]}... does not match the manifest's {expected[:12]}...; refusing to unpickle a modified file"
+            )
+        self.model_ = joblib.load(path)  # safe: this exact file was written by aelens (hash checked above)
+
+
+REDUCERS: dict[str, type[Reducer]] = {
+    r.name: r for r in (PCAReducer, UMAPReducer, RandomProjectionReducer, ICAReducer)
+}
+
+
+def make_reducer(method: str, dim: int, seed: int = 0, **options) -> Reducer:
+    if method not in REDUCERS:
+        raise AelensError(f"--embedding: unknown method {method!r}; expected one of {', '.join(REDUCERS)}")
+    return REDUCERS[method](dim, seed, **options)

@@ -1,0 +1,333 @@
+"""Every write to disk goes through here: atomic files, safetensors weights, JSON/YAML, run directories, manifests.
+
+Nothing here unpickles anything. Checkpoints are safetensors files whose header metadata carries the non-tensor part
+of the training state as JSON (see :func:`save_tree` / :func:`load_tree`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import yaml
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as _st_save
+
+from .errors import AelensError
+
+MANIFEST = "manifest.json"
+TREE_FORMAT = "aelens-tree-1"
+
+
+# --------------------------------------------------------------------------------------------- atomic writes
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``.
+
+    A crash or kill before the rename leaves the previous ``path`` untouched (and at most a stray ``.tmp`` file).
+    Example: ``with atomic_path("a.png") as tmp: fig.savefig(tmp, format="png")``
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, json.dumps(_jsonable(obj), indent=2, allow_nan=True) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise AelensError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AelensError(f"{path}: not valid JSON ({exc})") from None
+
+
+def write_yaml(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, yaml.safe_dump(_jsonable(obj), sort_keys=False))
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise AelensError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise AelensError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.asarray(array), allow_pickle=False)
+
+
+def load_npy(path: str | os.PathLike, mmap_mode: str | None = None) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except FileNotFoundError:
+        raise AelensError(f"{path}: file not found") from None
+    except ValueError as exc:
+        raise AelensError(f"{path}: cannot read as a NumPy array ({exc})") from None
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain Python types for JSON/YAML: NumPy scalars and arrays, tuples and Paths converted."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, torch.Tensor):
+        return _jsonable(obj.detach().cpu().tolist())
+    return obj
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------- tensors
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None):
+    """Write a dict of tensors as one safetensors file, atomically."""
+    flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    write_bytes(path, _st_save(flat, metadata=metadata))
+
+
+def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file: (tensors, header metadata). A missing, truncated or corrupted file is an AelensError."""
+    path = Path(path)
+    if not path.is_file():
+        raise AelensError(f"{path}: checkpoint file not found")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise AelensError(f"{path}: corrupted or truncated safetensors file ({exc})") from None
+    return tensors, meta
+
+
+# --------------------------------------------------------------------------------------------- nested state trees
+
+
+def tree_to_safetensors(tree: Any) -> tuple[dict[str, torch.Tensor], str]:
+    """Split a nested state (dicts, lists, tuples, scalars, strings, tensors) into tensors and a JSON skeleton.
+
+    Tensors become ``{"__t__": name}``; dicts with non-string keys become ``{"__dict__": [[k, v], ...]}``; tuples
+    become ``{"__tuple__": [...]}``. Anything else (an arbitrary object) is refused: we never pickle.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+
+    def enc(obj: Any, where: str) -> Any:
+        if isinstance(obj, torch.Tensor):
+            name = f"t{len(tensors)}"
+            tensors[name] = obj
+            return {"__t__": name}
+        if isinstance(obj, np.ndarray):
+            return enc(torch.from_numpy(np.ascontiguousarray(obj)), where)
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
+            return obj
+        if isinstance(obj, float):
+            return {"__float__": repr(obj)} if not math.isfinite(obj) else obj
+        if isinstance(obj, dict):
+            if all(isinstance(k, str) and not k.startswith("__") for k in obj):
+                return {k: enc(v, f"{where}.{k}") for k, v in obj.items()}
+            return {"__dict__": [[enc(k, where), enc(v, f"{where}[{k!r}]")] for k, v in obj.items()]}
+        if isinstance(obj, list):
+            return [enc(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        if isinstance(obj, tuple):  # includes torch.Size
+            return {"__tuple__": [enc(v, f"{where}[{i}]") for i, v in enumerate(obj)]}
+        if isinstance(obj, Path):
+            return str(obj)
+        raise TypeError(f"cannot store {type(obj).__name__} at {where} in a safetensors checkpoint")
+
+    skeleton = enc(tree, "checkpoint")
+    return tensors, json.dumps(skeleton)
+
+
+def tree_from_safetensors(tensors: dict[str, torch.Tensor], skeleton: str) -> Any:
+    def dec(obj: Any) -> Any:
+        if isinstance(obj, list):
+            return [dec(v) for v in obj]
+        if isinstance(obj, dict):
+            if "__t__" in obj:
+                return tensors[obj["__t__"]]
+            if "__float__" in obj:
+                return float(obj["__float__"])
+            if "__tuple__" in obj:
+                return tuple(dec(v) for v in obj["__tuple__"])
+            if "__dict__" in obj:
+                return {_hashable(dec(k)): dec(v) for k, v in obj["__dict__"]}
+            return {k: dec(v) for k, v in obj.items()}
+        return obj
+
+    return dec(json.loads(skeleton))
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(key) if isinstance(key, list) else key
+
+
+def save_tree(path: str | os.PathLike, tree: Any) -> None:
+    """Save a nested training state (e.g. a Lightning checkpoint dict) as one safetensors file, atomically."""
+    tensors, skeleton = tree_to_safetensors(tree)
+    save_tensors(path, tensors, metadata={"format": TREE_FORMAT, "tree": skeleton})
+
+
+def load_tree(path: str | os.PathLike) -> Any:
+    tensors, meta = load_tensors(path)
+    if meta.get("format") != TREE_FORMAT or "tree" not in meta:
+        raise AelensError(f"{path}: not an aelens checkpoint (no '{TREE_FORMAT}' header)")
+    try:
+        return tree_from_safetensors(tensors, meta["tree"])
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise AelensError(f"{path}: corrupted checkpoint header ({exc})") from None
+
+
+# --------------------------------------------------------------------------------------------- run directories
+
+
+def default_run_dir(kind: str, root: str | os.PathLike = "runs") -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{kind}-{stamp}"
+    path, i = base, 1
+    while path.exists():
+        path = base.with_name(f"{base.name}-{i}")
+        i += 1
+    return path
+
+
+def create_run_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Create a fresh run directory. An existing non-empty one is an error unless ``overwrite`` is given, and even
+    then only a directory that holds an aelens manifest is removed (never a folder of the user's own files)."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if not overwrite:
+            raise AelensError(f"{path}: run directory already exists; choose another --out or pass --overwrite")
+        if not (path / MANIFEST).is_file():
+            raise AelensError(f"{path}: exists and is not an aelens run directory (no {MANIFEST}); refusing to overwrite")
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def versions() -> dict[str, str]:
+    import lightning
+    import sklearn
+
+    from . import __version__
+
+    return {
+        "aelens": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+def git_hash() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def write_manifest(run_dir: str | os.PathLike, kind: str, seed: int, extra: dict | None = None) -> dict:
+    manifest = {
+        "kind": kind,
+        "status": "running",
+        "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        "argv": sys.argv,
+        "seed": seed,
+        "versions": versions(),
+        "git": git_hash(),
+        "files": {},
+        **(extra or {}),
+    }
+    write_json(Path(run_dir) / MANIFEST, manifest)
+    return manifest
+
+
+def read_manifest(run_dir: str | os.PathLike) -> dict:
+    path = Path(run_dir) / MANIFEST
+    if not path.is_file():
+        raise AelensError(f"{run_dir}: not an aelens run directory (no {MANIFEST})")
+    return read_json(path)
+
+
+def update_manifest(run_dir: str | os.PathLike, **fields: Any) -> dict:
+    manifest = read_manifest(run_dir)
+    for key, value in fields.items():
+        if key == "files":
+            manifest.setdefault("files", {}).update(value)
+        else:
+            manifest[key] = value
+    write_json(Path(run_dir) / MANIFEST, manifest)
+    return manifest
+
+
+def record_file_hashes(run_dir: str | os.PathLike, relpaths: list[str]) -> dict:
+    run_dir = Path(run_dir)
+    return update_manifest(run_dir, files={p: sha256_file(run_dir / p) for p in relpaths if (run_dir / p).is_file()})

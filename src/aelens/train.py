@@ -1,0 +1,249 @@
+"""Training entry points: run directory, Trainer, callbacks; one function for every objective.
+
+Example::
+
+    cfg = aelens.RunConfig(kind="ae").with_overrides({"data.path": "data/arena", "train.epochs": 20})
+    run_dir = aelens.train(cfg)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from .analysis.snapshots import LatentSnapshots
+from .callbacks import EpochTimer, RunCheckpoints, RunCSVLogger, SafetensorsCheckpointIO, ValidationImages
+from .config import RunConfig, load_config
+from .data.batches import split_indices
+from .data.loading import Dataset, load_dataset_from_config
+from .errors import AelensError, TrainingInterrupted
+from .inference import resolve_precision, set_threads
+from .nets import Geometry
+from .objectives import OBJECTIVES
+from .storage import (
+    create_run_dir,
+    default_run_dir,
+    read_manifest,
+    record_file_hashes,
+    save_tensors,
+    update_manifest,
+    write_manifest,
+)
+
+log = logging.getLogger("aelens")
+RUN_DIR_ENV = "AELENS_RUN_DIR"  # how DDP worker processes (re-launched by Lightning) find rank 0's run directory
+SPLIT = "split.npz"
+
+
+def _is_worker() -> bool:
+    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
+
+
+def save_split(path: Path, split: dict[str, np.ndarray]) -> None:
+    from .storage import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **split)
+
+
+def load_split(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k].astype(np.int64) for k in ("train", "val", "test")}
+    except (OSError, KeyError, ValueError) as exc:
+        raise AelensError(f"{path}: cannot read the run's split ({exc})") from None
+
+
+def _accelerator(cfg: RunConfig) -> str:
+    acc = cfg.train.accelerator
+    if acc == "auto":
+        import torch
+
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    return acc
+
+
+def _devices(spec: str):
+    return spec if spec == "auto" else int(spec)
+
+
+def train(
+    cfg: RunConfig,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    resume: str | Path | None = None,
+    dataset: Dataset | None = None,
+) -> Path:
+    """Train the objective ``cfg.kind`` and return the run directory.
+
+    ``resume``: continue an existing run from ``checkpoints/last.safetensors`` with its optimiser and schedule state
+    (``cfg`` then only supplies a new ``train.epochs``, and may be None).
+    """
+    worker = _is_worker() and RUN_DIR_ENV in os.environ
+    resuming = resume is not None
+    if resuming:
+        run_dir = Path(resume)
+        manifest = read_manifest(run_dir)
+        saved = load_config(run_dir / "config.yaml")
+        epochs = cfg.train.epochs if cfg is not None else saved.train.epochs
+        cfg = saved.with_overrides({"train.epochs": epochs})
+        ckpt = run_dir / "checkpoints" / "last.safetensors"
+        if not ckpt.is_file():
+            raise AelensError(f"--resume {run_dir}: no checkpoints/last.safetensors to resume from")
+        if manifest.get("status") == "complete" and manifest.get("epochs", 0) >= cfg.train.epochs:
+            raise AelensError(f"--resume {run_dir}: the run already finished {manifest.get('epochs')} epochs; pass a larger --epochs")
+        if not worker:
+            cfg.save(run_dir / "config.yaml")
+    elif worker:
+        run_dir = Path(os.environ[RUN_DIR_ENV])
+        cfg = load_config(run_dir / "config.yaml")
+        ckpt = None
+    else:
+        ckpt = None
+        if dataset is None:
+            dataset = load_dataset_from_config(cfg.data)  # validate the data before creating anything
+        run_dir = create_run_dir(out if out is not None else default_run_dir(cfg.kind), overwrite)
+
+    if dataset is None:
+        dataset = load_dataset_from_config(cfg.data)
+    geometry = Geometry(*dataset.shape)
+    if resuming or worker:
+        manifest = read_manifest(run_dir)
+        if manifest.get("data", {}).get("fingerprint") not in (None, dataset.fingerprint):
+            raise AelensError(f"{cfg.data.path}: not the dataset this run was trained on (fingerprint differs)")
+        split = load_split(run_dir / SPLIT)
+    else:
+        split = split_indices(dataset.n, cfg.split.val_fraction, cfg.split.test_fraction, cfg.seed)
+        cfg.save(run_dir / "config.yaml")
+        save_split(run_dir / SPLIT, split)
+        write_manifest(
+            run_dir,
+            cfg.kind,
+            cfg.seed,
+            {
+                "image_shape": list(dataset.shape),
+                "data": {"path": str(dataset.source), "n": dataset.n, "fingerprint": dataset.fingerprint},
+                "split_sizes": {k: int(len(v)) for k, v in split.items()},
+            },
+        )
+        os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
+
+    set_threads(cfg.train.threads)
+    L.seed_everything(cfg.seed, workers=False, verbose=False)
+    objective = OBJECTIVES[cfg.kind](cfg, geometry)
+    objective.prepare(dataset, split, run_dir, resuming=resuming or worker)
+
+    accelerator = _accelerator(cfg)
+    precision = resolve_precision(cfg.train.precision, accelerator)
+    if cfg.train.precision == "auto" and precision == "fp32" and not worker:
+        log.info("precision: fp32 (this device has no fast bf16)")
+    if cfg.train.channels_last:
+        import torch
+
+        objective = objective.to(memory_format=torch.channels_last)
+
+    ckpts = RunCheckpoints(run_dir / "checkpoints", cfg.train.checkpoint_every)
+    timer = EpochTimer()
+    callbacks: list = [ckpts, timer, LearningRateMonitor(logging_interval="epoch")]
+    if objective.has_decoder:
+        callbacks.append(ValidationImages(run_dir / "images"))
+    snapshots = None
+    if cfg.snapshots.enabled and objective.has_encoder:
+        sn = cfg.snapshots
+        layers = tuple(layer for layer in sn.layers if layer == "fc1" or objective.has_decoder)
+        snapshots = LatentSnapshots(run_dir, layers, sn.per_epoch, sn.max_images, cfg.seed, precision == "bf16")
+        callbacks.append(snapshots)
+    if cfg.train.progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, cfg.train.log_every // 5)))
+    resume_step = None
+    if resuming:
+        from .storage import load_tree
+
+        resume_step = int(load_tree(ckpt).get("global_step", 0))
+    loggers = [
+        RunCSVLogger(run_dir / "metrics.csv", resume_step=resume_step),
+        TensorBoardLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False),
+    ]
+    trainer = L.Trainer(
+        max_epochs=cfg.train.epochs,
+        accelerator=accelerator,
+        devices=_devices(cfg.train.devices),
+        num_nodes=cfg.train.num_nodes,
+        strategy=cfg.train.strategy,
+        precision="bf16-mixed" if precision == "bf16" else "32-true",
+        callbacks=callbacks,
+        logger=loggers,
+        plugins=[SafetensorsCheckpointIO()],
+        enable_checkpointing=False,  # RunCheckpoints writes safetensors checkpoints itself
+        check_val_every_n_epoch=cfg.train.val_every,
+        log_every_n_steps=cfg.train.log_every,
+        use_distributed_sampler=False,  # IndexBatchSampler shards by rank itself
+        deterministic=cfg.train.deterministic,
+        num_sanity_val_steps=0,
+        enable_progress_bar=cfg.train.progress,
+        enable_model_summary=False,
+        default_root_dir=str(run_dir),
+    )
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        try:
+            trainer.fit(objective, ckpt_path=str(ckpt) if ckpt else None)
+        except SystemExit:
+            if trainer.interrupted and trainer.is_global_zero:
+                update_manifest(run_dir, status="interrupted")
+                raise TrainingInterrupted(run_dir, ckpts.saved_on_exception or ckpts.path("last")) from None
+            raise
+    seconds = time.perf_counter() - t0
+    if not trainer.is_global_zero:
+        return run_dir
+
+    save_tensors(run_dir / "model.safetensors", objective.state_dict())
+    previous = read_manifest(run_dir)
+    train_seconds = previous.get("train_seconds", 0.0) * resuming + seconds
+    epoch_seconds = previous.get("epoch_seconds", []) * resuming + [round(s, 3) for s in timer.epoch_seconds]
+    facts = {
+        "status": "complete",
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "train_seconds": round(train_seconds, 3),
+        "epoch_seconds": epoch_seconds,
+        "seconds_per_epoch": round(float(np.mean(epoch_seconds)), 4) if epoch_seconds else None,
+        "precision": precision,
+        "best_val_loss": ckpts.best_score if np.isfinite(ckpts.best_score) else None,
+        "best_epoch": ckpts.best_epoch,
+        "world_size": trainer.world_size,
+        **objective.describe(),
+        **objective.finish(run_dir),
+    }
+    if snapshots is not None:
+        snap = previous.get("snapshot_seconds", 0.0) * resuming + snapshots.seconds
+        facts["snapshot_seconds"] = round(snap, 3)
+        facts["snapshot_overhead"] = round(snap / max(train_seconds - snap, 1e-9), 4)
+    update_manifest(run_dir, **facts)
+    record_file_hashes(run_dir, ["model.safetensors", "config.yaml", SPLIT])
+    return run_dir
+
+
+def train_autoencoder(cfg: RunConfig, **kwargs) -> Path:
+    """Train the denoising AE (``cfg.kind`` is set to "ae")."""
+    return train(cfg.with_overrides({"kind": "ae"}), **kwargs)
+
+
+def train_decoder(cfg: RunConfig, **kwargs) -> Path:
+    """Train the AE decoder on a PCA/UMAP/... embedding (``cfg.embedding``)."""
+    return train(cfg.with_overrides({"kind": "decoder"}), **kwargs)
+
+
+def train_tagger(cfg: RunConfig, **kwargs) -> Path:
+    """Train the direction tagger (``cfg.tagger``)."""
+    return train(cfg.with_overrides({"kind": "tagger"}), **kwargs)

@@ -1,0 +1,142 @@
+"""Data layer: every bad input named in the foundation issue gets one precise, actionable error."""
+
+import numpy as np
+import pytest
+
+from aelens.data.loading import load_conditions, load_dataset
+from aelens.errors import AelensError
+from conftest import make_images, run_cli
+
+
+def write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+def imgs(n=4, h=32, w=32, dtype=np.uint8):
+    return (np.random.default_rng(0).uniform(0, 255, size=(n, h, w))).astype(dtype)
+
+
+def test_reads_npy_memory_mapped_and_scales_uint8(tmp_path):
+    path = make_images(tmp_path, "a.npy", imgs())
+    ds = load_dataset(path)
+    assert isinstance(ds.images, np.memmap)
+    assert ds.shape == (1, 32, 32) and ds.scale == 255.0
+    batch = ds.batch(np.array([0, 2]))
+    assert batch.dtype.is_floating_point and float(batch.max()) <= 1.0
+    np.testing.assert_array_equal((batch.numpy() * 255).round().astype(np.uint8)[:, 0], imgs()[[0, 2]])
+
+
+def test_float_images_left_as_is_unless_max_pixel_value(tmp_path):
+    arr = imgs(dtype=np.float32)
+    path = make_images(tmp_path, "f.npy", arr)
+    assert load_dataset(path).scale == 1.0
+    ds = load_dataset(path, max_pixel_value=255.0)
+    np.testing.assert_allclose(ds.batch(slice(0, 4)).numpy()[:, 0], arr / 255.0, rtol=1e-6)
+
+
+def test_multichannel_and_npz_keys(tmp_path):
+    arr = np.zeros((3, 2, 30, 30), dtype=np.uint8)
+    p = tmp_path / "m.npz"
+    np.savez(p, frames=arr, other=np.zeros(3))
+    assert load_dataset(p, key="frames").shape == (2, 30, 30)
+    np.savez(tmp_path / "one.npz", whatever=arr)
+    assert load_dataset(tmp_path / "one.npz").shape == (2, 30, 30)
+    np.savez(tmp_path / "named.npz", images=arr, extra=np.zeros(3))
+    assert load_dataset(tmp_path / "named.npz").n == 3
+
+
+@pytest.mark.parametrize(
+    "setup,message",
+    [
+        (lambda d: d / "missing.npy", r"missing\.npy: file not found"),
+        (lambda d: write(d / "x.png", b"x"), r"unsupported file type '\.png'"),
+        (lambda d: np.savez(d / "two.npz", a=imgs(), b=imgs()) or d / "two.npz",
+         r"holds several arrays \(a, b\); pass --key"),
+        (lambda d: np.save(d / "obj.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True) or d / "obj.npy",
+         r"object \(pickled\) array"),
+        (lambda d: make_images(d, "r1.npy", np.zeros(10, np.uint8)), r"must be N x H x W or N x C x H x W, got shape \(10,\)"),
+        (lambda d: make_images(d, "r5.npy", np.zeros((2, 1, 1, 30, 30), np.uint8)), r"got shape \(2, 1, 1, 30, 30\)"),
+        (lambda d: make_images(d, "one.npy", imgs(n=1)), r"need at least 2 images, got 1"),
+        (lambda d: make_images(d, "small.npy", imgs(h=20, w=40)), r"at least 24 x 24 pixels, got 20 x 40"),
+        (lambda d: make_images(d, "nan.npy", np.where(np.arange(4 * 32 * 32).reshape(4, 32, 32) == 3000, np.nan, 0.5)),
+         r"NaN or infinite pixels \(first in image 2\)"),
+        (lambda d: make_images(d, "str.npy", np.array([["a"] * 30] * 30 * 3).reshape(3, 30, 30)), r"dtype <U1; expected uint8 or float"),
+        (lambda d: make_images(d, "nhwc.npy", np.zeros((4, 30, 30, 3), np.uint8)), r"look channels-last"),
+    ],
+    ids=["missing", "extension", "npz-several", "pickled", "rank1", "rank5", "one-image", "too-small", "nan", "strings", "nhwc"],
+)
+def test_bad_images(tmp_path, setup, message):
+    path = setup(tmp_path)
+    with pytest.raises(AelensError, match=message) as err:
+        load_dataset(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_metadata_csv_and_npy_with_names(tmp_path):
+    (tmp_path / "m.csv").write_text("a,body_angle_deg\n1,10\n2,\n3,30\n4,40\n")
+    c = load_conditions(tmp_path / "m.csv", 4)
+    assert c.names == ["a", "body_angle_deg"] and np.isnan(c.values[1, 1])
+    assert c.is_angle("body_angle_deg") and not c.is_angle("a")
+    np.save(tmp_path / "m.npy", np.arange(12.0).reshape(4, 3))
+    c = load_conditions(tmp_path / "m.npy", 4, names={2: "dist_from_center", 0: "heading"}, angle_columns=("heading",))
+    assert c.names == ["heading", "dist_from_center"]
+    np.testing.assert_array_equal(c.column("dist_from_center"), [2, 5, 8, 11])
+    assert c.is_angle("heading")
+
+
+@pytest.mark.parametrize(
+    "content,kwargs,message",
+    [
+        ("a,b\n1,2\n3,4\n", {}, r"2 metadata rows but 4 images"),
+        ("a,b\n1,2\n3,x\n5,6\n7,8\n", {}, r"column 'b' row 3: 'x' is not a number"),
+        ("a,b\n1,2\n3,4\n5,6\n7,8\n", {"angle_columns": ("heading",)}, r"'heading' is not a column of .*m\.csv \(available: a, b\)"),
+        ("a,b\n1,2\n3,4\n5,6\n7,8\n", {"names": {5: "speed"}}, r"conditions: column 5 \('speed'\) is not in .*which has 2 columns"),
+    ],
+    ids=["row-count", "non-numeric", "angle-column-absent", "named-column-absent"],
+)
+def test_bad_metadata(tmp_path, content, kwargs, message):
+    (tmp_path / "m.csv").write_text(content)
+    with pytest.raises(AelensError, match=message):
+        load_conditions(tmp_path / "m.csv", 4, **kwargs)
+
+
+def test_unknown_condition_lists_available(tiny_data):
+    ds = load_dataset(tiny_data)
+    with pytest.raises(AelensError, match=r"no condition column 'heading'; available: frame, x, y, body_angle_deg"):
+        ds.conditions.column("heading")
+
+
+def test_data_directory_with_clean_frames(tiny_data):
+    ds = load_dataset(tiny_data)
+    assert ds.n == 160 and ds.clean is not None and ds.conditions is not None
+    assert ds.batch(np.arange(3), clean=True).shape == (3, 1, 32, 32)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--val-fraction", "1.5"], "--val-fraction must be in (0, 1), got 1.5"),
+        (["--val-fraction", "0"], "--val-fraction must be in (0, 1), got 0.0"),
+        (["--noise", "speckle:0.1"], "--noise: unknown noise 'speckle:0.1'"),
+        (["--noise", "gaussian:abc"], "--noise: 'gaussian:abc' needs a number"),
+        (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+        (["--lr-schedule", "linear"], "--lr-schedule must be cosine, none or step:EPOCHS:GAMMA"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(tiny_data, tmp_path, capsys, args, message):
+    code, out, err = run_cli(["train", "ae", "--data", tiny_data, "--out", tmp_path / "r", *args], capsys)
+    assert code == 2
+    assert err.strip() == f"aelens: error: {message}" or err.strip().startswith(f"aelens: error: {message}")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_data_file_exits_2(tmp_path, capsys):
+    code, _, err = run_cli(["train", "ae", "--data", tmp_path / "nope.npz"], capsys)
+    assert code == 2 and err.strip() == f"aelens: error: {tmp_path / 'nope.npz'}: file not found"
+
+
+def test_debug_shows_traceback(tmp_path, capsys):
+    code, _, err = run_cli(["--debug", "train", "ae", "--data", tmp_path / "nope.npz"], capsys)
+    assert code == 2 and "Traceback" in err

