@@ -92,12 +92,17 @@ class RunCheckpoints(L.Callback):
 
 
 class EpochTimer(L.Callback):
-    """Wall time of each training epoch (validation excluded) and of the whole fit."""
+    """Wall time of each training epoch (its validation and snapshots included), of the whole fit, and of the
+    optimiser steps alone (``images_per_s``, the first ``warmup`` steps of the fit left out)."""
 
-    def __init__(self):
+    def __init__(self, warmup: int = 3):
         self.epoch_seconds: list[float] = []
         self.fit_seconds = 0.0
-        self._t_epoch = self._t_fit = 0.0
+        self.step_seconds = 0.0
+        self.step_images = 0
+        self.warmup = warmup
+        self._steps = 0
+        self._t_epoch = self._t_fit = self._t_step = 0.0
 
     def on_fit_start(self, trainer, pl_module):
         self._t_fit = time.perf_counter()
@@ -110,6 +115,20 @@ class EpochTimer(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module):
         self.epoch_seconds.append(time.perf_counter() - self._t_epoch)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._t_step = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._steps += 1
+        if self._steps > self.warmup:
+            self.step_seconds += time.perf_counter() - self._t_step
+            self.step_images += len(batch["idx"])
+
+    @property
+    def images_per_s(self) -> float:
+        """Training images per second per process, over the timed steps (0 when too few steps were timed)."""
+        return self.step_images / self.step_seconds if self.step_seconds > 0 else 0.0
 
 
 class ValidationImages(L.Callback):

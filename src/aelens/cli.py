@@ -245,6 +245,26 @@ def test(
     echo(f"results: {Path(out) if out else Path(run_dir) / 'test'}/results.json")
 
 
+# --------------------------------------------------------------------------------------------- bench
+
+
+@app.command("bench")
+def bench(
+    out: Path = typer.Option(Path("."), "--out", help="Folder for bench.json."),
+    quick: bool = typer.Option(False, "--quick", help="About a minute: fewer steps, smaller datasets."),
+):
+    """Measure speed beside the reference implementation's way of training, in one run; print ratios."""
+    from .bench import run_bench
+
+    res = run_bench(out, quick=quick, echo=echo)
+    echo("")
+    echo(f"{'figure':38s} {'aelens':>12s} {'reference':>12s} {'ratio':>7s}")
+    for key, value in res.items():
+        if isinstance(value, dict) and "ratio" in value and "aelens" in value:
+            echo(f"{key:38s} {value['aelens']:>12.5g} {value['reference']:>12.5g} {value['ratio']:>6.2f}x")
+    echo(f"bench.json: {Path(out) / 'bench.json'}")
+
+
 # --------------------------------------------------------------------------------------------- entry point
 
 

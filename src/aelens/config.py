@@ -43,6 +43,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 150  # the reference's length; `aelens demo` uses far fewer
+    max_steps: int = -1  # stop after this many optimiser steps (-1: all epochs); for benchmarks and quick checks
     batch_size: int = 64  # per device; with DDP the global batch is batch_size x devices x nodes
     lr: float = 1e-3  # Adam's usual default; not scaled with the number of devices (see README)
     lr_schedule: str = "cosine"  # cosine to lr/100 over the run; "step:15:0.1" is the reference's StepLR(15)

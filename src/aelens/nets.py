@@ -107,6 +107,16 @@ class Decoder(nn.Module):
         self.deconv3 = _deconv_block(WIDTH[1], WIDTH[0], 3)
         self.deconv4 = _deconv_block(WIDTH[0], WIDTH[0], 2, 2, geometry.output_padding(4))
         self.out = nn.ConvTranspose2d(WIDTH[0], geometry.channels, 3)
+        # Start from "predict the mean frame": zero output weights, bias = mean pixel (see set_output_mean). With
+        # PyTorch's default init the first output is ~100x too large and the first epochs are spent shrinking it;
+        # on 5,000 synthetic frames this halves the validation MSE after 8 epochs (README, performance).
+        nn.init.zeros_(self.out.weight)
+        nn.init.constant_(self.out.bias, 0.5)
+
+    @torch.no_grad()
+    def set_output_mean(self, mean: torch.Tensor) -> None:
+        """Set the output bias to the per-channel mean pixel of the training frames, shape (channels,)."""
+        self.out.bias.copy_(torch.as_tensor(mean, dtype=self.out.bias.dtype).reshape(-1))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.unflatten(self.fc2(z))

@@ -174,6 +174,7 @@ def train(
     ]
     trainer = L.Trainer(
         max_epochs=cfg.train.epochs,
+        max_steps=cfg.train.max_steps,
         accelerator=accelerator,
         devices=_devices(cfg.train.devices),
         num_nodes=cfg.train.num_nodes,
@@ -218,6 +219,7 @@ def train(
         "train_seconds": round(train_seconds, 3),
         "epoch_seconds": epoch_seconds,
         "seconds_per_epoch": round(float(np.mean(epoch_seconds)), 4) if epoch_seconds else None,
+        "train_images_per_s": round(timer.images_per_s, 2),
         "precision": precision,
         "best_val_loss": ckpts.best_score if np.isfinite(ckpts.best_score) else None,
         "best_epoch": ckpts.best_epoch,

@@ -44,6 +44,11 @@ class Objective(L.LightningModule):
         the data. ``resuming``: restore those from ``run_dir`` instead of fitting them again."""
         self.attach_data(dataset, split)
 
+    def init_output_mean(self) -> None:
+        """Start the decoder at the mean training frame (per channel), from up to 4,096 training frames."""
+        idx = self.split["train"][:: max(1, len(self.split["train"]) // 4096)]
+        self.decoder.set_output_mean(self.dataset.batch(idx).mean(dim=(0, 2, 3)))
+
     def finish(self, run_dir: Path) -> dict[str, Any]:
         """After training (rank 0): write objective-specific files; return facts for the manifest."""
         return {}

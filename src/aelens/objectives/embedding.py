@@ -89,6 +89,8 @@ class EmbeddingDecoder(Objective):
             record_file_hashes(run_dir, [f"{REDUCER_DIR}/{n}" for n in names + ["embeddings.npy", "fit_indices.npy"]])
             self.reducer = reducer
         self.attach_data(dataset, split, emb)
+        if not resuming:
+            self.init_output_mean()
 
     def finish(self, run_dir):
         facts = {"reducer": self.reducer.name, "reducer_fit_seconds": round(self.reducer.fit_seconds, 3)}

@@ -22,6 +22,11 @@ class Reconstruction(Objective):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
 
+    def prepare(self, dataset, split, run_dir, resuming):
+        super().prepare(dataset, split, run_dir, resuming)
+        if not resuming:
+            self.init_output_mean()
+
     def loss(self, batch, stage):
         x = batch["x"]
         inp = corrupt(x, self.cfg.noise, self.noise_generator()) if stage == "train" else x

@@ -1,0 +1,234 @@
+"""Numbers beside the pictures: pure functions on arrays, each with an explicit ``random_state``.
+
+- decoding: how well a condition can be read out of a latent (cross-validated ridge and k-nearest-neighbours);
+  angles are decoded as (cos, sin) and scored as mean absolute angular error in degrees, other conditions as R^2;
+  every score comes with the same pipeline's score on shuffled targets (chance).
+- representation similarity: linear CKA (and the debiased estimator), mutual k-NN overlap, orthogonal Procrustes
+  distance, with bootstrap intervals and permutation baselines.
+- geometry: Procrustes alignment of 2-D maps, circular correlation, trustworthiness.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# --------------------------------------------------------------------------------------------- decoding
+
+
+def _folds(n: int, k: int, rng: np.random.Generator) -> list[np.ndarray]:
+    return np.array_split(rng.permutation(n), k)
+
+
+def _cv_predict(x: np.ndarray, y: np.ndarray, method: str, folds: list[np.ndarray], n_neighbors: int) -> np.ndarray:
+    from sklearn.linear_model import RidgeCV
+    from sklearn.neighbors import KNeighborsRegressor
+
+    pred = np.empty_like(y)
+    for test in folds:
+        train = np.setdiff1d(np.arange(len(x)), test, assume_unique=True)
+        mu, sd = x[train].mean(0), x[train].std(0) + 1e-8
+        xtr, xte = (x[train] - mu) / sd, (x[test] - mu) / sd
+        if method == "ridge":
+            model = RidgeCV(alphas=np.logspace(-3, 3, 7))
+        elif method == "knn":
+            model = KNeighborsRegressor(n_neighbors=min(n_neighbors, len(train)))
+        else:
+            raise ValueError(f"unknown decoder {method!r}")
+        model.fit(xtr, y[train])
+        pred[test] = model.predict(xte)
+    return pred
+
+
+def _score(y: np.ndarray, pred: np.ndarray, is_angle: bool) -> float:
+    if is_angle:
+        a_true = np.arctan2(y[:, 1], y[:, 0])
+        a_pred = np.arctan2(pred[:, 1], pred[:, 0])
+        d = np.abs(np.mod(a_pred - a_true + np.pi, 2 * np.pi) - np.pi)
+        return float(np.degrees(d).mean())
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    return float(1 - ((y - pred) ** 2).sum() / ss_tot) if ss_tot > 0 else float("nan")
+
+
+def decoding_score(
+    latent: np.ndarray,
+    values: np.ndarray,
+    is_angle: bool,
+    method: str = "ridge",
+    folds: int = 5,
+    n_neighbors: int = 15,
+    max_points: int | None = 5000,
+    random_state: int = 0,
+) -> dict[str, float]:
+    """Cross-validated decoding of one condition from ``latent`` (n, d).
+
+    Returns ``{"metric", "score", "chance", "n"}``: for angles (degrees) ``metric="mae_deg"`` (lower is better;
+    chance ~90 for uniform angles), else ``metric="r2"`` (higher is better; chance ~0). ``chance`` is the same
+    pipeline on shuffled targets. Rows with a missing value are dropped; at most ``max_points`` rows are used.
+
+    Example: ``decoding_score(z, body_angle_deg, is_angle=True)["score"]`` -> 12.3 (degrees)
+    """
+    rng = np.random.default_rng(random_state)
+    latent = np.asarray(latent, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    keep = np.isfinite(values) & np.isfinite(latent).all(axis=1)
+    idx = np.nonzero(keep)[0]
+    if max_points is not None and len(idx) > max_points:
+        idx = np.sort(rng.choice(idx, max_points, replace=False))
+    x, v = latent[idx], values[idx]
+    y = np.stack([np.cos(np.radians(v)), np.sin(np.radians(v))], 1) if is_angle else v
+    if len(idx) < 2 * folds:
+        return {"metric": "mae_deg" if is_angle else "r2", "score": float("nan"), "chance": float("nan"), "n": int(len(idx))}
+    f = _folds(len(idx), folds, rng)
+    score = _score(y, _cv_predict(x, y, method, f, n_neighbors), is_angle)
+    y_shuf = y[rng.permutation(len(y))]
+    chance = _score(y_shuf, _cv_predict(x, y_shuf, method, f, n_neighbors), is_angle)
+    return {"metric": "mae_deg" if is_angle else "r2", "score": score, "chance": chance, "n": int(len(idx))}
+
+
+# --------------------------------------------------------------------------------------------- similarity
+
+
+def _center(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x - x.mean(axis=0, keepdims=True)
+
+
+def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """Linear CKA (Kornblith et al. 2019) of representations (n, p) and (n, q), computed in feature space.
+    1 for identical representations; invariant to orthogonal transforms and isotropic scaling."""
+    x, y = _center(x), _center(y)
+    xy = np.linalg.norm(x.T @ y) ** 2
+    xx = np.linalg.norm(x.T @ x)
+    yy = np.linalg.norm(y.T @ y)
+    return float(xy / (xx * yy)) if xx > 0 and yy > 0 else float("nan")
+
+
+def _hsic_unbiased_linear(x: np.ndarray, y: np.ndarray) -> float:
+    """Unbiased HSIC (Song et al. 2012) with linear kernels, in O(n p q) without forming n x n matrices."""
+    n = x.shape[0]
+    kx = (x * x).sum(1)  # diagonal of K = x x^T
+    ly = (y * y).sum(1)
+    tr_kl = np.linalg.norm(x.T @ y) ** 2 - (kx * ly).sum()  # tr(K~ L~), zero-diagonal kernels
+    k1 = x @ x.sum(0) - kx  # K~ 1
+    l1 = y @ y.sum(0) - ly
+    return float((tr_kl + k1.sum() * l1.sum() / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (k1 @ l1)) / (n * (n - 3)))
+
+
+def debiased_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """CKA from unbiased HSIC estimates (less biased upwards at small n / high dimension)."""
+    x, y = _center(x), _center(y)
+    xy = _hsic_unbiased_linear(x, y)
+    xx = _hsic_unbiased_linear(x, x)
+    yy = _hsic_unbiased_linear(y, y)
+    return float(xy / math.sqrt(xx * yy)) if xx > 0 and yy > 0 else float("nan")
+
+
+def cka_with_intervals(x: np.ndarray, y: np.ndarray, n_boot: int = 200, n_perm: int = 200,
+                       random_state: int = 0) -> dict[str, float]:
+    """Linear and debiased CKA with a bootstrap 95% interval (resampling frames) and a permutation baseline
+    (frames of ``y`` shuffled: what unrelated representations of these marginals score)."""
+    rng = np.random.default_rng(random_state)
+    n = len(x)
+    out = {"linear_cka": linear_cka(x, y), "debiased_cka": debiased_cka(x, y)}
+    boot = [linear_cka(x[i], y[i]) for i in (rng.integers(0, n, n) for _ in range(n_boot))]
+    perm = [linear_cka(x, y[rng.permutation(n)]) for _ in range(n_perm)]
+    out.update({
+        "linear_cka_ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
+        "permutation_mean": float(np.mean(perm)),
+        "permutation_95": float(np.percentile(perm, 95)),
+        "p_value": float((1 + sum(p >= out["linear_cka"] for p in perm)) / (1 + n_perm)),
+    })
+    return out
+
+
+def knn_indices(x: np.ndarray, k: int, queries: np.ndarray | None = None, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours (Euclidean) of ``queries`` (default: ``x`` itself, self excluded) among ``x``.
+    Returns (indices (m, k) int64, distances (m, k) float32). Chunked matrix products: fast for n up to ~10^5."""
+    import torch
+
+    base = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    self_query = queries is None
+    q_all = base if self_query else torch.as_tensor(np.asarray(queries, dtype=np.float32))
+    base_sq = (base * base).sum(1)
+    kk = k + 1 if self_query else k
+    idx_out, dist_out = [], []
+    for start in range(0, len(q_all), chunk):
+        q = q_all[start : start + chunk]
+        d2 = (q * q).sum(1, keepdim=True) - 2 * q @ base.T + base_sq
+        if self_query:
+            d2[torch.arange(len(q)), torch.arange(start, start + len(q))] = float("inf")
+        vals, ids = torch.topk(d2, min(kk, base.shape[0]), dim=1, largest=False)
+        idx_out.append(ids[:, :k])
+        dist_out.append(vals[:, :k].clamp_min(0).sqrt())
+    return torch.cat(idx_out).numpy().astype(np.int64), torch.cat(dist_out).numpy()
+
+
+def mutual_knn_overlap(x: np.ndarray, y: np.ndarray, k: int = 10) -> float:
+    """Mean fraction of each frame's k nearest neighbours shared by representations x and y: 1 for identical
+    neighbourhoods, about k / (n - 1) for unrelated ones."""
+    a, _ = knn_indices(x, k)
+    b, _ = knn_indices(y, k)
+    shared = [len(np.intersect1d(ra, rb, assume_unique=True)) for ra, rb in zip(a, b)]
+    return float(np.mean(shared) / k)
+
+
+def procrustes_distance(x: np.ndarray, y: np.ndarray) -> float:
+    """Orthogonal Procrustes distance between centred, unit-Frobenius-norm representations (zero-padded to equal
+    width): sqrt(2 - 2 * nuclear_norm(x^T y)); 0 when y is a rotation/reflection/scaling of x, at most sqrt(2)."""
+    x, y = _center(x), _center(y)
+    d = max(x.shape[1], y.shape[1])
+    x = np.pad(x, ((0, 0), (0, d - x.shape[1])))
+    y = np.pad(y, ((0, 0), (0, d - y.shape[1])))
+    x /= np.linalg.norm(x)
+    y /= np.linalg.norm(y)
+    nuc = np.linalg.svd(x.T @ y, compute_uv=False).sum()
+    return float(math.sqrt(max(0.0, 2 - 2 * nuc)))
+
+
+# --------------------------------------------------------------------------------------------- geometry
+
+
+def procrustes_align(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Rotate/reflect and translate ``source`` (n, d) onto ``target`` (n, d) (orthogonal Procrustes, no scaling)."""
+    mu_s, mu_t = source.mean(0), target.mean(0)
+    u, _, vt = np.linalg.svd((source - mu_s).T @ (target - mu_t))
+    return (source - mu_s) @ (u @ vt) + mu_t
+
+
+def circular_correlation(a_deg: np.ndarray, b_deg: np.ndarray) -> float:
+    """Jammalamadaka-SenGupta circular correlation of two angle arrays (degrees): in [-1, 1]; the sign flips when
+    one circle runs the other way round."""
+    a, b = np.radians(np.asarray(a_deg, dtype=np.float64)), np.radians(np.asarray(b_deg, dtype=np.float64))
+    ma = math.atan2(np.sin(a).mean(), np.cos(a).mean())
+    mb = math.atan2(np.sin(b).mean(), np.cos(b).mean())
+    sa, sb = np.sin(a - ma), np.sin(b - mb)
+    den = math.sqrt((sa**2).sum() * (sb**2).sum())
+    return float((sa * sb).sum() / den) if den > 0 else float("nan")
+
+
+def loop_score(angles_deg: np.ndarray, xy: np.ndarray, n_perm: int = 200, random_state: int = 0) -> dict[str, float]:
+    """Is a 2-D map a loop ordered by angle? |circular correlation| between the angle and each point's angular
+    coordinate around the map's centroid, with a permutation baseline (angles shuffled)."""
+    keep = np.isfinite(angles_deg) & np.isfinite(xy).all(1)
+    a, p = np.asarray(angles_deg)[keep], np.asarray(xy)[keep]
+    c = p - p.mean(0)
+    phi = np.degrees(np.arctan2(c[:, 1], c[:, 0]))
+    r = abs(circular_correlation(a, phi))
+    rng = np.random.default_rng(random_state)
+    perm = [abs(circular_correlation(a[rng.permutation(len(a))], phi)) for _ in range(n_perm)]
+    return {"circular_corr": r, "permutation_95": float(np.percentile(perm, 95)),
+            "p_value": float((1 + sum(q >= r for q in perm)) / (1 + n_perm)), "n": int(len(a))}
+
+
+def trustworthiness(high: np.ndarray, low: np.ndarray, n_neighbors: int = 10, max_points: int = 3000,
+                    random_state: int = 0) -> float:
+    """scikit-learn's trustworthiness of a 2-D map (1 = every map neighbour is a true neighbour) on a subsample."""
+    from sklearn.manifold import trustworthiness as tw
+
+    n = len(high)
+    idx = np.arange(n)
+    if n > max_points:
+        idx = np.sort(np.random.default_rng(random_state).choice(n, max_points, replace=False))
+    return float(tw(np.asarray(high)[idx], np.asarray(low)[idx], n_neighbors=min(n_neighbors, len(idx) // 2 - 1)))
