@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import platform
-import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .inference import cpu_flags, physical_cores, resolve_precision, run_batched, set_threads
-from .nets import Decoder, Encoder, Geometry, Networks, fold_batchnorm
+from .inference import INFER_BATCH, cpu_flags, inference_copy, physical_cores, resolve_precision, run_batched, set_threads
+from .nets import Decoder, Encoder, Geometry, Networks
 from .storage import write_json
 
 log = logging.getLogger("aelens")
@@ -123,10 +123,10 @@ def train_flops_per_image(geometry: Geometry, batch: int = 64) -> float:
 
 
 def inference_rates(nets: Networks, frames: torch.Tensor, bf16: bool, seconds: float = 3.0) -> dict:
-    """Images/s of encode and reconstruct: aelens (folded BN, channels-last, bf16 where fast, batch 1024) and the
-    reference (fp32 eager, batch 64)."""
+    """Images/s of encode and reconstruct: aelens (folded BN, channels-last, bf16 where fast) and the reference
+    (fp32 eager, batch 64)."""
     nets = nets.eval()
-    fast = fold_batchnorm(nets)
+    fast = inference_copy(nets)
     n = len(frames)
 
     def rate(fn, batch, **kw):
@@ -140,8 +140,8 @@ def inference_rates(nets: Networks, frames: torch.Tensor, bf16: bool, seconds: f
         return reps * n / (time.perf_counter() - t0)
 
     return {
-        "encode": {"aelens": rate(fast.latent, 1024, bf16=bf16), "reference": rate(nets.latent, 64, bf16=False, channels_last=False)},
-        "reconstruct": {"aelens": rate(fast.reconstruct, 1024, bf16=bf16),
+        "encode": {"aelens": rate(fast.latent, INFER_BATCH, bf16=bf16), "reference": rate(nets.latent, 64, bf16=False, channels_last=False)},
+        "reconstruct": {"aelens": rate(fast.reconstruct, INFER_BATCH, bf16=bf16),
                         "reference": rate(nets.reconstruct, 64, bf16=False, channels_last=False)},
     }
 
@@ -163,14 +163,16 @@ def _val_losses(run: Path) -> list[float]:
 
 
 def peak_rss_training(data_dir: Path, out: Path, steps: int) -> dict:
-    """Train in a child process (so its peak RSS is its own) and report peak RSS and images/s."""
+    """Train in a child process and report its peak RSS (VmHWM: ru_maxrss would carry the parent's peak across
+    exec) and images/s."""
     code = (
-        "import json,resource,sys; from aelens.config import RunConfig; from aelens.train import train; "
+        "import json; from aelens.config import RunConfig; from aelens.train import train; "
         "from aelens.storage import read_manifest; "
         f"cfg=RunConfig(kind='ae').with_overrides({{'data.path': {str(data_dir)!r}, 'train.epochs': 1, "
         f"'train.max_steps': {steps}, 'train.progress': False, 'snapshots.enabled': False, 'train.val_every': 1000}}); "
         f"run=train(cfg, out={str(out)!r}, overwrite=True); m=read_manifest(run); "
-        "print(json.dumps({'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024, "
+        "hwm=[l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
+        "print(json.dumps({'rss_mb': int(hwm)/1024, "
         "'images_per_s': m['train_images_per_s']}))"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
@@ -210,6 +212,15 @@ def run_bench(out_dir: str | Path = ".", quick: bool = False, suite: str = "all"
     }
     n_data = 1200 if quick else 5000
     tmp = Path(tempfile.mkdtemp(prefix="aelens-bench-"))
+    try:
+        return _suite(results, tmp, out_dir, n_data, quick, bf16, echo)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _suite(results: dict, tmp: Path, out_dir: Path, n_data: int, quick: bool, bf16: bool, echo) -> dict:
+    from .data.synthetic import synthesize, write_dataset
+
     data_dir = write_dataset(tmp / "data", synthesize(n_data, seed=0))
     from .data.batches import split_indices
     from .data.loading import load_dataset

@@ -28,8 +28,10 @@ app = typer.Typer(
 )
 data_app = typer.Typer(no_args_is_help=True, help="Make datasets.")
 train_app = typer.Typer(no_args_is_help=True, help="Train a model: ae, decoder or tagger.")
+sweep_app = typer.Typer(no_args_is_help=True, help="Train families of runs.")
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
+app.add_typer(sweep_app, name="sweep")
 
 STATE = {"debug": False}
 log = logging.getLogger("aelens")
@@ -223,6 +225,28 @@ def train_tagger(opts):
     _train("tagger", opts, {key: opts[name] for name, _, _, _, key in TAGGER_OPTIONS})
 
 
+@sweep_app.command("unfreeze")
+@with_options([o for o in RUN_OPTIONS if o[0] in ("config",)] + TRAIN_OPTIONS
+              + [o for o in TAGGER_OPTIONS if o[0] not in ("unfreeze",)])
+def sweep_unfreeze(
+    out: Path = typer.Option(Path("unfreeze_sweep"), "--out", help="Folder for the sweep's runs and table."),
+    opts=None,
+):
+    """Train the tagger from scratch and from the AE encoder with 0, 1, 2, ... all layers trainable; test each."""
+    from .sweep import unfreeze_sweep
+
+    if not opts.get("init_from"):
+        raise AelensError("--init-from AE_RUN_DIR is required: the AE whose encoder starts the sweep's runs")
+    cfg = build_config("tagger", opts, {key: opts[name] for name, _, _, _, key in TAGGER_OPTIONS if name in opts})
+    if cfg.data.path is None:
+        raise AelensError("--data is required (an images file or a data directory)")
+    res = unfreeze_sweep(cfg, opts["init_from"], out)
+    echo(f"{'run':14s} {'trainable':24s} {'MAE deg':>8s} {'median':>7s} {'<15deg':>7s}")
+    for r in res["rows"]:
+        echo(f"{r['run']:14s} {r['trainable_layers']:24s} {r['angle_mae_deg']:8.2f} {r['angle_median_deg']:7.2f} {r['within_15deg']:7.2f}")
+    echo(f"circular-mean baseline: {res['circular_mean_mae_deg']:.1f} deg; table: {out / 'unfreeze_sweep.md'}")
+
+
 # --------------------------------------------------------------------------------------------- test
 
 
@@ -243,6 +267,161 @@ def test(
         shown = [k for k in keys if k in scores]
         echo(f"  baseline {name}: " + ", ".join(f"{k} {scores[k]:.4g}" for k in shown))
     echo(f"results: {Path(out) if out else Path(run_dir) / 'test'}/results.json")
+
+
+@app.command("compare-recon")
+def compare_recon(
+    run_dirs: list[Path] = typer.Argument(..., help="AE and decoder run directories."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset [the first run's own]."),
+    out: Path = typer.Option(Path("recon_comparison"), "--out", help="Output folder."),
+    color_by: str = typer.Option("body_angle_deg", "--color-by", help="Condition colouring the latent maps."),
+):
+    """Evaluate AE and decoder runs on the same test frames: one table, one figure."""
+    from .evaluate import compare_reconstructions
+
+    res = compare_reconstructions(run_dirs, data, out, color_by)
+    keys = [k for k in ("psnr", "ssim", "psnr_clean", "train_seconds", "seconds_per_epoch") if k in res["rows"][0]]
+    echo(f"{res['n']} {res['frames']}")
+    echo(f"{'model':10s} " + " ".join(f"{k:>17s}" for k in keys))
+    for r in res["rows"]:
+        echo(f"{r['model']:10s} " + " ".join(f"{(r[k] if r[k] is not None else float('nan')):17.4g}" for k in keys))
+    echo(f"table: {out / 'recon_comparison.md'}  figure: {out / 'recon_comparison.png'}")
+
+
+# --------------------------------------------------------------------------------------------- latent space
+
+
+def _split_list(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+@app.command("latent")
+def latent(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset [the run's own]."),
+    layer: str = typer.Option("fc1", "--layer", help="fc1 (the latent) or fc2 (the decoder's first layer)."),
+    method: str = typer.Option("umap", "--method", help="umap | pca | tsne."),
+    color_by: Optional[str] = typer.Option(None, "--color-by", help="Columns to colour by, comma-separated [all]."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder [RUN_DIR/latent]."),
+    evolution: bool = typer.Option(False, "--evolution", help="Also render the latent's evolution over training."),
+    fit: str = typer.Option("last", "--fit", help="Evolution map: last | first | every | aligned | reference:RUN_DIR."),
+    max_images: int = typer.Option(20000, "--max-images", help="Frames in the map."),
+    no_scores: bool = typer.Option(False, "--no-scores", help="Skip the decoding scores."),
+):
+    """Map the latent to 2-D, colour it by each condition, score how decodable each condition is; --evolution adds
+    the movie of the latent over training."""
+    from .analysis.latent import latent_analysis
+
+    s = latent_analysis(run_dir, data, layer, method, _split_list(color_by), out, evolution, fit, max_images, not no_scores)
+    folder = Path(out) if out else Path(run_dir) / "latent"
+    echo(f"{s['kind']} latent ({s['layer']}, {s['n']} frames): {s['method']} map in {s['map_seconds']:.1f} s, "
+         f"trustworthiness {s['trustworthiness']:.3f}")
+    for r in s.get("encoding_scores", []):
+        if r["decoder"] == "ridge":
+            knn = next(x for x in s["encoding_scores"] if x["condition"] == r["condition"] and x["decoder"] == "knn")
+            unit = "deg MAE" if r["metric"] == "mae_deg" else "R2"
+            echo(f"  {r['condition']:24s} {unit:8s} ridge {r['score']:8.3f}  knn {knn['score']:8.3f}  (chance {r['chance']:.3f})")
+    if "evolution" in s:
+        e = s["evolution"]
+        echo(f"evolution: {e['frames']} frames ({e['fit']}), {e['total_seconds']:.1f} s -> {folder / 'evolution.gif'}, {folder / 'evolution.mp4'}")
+    echo(f"overview: {folder / 'overview.png'}")
+
+
+@app.command("encode")
+def encode(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset [the run's own]."),
+    out: Path = typer.Option(..., "--out", help="Codes file to write (.npy)."),
+    layer: str = typer.Option("fc1", "--layer", help="fc1 or fc2."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
+):
+    """Write the latent code of every frame (a compressed copy of the dataset, and the door to your own analyses)."""
+    from .export import encode_to_file
+
+    r = encode_to_file(run_dir, out, data, layer, overwrite)
+    line = f"wrote {r['n']} x {r['dim']} codes to {r['out']}: {r['code_bytes'] / 1e6:.2f} MB vs {r['image_bytes'] / 1e6:.2f} MB of frames ({r['compression']:.1f}x smaller)"
+    echo(line + (f", reconstruction PSNR {r['psnr']:.2f} dB" if "psnr" in r else ""))
+
+
+@app.command("decode")
+def decode(
+    run_dir: Path = typer.Argument(..., help="A run directory with a decoder (AE or decoder run)."),
+    codes: Path = typer.Argument(..., help="Codes (.npy, N x D) from aelens encode."),
+    out: Path = typer.Option(..., "--out", help="Frames file to write (.npz, key images)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
+):
+    """Turn latent codes back into frames."""
+    from .export import decode_to_file
+
+    r = decode_to_file(run_dir, codes, out, overwrite)
+    echo(f"wrote {r['n']} frames {tuple(r['shape'][1:])} {r['dtype']} to {r['out']}")
+
+
+@app.command("compare")
+def compare(
+    run_dirs: list[Path] = typer.Argument(..., help="Two or more run directories (same image shape and dataset)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset [the first run's own]."),
+    layer: str = typer.Option("fc1", "--layer", help="fc1 or fc2."),
+    out: Path = typer.Option(Path("comparison"), "--out", help="Output folder."),
+    max_images: int = typer.Option(10000, "--max-images", help="Frames compared."),
+    color_by: Optional[str] = typer.Option(None, "--color-by", help="Conditions (rows of the figure) [all]."),
+):
+    """Compare the latents of several runs on the same frames: CKA, k-NN overlap, Procrustes, decoding, loop test."""
+    from .analysis.compare import compare_runs
+
+    res = compare_runs(run_dirs, data, layer, out, max_images, _split_list(color_by))
+    for p in res["pairs"]:
+        lo, hi = p["linear_cka_ci95"]
+        echo(f"{p['a']} vs {p['b']}: linear CKA {p['linear_cka']:.3f} [{lo:.3f}, {hi:.3f}] (permutation 95% "
+             f"{p['permutation_95']:.3f}), debiased {p['debiased_cka']:.3f}, mutual 10-NN {p['mutual_knn_10']:.3f}, "
+             f"Procrustes {p['procrustes_distance']:.3f}")
+    for lab, lp in res["loop"].items():
+        echo(f"loop test {lab}: |circular corr| {lp['circular_corr']:.3f} (permutation 95% {lp['permutation_95']:.3f})")
+    echo(f"report: {out / 'comparison.md'}  figure: {out / 'comparison.png'}")
+
+
+# --------------------------------------------------------------------------------------------- study
+
+
+@app.command("study")
+def study(
+    data: str = typer.Option(..., "--data", help="Images file or data directory (with metadata for the tagger)."),
+    out: Path = typer.Option(..., "--out", help="Study folder (resumed when it exists)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="study.yaml with settings (see README)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs for every model [30]."),
+):
+    """Run the whole pipeline: AE, PCA/UMAP decoders, tagger + unfreeze sweep, latent analysis, comparisons, report."""
+    from .config import load_study_config
+    from .study import run_study
+
+    cfg = load_study_config(config, {"epochs": epochs})
+    res = run_study(data, out, cfg, echo)
+    _print_answers(res, out)
+
+
+@app.command("demo")
+def demo(
+    out: Path = typer.Option(Path("demo"), "--out", help="Folder for the synthetic data and the study."),
+    n: Optional[int] = typer.Option(None, "--n", help="Synthetic frames [2000]."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per model [10; 6 for the tagger sweep]."),
+):
+    """Synthetic arena data + a small study (about 8 minutes on 2 cores); prints the report's path."""
+    import time
+
+    from .study import run_demo
+
+    t0 = time.perf_counter()
+    res = run_demo(out, n, epochs, echo)
+    _print_answers(res, out)
+    echo(f"demo finished in {time.perf_counter() - t0:.0f} s")
+
+
+def _print_answers(res: dict, out: Path) -> None:
+    echo("")
+    for q, title in (("q1", "What does the AE encode?"), ("q2", "Can PCA/UMAP replace the encoder?"),
+                     ("q3", "How does the objective shape the representation?")):
+        echo(f"{title}\n  {res['answers'][q]}")
+    echo(f"\nreport: {Path(out) / 'report.html'}")
 
 
 # --------------------------------------------------------------------------------------------- bench

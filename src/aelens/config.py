@@ -130,6 +130,51 @@ class RunConfig:
         return from_dict(tree, "options")
 
 
+@dataclass(frozen=True)
+class StudyConfig:
+    """Settings of ``aelens study`` (YAML via ``--config``; unknown keys are an error)."""
+
+    epochs: int = 30  # every model trains this long (the reference trained 150; see README for the trade-off)
+    sweep_epochs: int | None = None  # tagger and unfreeze-sweep epochs (None: epochs)
+    batch_size: int = 64
+    seed: int = 42  # one seed for every model: they all share the split and test frames
+    decoders: tuple[str, ...] = ("pca:16", "pca:2", "umap:16", "umap:2")  # METHOD:DIM embeddings for the decoder
+    umap_fit_max: int = 20000
+    target: str = "body_angle_deg"  # the tagger's angle column
+    latent_method: str = "umap"
+    evolution_fit: str = "last"  # fit mode of the AE's evolution movie
+    snapshots_per_epoch: int = 1
+    max_images: int = 20000  # frames in latent maps, movies and comparisons
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def save(self, path: str | Path) -> None:
+        write_yaml(path, dataclasses.asdict(self))
+
+
+def load_study_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> StudyConfig:
+    values = (read_yaml(path) or {}) if path else {}
+    if not isinstance(values, dict):
+        raise AelensError(f"{path}: expected a mapping at the top level")
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            node = values
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = value
+    try:
+        cfg = _build(StudyConfig, values, "")
+    except AelensError as exc:
+        raise AelensError(f"{path or 'study options'}: {exc}") from None
+    if cfg.epochs < 1 or (cfg.sweep_epochs is not None and cfg.sweep_epochs < 1):
+        raise AelensError(f"--epochs must be at least 1, got {cfg.epochs}")
+    for spec in cfg.decoders:
+        method, _, dim = spec.partition(":")
+        if not dim.isdigit() or int(dim) < 1:
+            raise AelensError(f"decoders: {spec!r} must be METHOD:DIM, e.g. pca:16")
+    return cfg
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 

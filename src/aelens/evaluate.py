@@ -96,13 +96,20 @@ def pca_baseline(dataset: Dataset, train_idx: np.ndarray, frames: np.ndarray, di
     return pca.inverse(pca.transform(frames.reshape(len(frames), -1))).reshape(frames.shape)
 
 
-def _test_reconstruction(run: Run, ds: Dataset, idx, split, out: Path, figures: bool) -> dict:
+def reconstruction_scores(run: Run, ds: Dataset, idx: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray | None]:
+    """MSE / PSNR / SSIM of a run's reconstructions of frames ``idx`` against the frames (and the clean frames when
+    the dataset has them). Returns (scores, frames, reconstructions, clean frames or None)."""
     frames = ds.batch(idx).numpy()
     recon = run.reconstruct(frames)
     results = {"n": int(len(idx)), **image_metrics(recon, frames)}
     clean = ds.batch(idx, clean=True).numpy() if ds.clean is not None else None
     if clean is not None:
         results.update(image_metrics(recon, clean, "_clean"))
+    return results, frames, recon, clean
+
+
+def _test_reconstruction(run: Run, ds: Dataset, idx, split, out: Path, figures: bool) -> dict:
+    results, frames, recon, clean = reconstruction_scores(run, ds, idx)
     dim = run.networks.decoder.in_dim
     train_idx = split["train"] if split is not None else idx
     baselines = {
@@ -162,3 +169,106 @@ def _test_tagger(run: Run, ds: Dataset, idx, split, out: Path, figures: bool) ->
         save_error_polar(true, pred, out / "angle_errors_polar.png")
         save_angle_arrows(frames[:24], true[:24], pred[:24], out / "angle_arrows.png")
     return {"n": int(len(idx)), **results}
+
+
+# --------------------------------------------------------------------------------------------- comparison
+
+
+def latent_source(run: Run) -> str:
+    return run.config.embedding.method if run.kind == "decoder" else run.kind
+
+
+def model_label(run: Run) -> str:
+    """Short column label: AE-16, PCA-16, UMAP-2, ..."""
+    dim = run.networks.decoder.in_dim if run.networks.decoder is not None else run.config.model.latent_dim
+    return f"{latent_source(run).upper()}-{dim}"
+
+
+def common_test_frames(runs: list[Run], ds: Dataset) -> tuple[np.ndarray, str]:
+    """The test frames every run held out: the runs must share image shape and, on their training dataset, split."""
+    shapes = {tuple(r.manifest.get("image_shape", [])) for r in runs}
+    if len(shapes) > 1:
+        raise AelensError("runs were trained on different image shapes: " + ", ".join(
+            f"{r.path} {'x'.join(map(str, r.manifest.get('image_shape', [])))}" for r in runs))
+    picks = [evaluation_frames(r, ds) for r in runs]
+    first_idx, first_which, _ = picks[0]
+    for r, (idx, which, _) in zip(runs[1:], picks[1:]):
+        if which != first_which or not np.array_equal(idx, first_idx):
+            raise AelensError(
+                f"{r.path} held out other test frames than {runs[0].path} (another dataset, seed or split); "
+                "compare runs trained on the same data with the same --seed and fractions")
+    return first_idx, first_which
+
+
+def compare_reconstructions(run_dirs: list, data=None, out=None, color_by: str | None = "body_angle_deg",
+                            n_show: int = 4, max_map: int = 3000) -> dict:
+    """Evaluate every run on the same test frames: ``recon_comparison.csv`` / ``.md`` and ``recon_comparison.png``
+    (one column per model; rows: inputs, outputs, the model's latent mapped to 2-D by UMAP)."""
+    from .analysis.figures import save_recon_comparison
+    from .analysis.latent import run_dataset
+    from .analysis.projection import embed
+
+    if not run_dirs:
+        raise AelensError("compare-recon needs at least one run directory")
+    runs = [load_run(r) for r in run_dirs]
+    for r in runs:
+        if r.networks.decoder is None:
+            raise AelensError(f"{r.path}: a {r.kind} run has no decoder; compare-recon takes AE and decoder runs")
+    ds = run_dataset(runs[0], data)
+    idx, which = common_test_frames(runs, ds)
+    out = Path(out) if out is not None else Path("recon_comparison")
+    rows, recons, maps = [], [], []
+    show = idx[np.linspace(0, len(idx) - 1, num=min(n_show, len(idx))).astype(int)]
+    map_idx = idx if len(idx) <= max_map else np.sort(np.random.default_rng(0).choice(idx, max_map, replace=False))
+    values = None
+    is_angle = False
+    if color_by and ds.conditions is not None:
+        values = ds.conditions.column(color_by)[map_idx]
+        is_angle = ds.conditions.is_angle(color_by)
+    for r in runs:
+        scores, _, _, _ = reconstruction_scores(r, ds, idx)
+        m = r.manifest
+        rows.append({
+            "run": r.path.name, "model": model_label(r), "latent_source": latent_source(r),
+            "dim": r.networks.decoder.in_dim, **{k: v for k, v in scores.items() if k != "n"},
+            "train_seconds": m.get("train_seconds"), "epochs": m.get("epochs"),
+            "seconds_per_epoch": m.get("seconds_per_epoch"),
+            "explained_variance": m.get("explained_variance"),
+        })
+        recons.append(r.reconstruct(ds.batch(show).numpy()))
+        codes = r.encode(ds.batch(map_idx).numpy())
+        maps.append(codes[:, :2] if codes.shape[1] <= 2 else embed(codes, "umap", random_state=0)[0])
+    fields = ["run", "model", "latent_source", "dim", "mse", "psnr", "ssim"]
+    fields += [k for k in ("mse_clean", "psnr_clean", "ssim_clean") if k in rows[0]]
+    fields += ["train_seconds", "epochs", "seconds_per_epoch", "explained_variance"]
+    _write_table(out, "recon_comparison", rows, fields)
+    save_recon_comparison(ds.batch(show).numpy(), recons, maps, values, is_angle, [r["model"] for r in rows],
+                          color_by or "", out / "recon_comparison.png")
+    result = {"n": int(len(idx)), "frames": which, "rows": rows, "color_by": color_by}
+    write_json(out / "recon_comparison.json", result)
+    return result
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _write_table(out: Path, name: str, rows: list[dict], fields: list[str]) -> None:
+    import csv
+    import io
+
+    from .storage import write_text
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: _fmt(r.get(k)) for k in fields})
+    write_text(out / f"{name}.csv", buf.getvalue())
+    md = ["| " + " | ".join(fields) + " |", "|" + "---|" * len(fields)]
+    md += ["| " + " | ".join(_fmt(r.get(k)) for k in fields) + " |" for r in rows]
+    write_text(out / f"{name}.md", "\n".join(md) + "\n")

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-INFER_BATCH = 1024  # large batches: no gradients to keep, oneDNN is most efficient here
+INFER_BATCH = 64  # measured: on 2 CPU cores 64 frames/batch beat 256 and 1024 (the activations stay in cache)
 
 
 @functools.lru_cache(maxsize=1)
@@ -66,6 +66,14 @@ def set_threads(threads: int = 0) -> int:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+def inference_copy(networks: torch.nn.Module, device: torch.device | None = None) -> torch.nn.Module:
+    """BatchNorm folded, channels-last weights (oneDNN's fast layout), on ``device``, in eval mode."""
+    from .nets import fold_batchnorm
+
+    out = fold_batchnorm(networks).to(memory_format=torch.channels_last)
+    return out.to(device) if device is not None else out
 
 
 def default_device() -> torch.device:

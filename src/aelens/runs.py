@@ -17,8 +17,8 @@ import torch
 from .config import RunConfig, load_config
 from .data.loading import Dataset
 from .errors import AelensError
-from .inference import INFER_BATCH, default_device, resolve_precision, run_batched
-from .nets import Geometry, Networks, fold_batchnorm
+from .inference import INFER_BATCH, default_device, inference_copy, resolve_precision, run_batched
+from .nets import Geometry, Networks
 from .storage import MANIFEST, load_tensors, load_tree, read_manifest
 
 WEIGHTS = "model.safetensors"
@@ -95,7 +95,7 @@ class Run:
         self.geometry: Geometry = objective.geometry
         self.device = torch.device(device) if device is not None else default_device()
         self.bf16 = resolve_precision(self.config.train.precision, self.device.type) == "bf16"
-        self.networks: Networks = fold_batchnorm(objective.networks()).to(self.device)
+        self.networks: Networks = inference_copy(objective.networks(), self.device)
         self.reducer = None
         if self.kind == "decoder":
             from .reducers import Reducer

@@ -109,7 +109,9 @@ def train(
     else:
         ckpt = None
         if dataset is None:
-            dataset = load_dataset_from_config(cfg.data)  # validate the data before creating anything
+            dataset = load_dataset_from_config(cfg.data)  # validate data and settings before creating anything
+        split = split_indices(dataset.n, cfg.split.val_fraction, cfg.split.test_fraction, cfg.seed)
+        OBJECTIVES[cfg.kind].check(cfg, dataset, split)
         run_dir = create_run_dir(out if out is not None else default_run_dir(cfg.kind), overwrite)
 
     if dataset is None:
@@ -121,7 +123,6 @@ def train(
             raise AelensError(f"{cfg.data.path}: not the dataset this run was trained on (fingerprint differs)")
         split = load_split(run_dir / SPLIT)
     else:
-        split = split_indices(dataset.n, cfg.split.val_fraction, cfg.split.test_fraction, cfg.seed)
         cfg.save(run_dir / "config.yaml")
         save_split(run_dir / SPLIT, split)
         write_manifest(
@@ -130,7 +131,8 @@ def train(
             cfg.seed,
             {
                 "image_shape": list(dataset.shape),
-                "data": {"path": str(dataset.source), "n": dataset.n, "fingerprint": dataset.fingerprint},
+                "data": {"path": str(dataset.source), "n": dataset.n, "fingerprint": dataset.fingerprint,
+                         "dtype": str(dataset.images.dtype)},
                 "split_sizes": {k: int(len(v)) for k, v in split.items()},
             },
         )
@@ -197,6 +199,7 @@ def train(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
         try:
             trainer.fit(objective, ckpt_path=str(ckpt) if ckpt else None)
         except SystemExit:

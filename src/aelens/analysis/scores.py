@@ -17,8 +17,11 @@ import numpy as np
 # --------------------------------------------------------------------------------------------- decoding
 
 
-def _folds(n: int, k: int, rng: np.random.Generator) -> list[np.ndarray]:
-    return np.array_split(rng.permutation(n), k)
+def _folds(n: int, k: int) -> list[np.ndarray]:
+    """Contiguous blocks of the rows in their given (temporal) order. Frames of a video are strongly correlated
+    with their neighbours in time; random folds would let k-NN "decode" a condition by finding the same moment
+    one frame later, so each test block is a stretch of time the decoder never saw."""
+    return np.array_split(np.arange(n), k)
 
 
 def _cv_predict(x: np.ndarray, y: np.ndarray, method: str, folds: list[np.ndarray], n_neighbors: int) -> np.ndarray:
@@ -61,7 +64,7 @@ def decoding_score(
     max_points: int | None = 5000,
     random_state: int = 0,
 ) -> dict[str, float]:
-    """Cross-validated decoding of one condition from ``latent`` (n, d).
+    """Cross-validated decoding of one condition from ``latent`` (n, d), rows in temporal order (blocked folds).
 
     Returns ``{"metric", "score", "chance", "n"}``: for angles (degrees) ``metric="mae_deg"`` (lower is better;
     chance ~90 for uniform angles), else ``metric="r2"`` (higher is better; chance ~0). ``chance`` is the same
@@ -80,7 +83,7 @@ def decoding_score(
     y = np.stack([np.cos(np.radians(v)), np.sin(np.radians(v))], 1) if is_angle else v
     if len(idx) < 2 * folds:
         return {"metric": "mae_deg" if is_angle else "r2", "score": float("nan"), "chance": float("nan"), "n": int(len(idx))}
-    f = _folds(len(idx), folds, rng)
+    f = _folds(len(idx), folds)
     score = _score(y, _cv_predict(x, y, method, f, n_neighbors), is_angle)
     y_shuf = y[rng.permutation(len(y))]
     chance = _score(y_shuf, _cv_predict(x, y_shuf, method, f, n_neighbors), is_angle)

@@ -16,8 +16,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from ..inference import INFER_BATCH, autocast
-from ..nets import fold_batchnorm
+from ..inference import INFER_BATCH, autocast, inference_copy
 from ..storage import load_npy, save_npy, write_text
 
 INDEX = "index.csv"
@@ -157,7 +156,7 @@ class LatentSnapshots(L.Callback):
         t0 = time.perf_counter()
         was_training = pl_module.training
         pl_module.eval()
-        fast = fold_batchnorm(pl_module.networks())
+        fast = inference_copy(pl_module.networks(), pl_module.device)
         if pl_module.has_encoder:
             source = pl_module.dataset.batch
         else:  # a decoder run: its "latent" is the embedding

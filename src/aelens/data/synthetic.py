@@ -290,18 +290,20 @@ def synthesize(n: int, seed: int = 0, size: int = 50, arena: Arena = Arena()) ->
 
 
 def write_dataset(out_dir: str | Path, data: dict[str, np.ndarray], overwrite: bool = False, npy: bool = False) -> Path:
-    """Write a data directory: images.npz (or images.npy with ``npy``), clean.npz, metadata.csv, metadata.npy."""
+    """Write a data directory: images.npz and clean.npz (or .npy files with ``npy``), metadata.csv, metadata.npy."""
     out = Path(out_dir)
-    names = ["images.npy" if npy else "images.npz", "clean.npz", "metadata.csv", "metadata.npy"]
+    names = ["images.npy", "clean.npy"] if npy else ["images.npz", "clean.npz"]
+    names += ["metadata.csv", "metadata.npy"]
     existing = [nm for nm in names if (out / nm).exists()]
     if existing and not overwrite:
         raise AelensError(f"{out}: already holds {', '.join(existing)}; choose another folder or pass --overwrite")
     out.mkdir(parents=True, exist_ok=True)
-    if npy:
+    if npy:  # memory-mappable: large datasets are read batch by batch, never whole
         save_npy(out / "images.npy", data["images"])
+        save_npy(out / "clean.npy", data["clean"])
     else:
         _save_npz(out / "images.npz", images=data["images"])
-    _save_npz(out / "clean.npz", images=data["clean"])
+        _save_npz(out / "clean.npz", images=data["clean"])
     save_npy(out / "metadata.npy", data["metadata"])
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

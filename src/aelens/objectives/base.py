@@ -39,6 +39,10 @@ class Objective(L.LightningModule):
     def attach_data(self, dataset: Dataset, split: dict[str, np.ndarray], targets: np.ndarray | None = None) -> None:
         self.dataset, self.split, self.targets = dataset, split, targets
 
+    @classmethod
+    def check(cls, cfg: RunConfig, dataset: Dataset, split: dict[str, np.ndarray]) -> None:
+        """Refuse settings that cannot work with this data, before a run directory is created."""
+
     def prepare(self, dataset: Dataset, split: dict[str, np.ndarray], run_dir: Path, resuming: bool) -> None:
         """Fit what the objective needs from the training split (a reducer, targets, initial weights), then attach
         the data. ``resuming``: restore those from ``run_dir`` instead of fitting them again."""

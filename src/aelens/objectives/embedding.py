@@ -70,6 +70,11 @@ class EmbeddingDecoder(Objective):
             }
         return make_reducer(e.method, e.dim, self.cfg.seed, **options)
 
+    @classmethod
+    def check(cls, cfg, dataset, split):
+        e = cfg.embedding
+        make_reducer(e.method, e.dim).check(len(split["train"]), int(np.prod(dataset.shape)))
+
     def prepare(self, dataset, split, run_dir, resuming):
         folder = Path(run_dir) / REDUCER_DIR
         if resuming:

@@ -93,6 +93,28 @@ def rotate_batch(x: torch.Tensor, angle_rad: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def check_init_from(ae_dir: str | Path, cfg: RunConfig, geometry: Geometry) -> None:
+    """``--init-from`` must name an AE run with the tagger's latent dim and image shape, with weights."""
+    from ..runs import weights_file
+
+    ae_dir = Path(ae_dir)
+    manifest = read_manifest(ae_dir)
+    if manifest.get("kind") != "ae":
+        raise AelensError(f"--init-from {ae_dir}: a {manifest.get('kind')} run, not an AE run")
+    ae_cfg = load_config(ae_dir / "config.yaml")
+    if ae_cfg.model.latent_dim != cfg.model.latent_dim:
+        raise AelensError(
+            f"--init-from {ae_dir}: the AE's latent dim is {ae_cfg.model.latent_dim}, the tagger's {cfg.model.latent_dim} (set --latent-dim)"
+        )
+    g = geometry
+    if list(manifest.get("image_shape", [])) != [g.channels, g.height, g.width]:
+        raise AelensError(
+            f"--init-from {ae_dir}: the AE was trained on {'x'.join(map(str, manifest.get('image_shape', [])))} images, "
+            f"these are {g.channels}x{g.height}x{g.width}"
+        )
+    weights_file(ae_dir)
+
+
 class DirectionTagger(Objective):
     kind = "tagger"
     has_decoder = False
@@ -164,24 +186,18 @@ class DirectionTagger(Objective):
         """Copy the encoder weights of an AE run (same latent dim and image shape)."""
         from ..runs import load_into, load_state_dict, weights_file
 
-        ae_dir = Path(ae_dir)
-        manifest = read_manifest(ae_dir)
-        if manifest.get("kind") != "ae":
-            raise AelensError(f"--init-from {ae_dir}: a {manifest.get('kind')} run, not an AE run")
-        ae_cfg = load_config(ae_dir / "config.yaml")
-        if ae_cfg.model.latent_dim != self.cfg.model.latent_dim:
-            raise AelensError(
-                f"--init-from {ae_dir}: the AE's latent dim is {ae_cfg.model.latent_dim}, the tagger's {self.cfg.model.latent_dim} (set --latent-dim)"
-            )
-        g = self.geometry
-        if list(manifest.get("image_shape", [])) != [g.channels, g.height, g.width]:
-            raise AelensError(
-                f"--init-from {ae_dir}: the AE was trained on {manifest.get('image_shape')} images, these are {[g.channels, g.height, g.width]}"
-            )
+        check_init_from(ae_dir, self.cfg, self.geometry)
         path = weights_file(ae_dir)
         state = load_state_dict(path)
         enc = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
         load_into(self.encoder, enc, path)
+
+    @classmethod
+    def check(cls, cfg, dataset, split):
+        trainable_layers(cfg.tagger.unfreeze)
+        tagger_targets(cfg.tagger, dataset.require_conditions("the direction tagger"))
+        if cfg.tagger.init_from:
+            check_init_from(cfg.tagger.init_from, cfg, Geometry(*dataset.shape))
 
     def describe(self):
         return {"trainable_layers": list(self.trainable), "frozen_layers": [n for n in Encoder.LAYERS if n not in self.trainable]}

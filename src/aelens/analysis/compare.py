@@ -1,0 +1,113 @@
+"""``aelens compare``: how similar are the latents of several runs on the same frames, and what does each encode?"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import AelensError
+from ..runs import load_run
+from ..storage import write_json, write_text
+from . import figures
+from .latent import chosen_columns, encoding_scores, run_dataset
+from .projection import embed
+from .scores import cka_with_intervals, loop_score, mutual_knn_overlap, procrustes_distance
+from .snapshots import analysis_indices
+
+log = logging.getLogger("aelens")
+
+
+def run_label(run) -> str:
+    if run.kind == "tagger":
+        t = run.config.tagger
+        init = "AE" if t.init_from else "scratch"
+        return f"tagger ({init}{', unfreeze ' + t.unfreeze if t.init_from else ''})"
+    if run.kind == "decoder":
+        return f"{run.config.embedding.method.upper()}-{run.config.embedding.dim}"
+    return f"AE-{run.config.model.latent_dim}"
+
+
+def check_comparable(runs) -> None:
+    shapes = {tuple(r.manifest.get("image_shape", [])) for r in runs}
+    if len(shapes) > 1:
+        raise AelensError("runs were trained on different image shapes: " + "; ".join(
+            f"{r.path}: {'x'.join(map(str, r.manifest.get('image_shape', [])))}" for r in runs))
+    prints = {r.manifest.get("data", {}).get("fingerprint") for r in runs}
+    if len(prints) > 1:
+        raise AelensError("runs were trained on different datasets: " + "; ".join(
+            f"{r.path}: {r.manifest.get('data', {}).get('path')} ({r.manifest.get('data', {}).get('fingerprint')})"
+            for r in runs))
+
+
+def compare_runs(run_dirs: list, data=None, layer: str = "fc1", out=None, max_images: int = 10000,
+                 color_by: list[str] | None = None, n_boot: int = 200, seed: int = 0) -> dict:
+    """Pairwise CKA (linear and debiased, bootstrap 95% interval, permutation baseline), mutual k-NN overlap and
+    Procrustes distance; per run and condition the decoding scores; the loop test of each run's 2-D map.
+    Writes ``comparison.json``, ``comparison.md`` and ``comparison.png`` to ``out``."""
+    if len(run_dirs) < 2:
+        raise AelensError("compare needs at least two run directories")
+    runs = [load_run(r) for r in run_dirs]
+    check_comparable(runs)
+    ds = run_dataset(runs[0], data)
+    out = Path(out) if out is not None else Path("comparison")
+    idx = analysis_indices(ds.n, max_images, seed)
+    frames = ds.batch(idx).numpy()
+    codes = [r.encode(frames, layer) for r in runs]
+    labels = [run_label(r) for r in runs]
+    if len(set(labels)) < len(labels):
+        labels = [f"{lab} [{r.path.name}]" for lab, r in zip(labels, runs)]
+    columns = chosen_columns(ds, color_by)
+    pairs = []
+    for (i, a), (j, b) in itertools.combinations(enumerate(codes), 2):
+        cka = cka_with_intervals(a, b, n_boot=n_boot, n_perm=n_boot, random_state=seed)
+        pairs.append({"a": labels[i], "b": labels[j], **cka, "mutual_knn_10": mutual_knn_overlap(a, b, 10),
+                      "knn_chance": 10 / (len(a) - 1), "procrustes_distance": procrustes_distance(a, b)})
+    decoding = {lab: encoding_scores(c, ds, idx, columns, seed=seed) for lab, c in zip(labels, codes)}
+    maps = [c[:, :2].astype(np.float32) if c.shape[1] == 2 else embed(c, "umap", random_state=seed)[0] for c in codes]
+    angle_col = next((c for c in columns if ds.conditions.is_angle(c)), None)
+    loops = {}
+    if angle_col is not None:
+        loops = {lab: loop_score(ds.conditions.column(angle_col)[idx], xy, random_state=seed)
+                 for lab, xy in zip(labels, maps)}
+    panels = [(c, ds.conditions.column(c)[idx], ds.conditions.is_angle(c)) for c in columns]
+    notes = {lab: f"loop r = {loops[lab]['circular_corr']:.2f}" for lab in loops}
+    figures.save_comparison_grid(maps, labels, panels, out / "comparison.png", notes)
+    result = {"runs": [str(r.path) for r in runs], "labels": labels, "layer": layer, "n": int(len(idx)),
+              "pairs": pairs, "decoding": decoding, "loop": loops, "loop_condition": angle_col}
+    write_json(out / "comparison.json", result)
+    write_text(out / "comparison.md", comparison_markdown(result))
+    return result
+
+
+def comparison_markdown(res: dict) -> str:
+    lines = [f"# Representation comparison ({res['layer']}, {res['n']} frames)", "",
+             "| run A | run B | linear CKA [95% CI] | debiased CKA | permutation 95% | mutual 10-NN | Procrustes |",
+             "|---|---|---|---|---|---|---|"]
+    for p in res["pairs"]:
+        lo, hi = p["linear_cka_ci95"]
+        lines.append(f"| {p['a']} | {p['b']} | {p['linear_cka']:.3f} [{lo:.3f}, {hi:.3f}] | {p['debiased_cka']:.3f} | "
+                     f"{p['permutation_95']:.3f} | {p['mutual_knn_10']:.3f} (chance {p['knn_chance']:.4f}) | "
+                     f"{p['procrustes_distance']:.3f} |")
+    conditions = []
+    for rows in res["decoding"].values():
+        for r in rows:
+            if r["condition"] not in conditions:
+                conditions.append(r["condition"])
+    if conditions:
+        lines += ["", "Decoding from each latent (ridge / k-NN; angles: MAE in degrees, lower is better; others: R²):", "",
+                  "| condition | " + " | ".join(res["decoding"]) + " |", "|---|" + "---|" * len(res["decoding"])]
+        for c in conditions:
+            cells = []
+            for rows in res["decoding"].values():
+                rr = {r["decoder"]: r for r in rows if r["condition"] == c}
+                cells.append(f"{rr['ridge']['score']:.3g} / {rr['knn']['score']:.3g}")
+            lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    if res["loop"]:
+        lines += ["", f"Loop test: |circular correlation| between {res['loop_condition']} and the angle around each "
+                  "map's centroid (permutation 95% in brackets):", ""]
+        for lab, lp in res["loop"].items():
+            lines.append(f"- {lab}: {lp['circular_corr']:.3f} [{lp['permutation_95']:.3f}]")
+    return "\n".join(lines) + "\n"

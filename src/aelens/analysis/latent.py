@@ -1,0 +1,221 @@
+"""``aelens latent``: what a run's latent encodes (maps coloured by each condition, decoding scores) and how it
+developed during training (the evolution movie)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..data.loading import Dataset, load_dataset, load_dataset_from_config
+from ..errors import AelensError
+from ..runs import Run, load_run
+from ..storage import save_npy, write_json, write_text
+from . import figures
+from .projection import embed, evolution_maps
+from .scores import decoding_score, trustworthiness
+from .snapshots import analysis_indices, load_snapshots
+
+log = logging.getLogger("aelens")
+SKIP_COLUMNS = ("frame",)  # a frame counter is not a condition worth a map by default
+
+
+def run_dataset(run: Run, data: str | Path | None = None, dataset: Dataset | None = None) -> Dataset:
+    """The dataset to analyse: ``dataset``, else ``data`` read with the run's data options, else the run's own."""
+    if dataset is not None:
+        ds = dataset
+    elif data is not None:
+        d = run.config.data
+        ds = load_dataset(data, key=d.key, max_pixel_value=d.max_pixel_value, conditions=d.conditions or None,
+                          angle_columns=d.angle_columns)
+    else:
+        ds = load_dataset_from_config(run.config.data)
+    run.check_shape(ds.shape, ds.source)
+    return ds
+
+
+def is_training_data(run: Run, ds: Dataset) -> bool:
+    return run.manifest.get("data", {}).get("fingerprint") == ds.fingerprint
+
+
+def analysis_frames(run: Run, ds: Dataset, max_images: int) -> np.ndarray:
+    """The run's snapshot analysis set when ``ds`` is its training data (so the final map is the last snapshot's
+    frames), else all frames up to ``max_images``."""
+    path = run.path / "snapshots" / "analysis_indices.npy"
+    if path.is_file() and is_training_data(run, ds):
+        idx = np.load(path, allow_pickle=False)
+        return idx[:max_images] if len(idx) > max_images else idx
+    return analysis_indices(ds.n, max_images, run.config.seed)
+
+
+def chosen_columns(ds: Dataset, color_by: list[str] | None) -> list[str]:
+    if ds.conditions is None:
+        if color_by:
+            raise AelensError(f"{ds.source}: --color-by needs per-frame conditions, and this dataset has none")
+        return []
+    names = ds.conditions.names
+    if not color_by:
+        return [n for n in names if n not in SKIP_COLUMNS]
+    unknown = [c for c in color_by if c not in names]
+    if unknown:
+        raise AelensError(f"--color-by: unknown column {unknown[0]!r}; available: {', '.join(names)}")
+    return list(color_by)
+
+
+def format_score(row: dict) -> str:
+    if row["metric"] == "mae_deg":
+        return f"{row['decoder']}: {row['score']:.1f}° (chance {row['chance']:.0f}°)"
+    return f"{row['decoder']}: R² {row['score']:.2f} (chance {row['chance']:.2f})"
+
+
+def encoding_scores(codes: np.ndarray, ds: Dataset, idx: np.ndarray, columns: list[str], decoders=("ridge", "knn"),
+                    max_points: int = 5000, seed: int = 0) -> list[dict]:
+    rows = []
+    for name in columns:
+        values = ds.conditions.column(name)[idx]
+        for dec in decoders:
+            res = decoding_score(codes, values, ds.conditions.is_angle(name), method=dec, max_points=max_points,
+                                 random_state=seed)
+            rows.append({"condition": name, "decoder": dec, **res})
+    return rows
+
+
+def _write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    write_text(path, buf.getvalue())
+
+
+def snapshot_scores(run: Run, ds: Dataset, columns: list[str], layer: str, seed: int) -> list[dict]:
+    """Ridge decodability of each condition at every snapshot (3,000 frames per snapshot)."""
+    snaps, index, idx = load_snapshots(run.path, layer)
+    rows = []
+    for s, meta in enumerate(index):
+        codes = np.asarray(snaps[s], dtype=np.float32)
+        for name in columns:
+            res = decoding_score(codes, ds.conditions.column(name)[idx], ds.conditions.is_angle(name), "ridge",
+                                 max_points=3000, random_state=seed)
+            rows.append({"snapshot": s, "epoch": meta["epoch"], "global_step": meta["global_step"],
+                         "condition": name, **res})
+    return rows
+
+
+def latent_analysis(
+    run_dir: str | Path,
+    data: str | Path | None = None,
+    layer: str = "fc1",
+    method: str = "umap",
+    color_by: list[str] | None = None,
+    out: str | Path | None = None,
+    evolution: bool = False,
+    fit: str = "last",
+    max_images: int = 20000,
+    scores: bool = True,
+    dataset: Dataset | None = None,
+) -> dict:
+    """Write maps, scores and (with ``evolution``) the movie to ``out`` (default ``RUN_DIR/latent``); return a
+    summary (also written as ``summary.json``)."""
+    t_start = time.perf_counter()
+    run = load_run(run_dir)
+    ds = run_dataset(run, data, dataset)
+    out = Path(out) if out is not None else run.path / "latent"
+    columns = chosen_columns(ds, color_by)
+    seed = run.config.seed
+    if evolution:
+        _check_evolution(run, ds, layer)
+    idx = analysis_frames(run, ds, max_images)
+    frames = ds.batch(idx).numpy()
+    codes = run.encode(frames, layer)
+    xy, fitted = embed(codes, method, random_state=seed)
+    save_npy(out / "map_xy.npy", xy)
+    save_npy(out / "map_indices.npy", idx)
+    examples = figures.spread_examples(xy, 3, seed)
+    recon = None
+    if run.kind == "ae":
+        recon = np.zeros_like(frames)
+        recon[examples] = run.reconstruct(frames[examples])
+    summary: dict = {"run": str(run.path), "kind": run.kind, "layer": layer, "method": method, "n": int(len(idx)),
+                     "map_seconds": round(fitted.seconds, 3), "columns": columns, "files": []}
+    rows = []
+    if scores and columns:
+        rows = encoding_scores(codes, ds, idx, columns, seed=seed)
+        _write_csv(out / "encoding_scores.csv", rows, ["condition", "decoder", "metric", "score", "chance", "n"])
+        summary["encoding_scores"] = rows
+        summary["files"].append("encoding_scores.csv")
+    summary["trustworthiness"] = trustworthiness(codes, xy, random_state=seed)
+    label = {r["condition"]: format_score(r) for r in rows if r["decoder"] == "ridge"}
+    for name in columns:
+        values = ds.conditions.column(name)[idx]
+        figures.save_latent_scatter(xy, values, name, ds.conditions.is_angle(name), frames, recon, examples,
+                                    out / f"scatter_{name}.png", method=method)
+        summary["files"].append(f"scatter_{name}.png")
+    if not columns:
+        figures.save_latent_scatter(xy, None, "", False, frames, recon, examples, out / "scatter.png", method=method)
+        summary["files"].append("scatter.png")
+    panels = [(c, ds.conditions.column(c)[idx], ds.conditions.is_angle(c)) for c in columns]
+    figures.save_overview(xy, panels, out / "overview.png", scores=label,
+                          title=f"{run.kind} latent ({layer}, {len(idx)} frames), {method.upper()}; "
+                          f"trustworthiness {summary['trustworthiness']:.2f}")
+    summary["files"].append("overview.png")
+    has_snapshots = (run.path / "snapshots" / "index.csv").is_file() and is_training_data(run, ds)
+    if scores and columns and has_snapshots and (run.path / "snapshots" / f"{layer}.npy").is_file():
+        srows = snapshot_scores(run, ds, columns, layer, seed)
+        _write_csv(out / "encoding_vs_epoch.csv", srows, ["snapshot", "epoch", "global_step", "condition", "metric", "score", "chance", "n"])
+        figures.save_score_curves(srows, out / "encoding_vs_epoch.png")
+        summary["files"] += ["encoding_vs_epoch.csv", "encoding_vs_epoch.png"]
+    if evolution:
+        summary["evolution"] = evolution_movie(run, ds, layer, method, fit, columns, out)
+        summary["files"] += ["evolution.gif", "evolution.mp4"]
+    summary["seconds"] = round(time.perf_counter() - t_start, 2)
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def _check_evolution(run: Run, ds: Dataset, layer: str) -> None:
+    folder = run.path / "snapshots"
+    if not (folder / "index.csv").is_file() or not (folder / f"{layer}.npy").is_file():
+        hint = "(train with --snapshots, and --snapshot-layers fc1,fc2 for fc2)" if run.kind != "decoder" else \
+            "(decoder runs have no encoder to snapshot)"
+        raise AelensError(f"{run.path}: no latent snapshots of {layer} to make a movie from {hint}")
+    if not is_training_data(run, ds):
+        raise AelensError(f"{ds.source}: --evolution needs the run's own dataset (the snapshots are of its frames)")
+
+
+def evolution_movie(run: Run, ds: Dataset, layer: str, method: str, fit: str, columns: list[str], out: Path) -> dict:
+    """Render every snapshot's 2-D map as evolution.gif / evolution.mp4; returns timings."""
+    t0 = time.perf_counter()
+    snaps, index, idx = load_snapshots(run.path, layer)
+    mode, _, ref_dir = fit.partition(":")
+    reference_codes = None
+    if mode == "reference":
+        if not ref_dir:
+            raise AelensError("--fit reference:RUN_DIR needs the other run's directory after the colon")
+        other = load_run(ref_dir)
+        reference_codes = other.encode(ds.batch(idx).numpy(), layer)
+        if reference_codes.shape[1] != snaps.shape[2]:
+            raise AelensError(f"--fit {fit}: its {layer} is {reference_codes.shape[1]}-D, this run's is {snaps.shape[2]}-D")
+    maps, timing = evolution_maps(np.asarray(snaps, dtype=np.float32), mode, method, reference_codes,
+                                  random_state=run.config.seed)
+    color_col = next((c for c in columns if ds.conditions.is_angle(c)), columns[0] if columns else None)
+    if color_col is not None:
+        rgb, _ = figures.color_values(ds.conditions.column(color_col)[idx], ds.conditions.is_angle(color_col))
+    else:
+        rgb = np.tile([[0.2, 0.3, 0.6]], (len(idx), 1))
+    tracked = figures.spread_examples(maps[-1], 3, run.config.seed)
+    titles = [f"epoch {m['epoch']:g}, step {m['global_step']}, loss "
+              + ("-" if np.isnan(m["train_loss"]) else f"{m['train_loss']:.4g}") for m in index]
+    t1 = time.perf_counter()
+    frames = figures.render_movie_frames(maps, rgb, titles, tracked)
+    figures.save_movie(frames, out / "evolution.gif", out / "evolution.mp4")
+    save_npy(out / "evolution_maps.npy", maps.astype(np.float16))
+    timing.update({"render_seconds": round(time.perf_counter() - t1, 3), "total_seconds": round(time.perf_counter() - t0, 3),
+                   "frames": len(frames), "colored_by": color_col, "fit": fit})
+    write_json(out / "evolution.json", timing)
+    return timing

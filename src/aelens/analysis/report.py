@@ -1,0 +1,247 @@
+"""The study's ``results.json`` (headline numbers) and its self-contained ``report.html`` (figures embedded as data
+URIs: it opens offline, and can be mailed as one file). Each question gets its figures, its table and a sentence
+written from the numbers."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as _dt
+import html
+from pathlib import Path
+
+from ..storage import read_json, versions, write_text
+
+SECTIONS = ("q1", "q2", "q3")
+
+
+def _load(path: Path):
+    return read_json(path) if path.is_file() else None
+
+
+def _skill(row: dict) -> float:
+    """How far above chance a decoding score is, on one scale: 1 - error/chance for angles, R^2 otherwise."""
+    if row["metric"] == "mae_deg":
+        return 1 - row["score"] / row["chance"] if row["chance"] else float("nan")
+    return row["score"]
+
+
+def _fmt_score(row: dict) -> str:
+    if row["metric"] == "mae_deg":
+        return f"{row['score']:.1f}° (chance {row['chance']:.0f}°)"
+    return f"R² {row['score']:.2f}"
+
+
+def answer_q1(latent: dict | None) -> str:
+    if not latent or not latent.get("encoding_scores"):
+        return "No conditions were available to score the AE latent against."
+    best = {}
+    for r in latent["encoding_scores"]:
+        if r["condition"] not in best or _skill(r) > _skill(best[r["condition"]]):
+            best[r["condition"]] = r
+    ranked = sorted(best.values(), key=_skill, reverse=True)
+    top = ", ".join(f"{r['condition']} ({r['decoder']}: {_fmt_score(r)})" for r in ranked[:3])
+    low = ranked[-1]
+    return (f"The AE's 16-D latent encodes {top}; the least decodable condition is {low['condition']} "
+            f"({low['decoder']}: {_fmt_score(low)}). The 2-D map keeps {100 * latent['trustworthiness']:.0f}% "
+            "trustworthiness, so its neighbourhoods can be read with some confidence.")
+
+
+def _quality_key(rows: list[dict]) -> str:
+    return "psnr_clean" if rows and rows[0].get("psnr_clean") is not None else "psnr"
+
+
+def answer_q2(recon: dict | None) -> str:
+    if not recon:
+        return "The reconstruction comparison did not run."
+    rows = recon["rows"]
+    key = _quality_key(rows)
+    ae = next((r for r in rows if r["latent_source"] == "ae"), None)
+    if ae is None:
+        return "No AE run was compared."
+    parts = []
+    for r in rows:
+        if r is ae:
+            continue
+        t = (r["train_seconds"] or 0) / (ae["train_seconds"] or 1)
+        parts.append(f"{r['model']} reaches {100 * r[key] / ae[key]:.0f}% of the AE's {key.upper().replace('_', ' ')} "
+                     f"({r[key]:.1f} vs {ae[key]:.1f} dB) with {t:.2f}x its training time")
+    best = max((r for r in rows if r is not ae), key=lambda r: r[key], default=None)
+    verdict = ""
+    if best is not None:
+        verdict = (f" The best replacement for the encoder is {best['model']}"
+                   + (", which beats the AE." if best[key] > ae[key] else f", {ae[key] - best[key]:.1f} dB below the AE."))
+    pca = next((r for r in rows if r["latent_source"] == "pca" and r.get("explained_variance")), None)
+    ev = f" {pca['model']} explains {100 * pca['explained_variance']:.0f}% of the training variance." if pca else ""
+    return "; ".join(parts) + "." + verdict + ev
+
+
+def answer_q3(compare: dict | None, sweep: dict | None) -> str:
+    if not compare:
+        return "The tagger was not trained (no angle target in the metadata)."
+    labels = compare["labels"]
+    pair = compare["pairs"][0]
+    lo, hi = pair["linear_cka_ci95"]
+    text = (f"The AE and the tagger trained from scratch share a linear CKA of {pair['linear_cka']:.2f} "
+            f"[95% CI {lo:.2f}-{hi:.2f}; unrelated representations score up to {pair['permutation_95']:.2f}]")
+    dec = compare["decoding"]
+
+    def ridge(label, cond):
+        return next((r for r in dec.get(label, []) if r["condition"] == cond and r["decoder"] == "ridge"), None)
+
+    angle = compare.get("loop_condition")
+    if angle:
+        a, t = ridge(labels[0], angle), ridge(labels[1], angle)
+        if a and t:
+            text += f". {angle} is decoded from the tagger latent with {t['score']:.1f}° error vs {a['score']:.1f}° from the AE"
+    other = next((r["condition"] for r in dec.get(labels[0], []) if r["metric"] == "r2" and "dist" in r["condition"]), None)
+    if other:
+        a, t = ridge(labels[0], other), ridge(labels[1], other)
+        text += f"; {other} drops from R² {a['score']:.2f} (AE) to {t['score']:.2f} (tagger)"
+    loop = compare.get("loop", {}).get(labels[1])
+    if loop:
+        is_loop = loop["circular_corr"] > max(0.5, loop["permutation_95"])
+        text += (f". The tagger's map {'is' if is_loop else 'is not'} a loop ordered by angle "
+                 f"(|circular correlation| {loop['circular_corr']:.2f}, chance up to {loop['permutation_95']:.2f})")
+    if sweep:
+        rows = sweep["rows"]
+        scratch = next(r for r in rows if r["init"] == "scratch")
+        ae_rows = [r for r in rows if r["init"] == "ae"]
+        best = min(ae_rows, key=lambda r: r["angle_mae_deg"])
+        probe = ae_rows[0]
+        text += (f". Starting from the AE encoder, the linear probe (0 layers) reaches {probe['angle_mae_deg']:.1f}° and the best "
+                 f"setting (unfreeze {best['unfreeze']}) {best['angle_mae_deg']:.1f}°, vs {scratch['angle_mae_deg']:.1f}° from "
+                 f"scratch (always answering the mean direction: {sweep['circular_mean_mae_deg']:.1f}°)")
+    return text + "."
+
+
+def collect_results(out: Path, cfg, timings: dict, seconds: float) -> dict:
+    out = Path(out)
+    ae_test = _load(out / "runs" / "ae" / "test" / "results.json")
+    recon = _load(out / "recon" / "recon_comparison.json")
+    latent_ae = _load(out / "latent" / "ae" / "summary.json")
+    latent_tagger = _load(out / "latent" / "tagger" / "summary.json")
+    sweep = _load(out / "sweep" / "unfreeze_sweep.json")
+    compare = _load(out / "compare" / "comparison.json")
+    return {
+        "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        "settings": dataclasses.asdict(cfg),
+        "versions": versions(),
+        "seconds": round(seconds, 1),
+        "step_seconds": timings,
+        "ae_test": ae_test,
+        "reconstruction": recon,
+        "latent_ae": {k: v for k, v in (latent_ae or {}).items() if k != "files"},
+        "latent_tagger": {k: v for k, v in (latent_tagger or {}).items() if k != "files"},
+        "sweep": sweep,
+        "comparison": compare,
+        "answers": {"q1": answer_q1(latent_ae), "q2": answer_q2(recon), "q3": answer_q3(compare, sweep)},
+    }
+
+
+# --------------------------------------------------------------------------------------------- HTML
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.7em;margin-bottom:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
+.answer{background:#f3f7fb;border-left:4px solid #3a78b5;padding:.7em 1em;margin:1em 0}
+figure{margin:1em 0;text-align:center} figure img{max-width:100%;border:1px solid #eee}
+figcaption{font-size:.85em;color:#555} table{border-collapse:collapse;margin:1em 0;font-size:.85em}
+td,th{border:1px solid #ddd;padding:.25em .55em;text-align:right} th{background:#f5f5f5} td:first-child,th:first-child{text-align:left}
+.meta{color:#666;font-size:.85em} code{background:#f4f4f4;padding:0 .2em}
+"""
+
+
+def _img(path: Path, caption: str) -> str:
+    if not path.is_file():
+        return ""
+    mime = "image/gif" if path.suffix == ".gif" else "image/png"
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f'<figure><img src="data:{mime};base64,{data}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def _table(rows: list[dict], fields: list[str], headers: list[str] | None = None) -> str:
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in (headers or fields))
+    body = "".join("<tr>" + "".join(f"<td>{_cell(r.get(f))}</td>" for f in fields) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _score_table(rows: list[dict]) -> str:
+    by = {}
+    for r in rows:
+        by.setdefault(r["condition"], {})[r["decoder"]] = r
+    out = []
+    for cond, d in by.items():
+        any_row = next(iter(d.values()))
+        out.append({"condition": cond, "metric": "angle MAE (deg)" if any_row["metric"] == "mae_deg" else "R²",
+                    "ridge": d.get("ridge", {}).get("score"), "knn": d.get("knn", {}).get("score"),
+                    "chance": any_row["chance"]})
+    return _table(out, ["condition", "metric", "ridge", "knn", "chance"], ["condition", "metric", "ridge", "k-NN", "chance (shuffled)"])
+
+
+def write_report(out: Path, results: dict) -> Path:
+    out = Path(out)
+    a = results["answers"]
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>aelens study</title><style>{CSS}</style></head><body>",
+             "<h1>aelens study report</h1>",
+             f"<p class='meta'>data: <code>{html.escape(str(results['settings']['data']['path']))}</code> · "
+             f"{results['settings']['epochs']} epochs per model · total {results['seconds']:.0f} s of this session's compute · "
+             f"aelens {results['versions']['aelens']}, torch {results['versions']['torch']} · {results['created']}</p>"]
+    # Q1
+    lat = results.get("latent_ae") or {}
+    parts += ["<section id='q1'><h2>1. What does the autoencoder's latent encode?</h2>",
+              f"<div class='answer'>{html.escape(a['q1'])}</div>",
+              _img(out / "latent" / "ae" / "overview.png", "The AE latent (UMAP), coloured by each condition; decoding score in each title."),
+              _score_table(lat.get("encoding_scores", [])),
+              _img(out / "latent" / "ae" / "scatter_body_angle_deg.png", "Coloured by body angle, with example frames and their reconstructions."),
+              _img(out / "latent" / "ae" / "scatter_dist_from_center.png", "Coloured by distance from the arena centre."),
+              _img(out / "latent" / "ae" / "evolution.gif", "How the latent developed during training (one frame per snapshot)."),
+              _img(out / "latent" / "ae" / "encoding_vs_epoch.png", "Decodability of each condition over training."),
+              _img(out / "runs" / "ae" / "test" / "recon_grid.png", "Held-out test frames and the AE's reconstructions."),
+              "</section>"]
+    # Q2
+    recon = results.get("reconstruction") or {}
+    rows = recon.get("rows", [])
+    key = _quality_key(rows)
+    fields = ["model", "dim", "mse", "psnr", "ssim"] + ([key, "ssim_clean"] if key == "psnr_clean" else []) + ["train_seconds", "seconds_per_epoch", "explained_variance"]
+    parts += ["<section id='q2'><h2>2. Can PCA or UMAP replace the encoder?</h2>",
+              f"<div class='answer'>{html.escape(a['q2'])}</div>",
+              _img(out / "recon" / "recon_comparison.png", "Same test frames through each model; bottom row: each model's latent in 2-D."),
+              _table(rows, fields),
+              _img(out / "runs" / "decoder-pca16" / "pca_variance.png", "Cumulative explained variance of PCA on the training frames."),
+              "</section>"]
+    # Q3
+    cmp_ = results.get("comparison")
+    sweep = results.get("sweep")
+    parts += ["<section id='q3'><h2>3. How does the objective shape the representation?</h2>",
+              f"<div class='answer'>{html.escape(a['q3'])}</div>"]
+    if cmp_:
+        pair_rows = [{"runs": f"{p['a']} vs {p['b']}", "linear CKA": p["linear_cka"],
+                      "95% CI": f"{p['linear_cka_ci95'][0]:.3f}-{p['linear_cka_ci95'][1]:.3f}",
+                      "debiased CKA": p["debiased_cka"], "permutation 95%": p["permutation_95"],
+                      "mutual 10-NN": p["mutual_knn_10"], "Procrustes": p["procrustes_distance"]} for p in cmp_["pairs"]]
+        parts += [_img(out / "compare" / "comparison.png", "Each run's latent (columns) coloured by each condition (rows)."),
+                  _table(pair_rows, list(pair_rows[0])),
+                  "".join(f"<h3>{html.escape(lab)}</h3>" + _score_table(rows) for lab, rows in cmp_["decoding"].items())]
+    if sweep:
+        parts += [_img(out / "sweep" / "unfreeze_sweep.png", "Tagger test error vs trainable AE encoder layers."),
+                  _table(sweep["rows"], ["run", "trainable_layers", "angle_mae_deg", "angle_median_deg", "within_15deg", "within_30deg", "train_seconds"])]
+    parts += ["</section>",
+              "<h2>Reproduce</h2><p>Every run directory holds its <code>config.yaml</code>; "
+              "<code>aelens study --data DATA --out DIR --config DIR/study.yaml</code> repeats (or resumes) this study.</p>",
+              f"<p class='meta'>step times (s): {html.escape(', '.join(f'{k}: {v}' for k, v in results['step_seconds'].items()))}</p>",
+              "</body></html>"]
+    path = out / "report.html"
+    write_text(path, "\n".join(p for p in parts if p))
+    return path

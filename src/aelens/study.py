@@ -1,0 +1,155 @@
+"""``aelens study``: the whole pipeline, step by step, resumable; ``aelens demo``: the same on synthetic data.
+
+Layout of a study folder::
+
+    study.yaml            the resolved settings (a resumed study must use the same)
+    runs/ae               the autoencoder           runs/decoder-pca16 ...  decoders on embeddings
+    sweep/                the tagger from scratch and with 0..all AE layers unfrozen (unfreeze_sweep.csv)
+    latent/ae, latent/tagger   maps, decoding scores, the AE's evolution movie
+    recon/                reconstruction comparison (table + figure)
+    compare/              AE vs tagger representations (CKA, k-NN, Procrustes, decoding, loop test)
+    results.json, report.html
+
+Every step is skipped when its output is complete, so an interrupted study resumes with the same command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+from .config import RunConfig, StudyConfig, load_study_config
+from .errors import AelensError
+from .storage import read_json, read_manifest, write_json
+from .sweep import ensure_run, ensure_test, unfreeze_sweep
+
+log = logging.getLogger("aelens")
+
+
+@dataclasses.dataclass
+class Step:
+    name: str
+    done: Callable[[], bool]
+    run: Callable[[], object]
+
+
+def _run_config(study: StudyConfig, data: str, kind: str, **over) -> RunConfig:
+    base = RunConfig(kind=kind, seed=study.seed, data=dataclasses.replace(study.data, path=str(data)))
+    values = {"train.epochs": study.epochs, "train.batch_size": study.batch_size, "train.progress": False,
+              "snapshots.per_epoch": study.snapshots_per_epoch, "snapshots.max_images": study.max_images}
+    values.update(over)
+    return base.with_overrides(values)
+
+
+def _complete(run_dir: Path) -> bool:
+    try:
+        return read_manifest(run_dir).get("status") == "complete" and (run_dir / "test" / "results.json").is_file()
+    except AelensError:
+        return False
+
+
+def decoder_name(spec: str) -> str:
+    method, _, dim = spec.partition(":")
+    return f"decoder-{method}{dim}"
+
+
+def check_settings(out: Path, cfg: StudyConfig) -> None:
+    """A study folder keeps its settings: resuming with other settings would mix incomparable runs."""
+    path = out / "study.yaml"
+    if path.is_file():
+        saved = load_study_config(path)
+        if saved != cfg:
+            diff = [f.name for f in dataclasses.fields(cfg) if getattr(saved, f.name) != getattr(cfg, f.name)]
+            raise AelensError(f"{out}: holds a study with other settings ({', '.join(diff)}); use another --out "
+                              "or the same settings to resume it")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(path)
+
+
+def run_study(data: str | Path, out: str | Path, cfg: StudyConfig, echo: Callable[[str], None] = print) -> dict:
+    """Run (or resume) every step; write ``results.json`` and ``report.html``; return the results."""
+    from .analysis.compare import compare_runs
+    from .analysis.latent import latent_analysis
+    from .analysis.report import collect_results, write_report
+    from .data.loading import load_dataset_from_config
+    from .evaluate import compare_reconstructions
+
+    out = Path(out)
+    data = str(data)
+    dataset = load_dataset_from_config(dataclasses.replace(cfg.data, path=data))  # validate before any work
+    check_settings(out, cfg)
+    runs = out / "runs"
+    ae = runs / "ae"
+    sweep_dir = out / "sweep"
+    tagger = sweep_dir / "scratch"
+    tagger_all = sweep_dir / "unfreeze_all"
+    sweep_epochs = cfg.sweep_epochs or cfg.epochs
+    has_target = dataset.conditions is not None and cfg.target in dataset.conditions.names
+
+    def train_test(run_cfg: RunConfig, run_dir: Path):
+        ensure_run(run_cfg, run_dir)
+        ensure_test(run_dir)
+
+    steps = [Step("train + test AE", lambda: _complete(ae), lambda: train_test(_run_config(cfg, data, "ae"), ae))]
+    for spec in cfg.decoders:
+        method, _, dim = spec.partition(":")
+        d = runs / decoder_name(spec)
+        dc = _run_config(cfg, data, "decoder", **{"embedding.method": method, "embedding.dim": int(dim),
+                                                  "embedding.umap_fit_max": cfg.umap_fit_max, "snapshots.enabled": False})
+        steps.append(Step(f"train + test decoder {spec}", lambda d=d: _complete(d), lambda dc=dc, d=d: train_test(dc, d)))
+    recon_runs = [ae] + [runs / decoder_name(s) for s in cfg.decoders]
+    steps.append(Step("compare reconstructions", lambda: (out / "recon" / "recon_comparison.json").is_file(),
+                      lambda: compare_reconstructions(recon_runs, out=out / "recon", color_by=cfg.target if has_target else None)))
+    steps.append(Step("latent analysis of the AE (with evolution movie)", lambda: (out / "latent" / "ae" / "summary.json").is_file(),
+                      lambda: latent_analysis(ae, method=cfg.latent_method, out=out / "latent" / "ae", evolution=True,
+                                              fit=cfg.evolution_fit, max_images=cfg.max_images)))
+    if has_target:
+        tcfg = _run_config(cfg, data, "tagger", **{"train.epochs": sweep_epochs, "tagger.target": cfg.target})
+        steps.append(Step("tagger from scratch + unfreeze sweep", lambda: (sweep_dir / "unfreeze_sweep.json").is_file(),
+                          lambda: unfreeze_sweep(tcfg, ae, sweep_dir)))
+        steps.append(Step("latent analysis of the tagger", lambda: (out / "latent" / "tagger" / "summary.json").is_file(),
+                          lambda: latent_analysis(tagger, method=cfg.latent_method, out=out / "latent" / "tagger",
+                                                  evolution=True, fit=cfg.evolution_fit, max_images=cfg.max_images)))
+        steps.append(Step("compare AE and tagger representations", lambda: (out / "compare" / "comparison.json").is_file(),
+                          lambda: compare_runs([ae, tagger, tagger_all], out=out / "compare", max_images=cfg.max_images)))
+    else:
+        echo(f"no {cfg.target!r} column in the metadata: skipping the tagger, sweep and representation comparison")
+    timings = read_json(out / "timings.json") if (out / "timings.json").is_file() else {}
+    t_study = time.perf_counter()
+    for i, step in enumerate(steps, 1):
+        if step.done():
+            echo(f"[{i}/{len(steps)}] {step.name}: done earlier, skipped")
+            continue
+        echo(f"[{i}/{len(steps)}] {step.name} ...")
+        t0 = time.perf_counter()
+        step.run()
+        timings[step.name] = round(time.perf_counter() - t0, 2)
+        write_json(out / "timings.json", timings)
+        echo(f"[{i}/{len(steps)}] {step.name}: {timings[step.name]:.1f} s")
+    results = collect_results(out, cfg, timings, time.perf_counter() - t_study)
+    write_json(out / "results.json", results)
+    write_report(out, results)
+    return results
+
+
+DEMO = {"n": 2000, "epochs": 10, "sweep_epochs": 6, "max_images": 2000}  # fits 10 minutes on 2 cores (README)
+
+
+def run_demo(out: str | Path = "demo", n: int | None = None, epochs: int | None = None,
+             echo: Callable[[str], None] = print) -> dict:
+    """Synthetic arena data + a small study: the tool's three questions answered end to end."""
+    from .data.synthetic import synthesize, write_dataset
+
+    out = Path(out)
+    data = out / "data"
+    n = n or DEMO["n"]
+    if not (data / "images.npz").is_file():
+        echo(f"rendering {n} synthetic arena frames into {data} ...")
+        write_dataset(data, synthesize(n, seed=0))
+    cfg = load_study_config(None, {"epochs": epochs or DEMO["epochs"], "sweep_epochs": epochs or DEMO["sweep_epochs"],
+                                   "max_images": DEMO["max_images"]})
+    return run_study(data, out, cfg, echo)

@@ -1,0 +1,79 @@
+"""``aelens sweep unfreeze``: the direction tagger from scratch and from the AE encoder with 0, 1, ... all layers
+trainable, each tested on the same held-out frames; one table and one plot."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from .config import RunConfig
+from .errors import AelensError
+from .evaluate import test_run
+from .nets import Encoder
+from .storage import MANIFEST, read_json, read_manifest, write_json
+from .train import train
+
+log = logging.getLogger("aelens")
+
+
+def sweep_settings() -> list[tuple[str, str | None]]:
+    """(name, unfreeze) for every sweep run: scratch (None), then 0 .. len(layers)-1 and all."""
+    n = len(Encoder.LAYERS)
+    return [("scratch", None)] + [(f"unfreeze{k}", str(k)) for k in range(n)] + [("unfreeze_all", "all")]
+
+
+def ensure_run(cfg: RunConfig, run_dir: Path) -> Path:
+    """Train ``cfg`` into ``run_dir`` unless it is already complete; resume it when it was interrupted."""
+    if (run_dir / MANIFEST).is_file():
+        manifest = read_manifest(run_dir)
+        if manifest.get("status") == "complete":
+            return run_dir
+        if (run_dir / "checkpoints" / "last.safetensors").is_file():
+            log.info("resuming %s", run_dir)
+            return train(cfg, resume=run_dir)
+        return train(cfg, out=run_dir, overwrite=True)
+    return train(cfg, out=run_dir)
+
+
+def ensure_test(run_dir: Path, data=None) -> dict:
+    path = run_dir / "test" / "results.json"
+    if path.is_file():
+        return read_json(path)
+    return test_run(run_dir, data=data)
+
+
+def unfreeze_sweep(base: RunConfig, init_from: str | Path, out: str | Path, data=None) -> dict:
+    """Train and test every sweep run under ``out`` (skipping finished ones); write ``unfreeze_sweep.csv`` and
+    ``unfreeze_sweep.png``. ``base`` is a tagger config (data, target, epochs, ...)."""
+    from .analysis.figures import save_sweep_plot
+    from .evaluate import _write_table
+
+    if base.tagger.kind != "angle":
+        raise AelensError("sweep unfreeze scores angle errors; use an angle target (--kind angle)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    baseline = None
+    for name, unfreeze in sweep_settings():
+        tagger = dataclasses.replace(base.tagger, unfreeze=unfreeze or "all",
+                                     init_from=None if unfreeze is None else str(init_from))
+        cfg = dataclasses.replace(base, kind="tagger", tagger=tagger)
+        run_dir = ensure_run(cfg, out / name)
+        res = ensure_test(run_dir, data)
+        m = read_manifest(run_dir)
+        baseline = res["baselines"]["circular_mean"]["angle_mae_deg"]
+        rows.append({
+            "run": name, "init": "scratch" if unfreeze is None else "ae", "unfreeze": unfreeze or "all",
+            "trainable_layers": "+".join(m.get("trainable_layers", [])) or "readout only",
+            "angle_mae_deg": res["angle_mae_deg"], "angle_median_deg": res["angle_median_deg"],
+            "within_15deg": res["within_15deg"], "within_30deg": res["within_30deg"],
+            "train_seconds": m.get("train_seconds"), "epochs": m.get("epochs"),
+        })
+    fields = ["run", "init", "unfreeze", "trainable_layers", "angle_mae_deg", "angle_median_deg", "within_15deg",
+              "within_30deg", "train_seconds", "epochs"]
+    _write_table(out, "unfreeze_sweep", rows, fields)
+    save_sweep_plot(rows, baseline, out / "unfreeze_sweep.png")
+    result = {"rows": rows, "circular_mean_mae_deg": baseline, "init_from": str(init_from)}
+    write_json(out / "unfreeze_sweep.json", result)
+    return result

@@ -1,0 +1,108 @@
+"""Reducers: one interface, exact save/load round-trips, no leakage, pickles only behind a hash check."""
+
+import numpy as np
+import pytest
+
+import aelens
+from aelens.errors import AelensError
+from aelens.reducers import REDUCERS, Reducer, make_reducer
+from aelens.storage import read_manifest, record_file_hashes, write_manifest
+from conftest import quick_config, run_cli
+
+
+@pytest.fixture(scope="module")
+def frames():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(size=(6, 30 * 30))
+    return (rng.uniform(size=(200, 6)) @ base + 0.05 * rng.normal(size=(200, 900))).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", sorted(REDUCERS))
+def test_every_reducer_round_trips_exactly(name, frames, tmp_path):
+    opts = {"n_epochs": 30, "n_neighbors": 10} if name == "umap" else {}
+    red = make_reducer(name, 3, seed=1, **opts).fit(frames[:150])
+    files = red.save(tmp_path / "reducer")
+    manifest = None
+    if name == "umap":
+        write_manifest(tmp_path, "decoder", 1)
+        manifest = record_file_hashes(tmp_path, [f"reducer/{f}" for f in files])
+    back = Reducer.load(tmp_path / "reducer", manifest)
+    a, b = red.transform(frames[150:]), back.transform(frames[150:])
+    assert a.shape == (50, 3) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    emb = red.transform(frames[:150])
+    if name != "umap":  # standardised on the training embedding
+        np.testing.assert_allclose(emb.mean(0), 0, atol=1e-4)
+        np.testing.assert_allclose(emb.std(0), 1, atol=1e-3)
+
+
+def test_pca_explained_variance_and_inverse(frames):
+    pca = make_reducer("pca", 6).fit(frames)
+    assert pca.explained_variance > 0.95  # six planted directions
+    recon = pca.inverse(pca.transform(frames))
+    assert np.abs(recon - frames).mean() < 0.06
+
+
+def test_umap_file_with_another_hash_is_refused(frames, tmp_path):
+    red = make_reducer("umap", 2, n_epochs=20, n_neighbors=10).fit(frames)
+    files = red.save(tmp_path / "reducer")
+    write_manifest(tmp_path, "decoder", 1)
+    manifest = record_file_hashes(tmp_path, [f"reducer/{f}" for f in files])
+    with open(tmp_path / "reducer" / "umap.joblib", "ab") as fh:
+        fh.write(b"tampered")
+    with pytest.raises(AelensError, match=r"umap\.joblib: SHA-256 .* does not match the manifest's .*refusing to unpickle"):
+        Reducer.load(tmp_path / "reducer", manifest)
+    with pytest.raises(AelensError, match="no SHA-256 recorded in the run manifest; refusing to unpickle"):
+        Reducer.load(tmp_path / "reducer", {"files": {}})
+
+
+@pytest.mark.parametrize(
+    "method,dim,n_train,message",
+    [
+        ("tsne", 2, 100, r"--embedding: unknown method 'tsne'; expected one of pca, umap, randproj, ica"),
+        ("pca", 0, 100, r"--dim must be at least 1, got 0"),
+        ("pca", 900, 1000, r"--dim 900 must be below the number of pixels per frame \(900\)"),
+        ("pca", 150, 100, r"--dim 150 for PCA must be at most the number of training images \(100\)"),
+    ],
+)
+def test_bad_reducer_settings(method, dim, n_train, message):
+    with pytest.raises(AelensError, match=message):
+        make_reducer(method, dim).check(n_train, 900)
+
+
+def test_decoder_run_fits_on_training_frames_only_and_tests(tiny_data, tmp_path, capsys):
+    run = aelens.train(quick_config(tiny_data, "decoder", **{"embedding.method": "pca", "embedding.dim": 4}), out=tmp_path / "pca")
+    with np.load(run / "split.npz") as z:
+        train_idx = z["train"]
+    np.testing.assert_array_equal(np.load(run / "reducer" / "fit_indices.npy"), train_idx)
+    m = read_manifest(run)
+    assert 0 < m["explained_variance"] < 1 and (run / "pca_variance.csv").is_file() and (run / "pca_variance.png").is_file()
+    lines = (run / "pca_variance.csv").read_text().splitlines()
+    assert lines[0] == "component,explained_variance_ratio,cumulative"
+    res = aelens.test_run(run)
+    assert res["kind"] == "decoder" and np.isfinite(res["psnr_clean"]) and res["epochs"] == 1
+    # decoder runs have the embedding as their latent
+    r = aelens.load_run(run)
+    assert r.encode(aelens.load_dataset(tiny_data)).shape == (160, 4)
+
+
+def test_decoder_test_refuses_missing_reducer_and_other_shapes(tiny_data, tmp_path, capsys):
+    import shutil
+
+    run = aelens.train(quick_config(tiny_data, "decoder", **{"embedding.method": "randproj", "embedding.dim": 3}), out=tmp_path / "rp")
+    before = sorted(p.name for p in run.iterdir())
+    np.save(tmp_path / "big.npy", np.zeros((4, 40, 40), np.uint8))
+    code, _, err = run_cli(["test", run, "--data", tmp_path / "big.npy"], capsys)
+    assert code == 2 and "images are 1x40x40 but" in err and "was trained on 1x32x32" in err
+    assert sorted(p.name for p in run.iterdir()) == before
+    shutil.rmtree(run / "reducer")
+    code, _, err = run_cli(["test", run], capsys)
+    assert code == 2 and err.strip().endswith("no fitted reducer here (reducer.json missing); is this a decoder run?")
+
+
+def test_decoder_cli_bad_embedding(tiny_data, tmp_path, capsys):
+    code, _, err = run_cli(["train", "decoder", "--data", tiny_data, "--embedding", "lle", "--out", tmp_path / "x"], capsys)
+    assert code == 2 and "--embedding: unknown method 'lle'" in err
+    code, _, err = run_cli(["train", "decoder", "--data", tiny_data, "--dim", "5000", "--out", tmp_path / "y"], capsys)
+    assert code == 2 and "--dim 5000 must be below the number of pixels per frame (1024)" in err
+    assert not (tmp_path / "y").exists()  # refused before a run directory was made

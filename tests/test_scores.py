@@ -1,0 +1,126 @@
+"""Scores on planted answers: CKA, k-NN overlap, Procrustes, decoding, circular statistics."""
+
+import numpy as np
+import pytest
+from scipy.stats import ortho_group
+
+from aelens.analysis import scores as S
+
+
+@pytest.fixture(scope="module")
+def rep():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(400, 12)) @ rng.normal(size=(12, 12))
+
+
+def test_cka_identity_invariances(rep):
+    q = ortho_group.rvs(12, random_state=1)
+    assert S.linear_cka(rep, rep) == pytest.approx(1.0)
+    assert S.linear_cka(rep, 3.7 * rep @ q + 5.0) == pytest.approx(1.0)
+    assert S.debiased_cka(rep, rep) == pytest.approx(1.0)
+    assert S.debiased_cka(rep, 0.2 * rep @ q) == pytest.approx(1.0)
+
+
+def test_unbiased_hsic_matches_the_n_squared_formula():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(30, 4)), rng.normal(size=(30, 3))
+    x, y = x - x.mean(0), y - y.mean(0)
+    k, l = x @ x.T, y @ y.T
+    np.fill_diagonal(k, 0)
+    np.fill_diagonal(l, 0)
+    n = 30
+    one = np.ones(n)
+    ref = (np.trace(k @ l) + (one @ k @ one) * (one @ l @ one) / ((n - 1) * (n - 2)) - 2 / (n - 2) * (one @ k @ l @ one)) / (n * (n - 3))
+    assert S._hsic_unbiased_linear(x, y) == pytest.approx(ref, rel=1e-10)
+
+
+def test_cka_of_independent_features_is_within_the_permutation_interval():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(3000, 16)), rng.normal(size=(3000, 16))
+    res = S.cka_with_intervals(x, y, n_boot=50, n_perm=50, random_state=0)
+    assert res["linear_cka"] < 0.02
+    assert res["linear_cka"] <= res["permutation_95"] * 1.5
+    assert abs(res["debiased_cka"]) < 0.01
+    assert res["p_value"] > 0.05
+
+
+def test_cka_interval_brackets_the_estimate(rep):
+    rng = np.random.default_rng(4)
+    y = rep[:, :6] + rng.normal(size=(400, 6))
+    res = S.cka_with_intervals(rep, y, n_boot=100, n_perm=50)
+    lo, hi = res["linear_cka_ci95"]
+    assert lo < res["linear_cka"] < hi
+    assert res["linear_cka"] > res["permutation_95"] and res["p_value"] < 0.05
+
+
+def test_mutual_knn_overlap(rep):
+    assert S.mutual_knn_overlap(rep, rep, 10) == 1.0
+    rng = np.random.default_rng(5)
+    shuffled = S.mutual_knn_overlap(rep, rep[rng.permutation(len(rep))], 10)
+    assert shuffled < 5 * 10 / (len(rep) - 1)
+
+
+def test_knn_matches_scikit_learn(rep):
+    from sklearn.neighbors import NearestNeighbors
+
+    idx, dist = S.knn_indices(rep, 5)
+    ref_d, ref_i = NearestNeighbors(n_neighbors=6).fit(rep).kneighbors(rep)
+    np.testing.assert_array_equal(idx, ref_i[:, 1:])
+    np.testing.assert_allclose(dist, ref_d[:, 1:], rtol=1e-3)
+
+
+def test_procrustes_removes_planted_rotation_and_reflection():
+    rng = np.random.default_rng(6)
+    xy = rng.normal(size=(200, 2))
+    a = 1.1
+    rot_reflect = np.array([[np.cos(a), np.sin(a)], [np.sin(a), -np.cos(a)]])
+    moved = xy @ rot_reflect + [3.0, -2.0]
+    np.testing.assert_allclose(S.procrustes_align(moved, xy), xy, atol=1e-10)
+    assert S.procrustes_distance(xy, 4 * moved) == pytest.approx(0.0, abs=1e-6)
+    assert S.procrustes_distance(xy, rng.normal(size=(200, 2))) > 0.5
+
+
+def test_decoding_recovers_a_planted_code_and_not_a_shuffled_one():
+    rng = np.random.default_rng(7)
+    n = 2000
+    angle = rng.uniform(0, 360, n)
+    dist = rng.uniform(0, 1, n)
+    latent = np.stack([np.cos(np.radians(angle)), np.sin(np.radians(angle)), 2 * dist], 1)
+    latent = np.concatenate([latent, rng.normal(size=(n, 5))], 1) + 0.05 * rng.normal(size=(n, 8))
+    a = S.decoding_score(latent, angle, True, "ridge")
+    d = S.decoding_score(latent, dist, False, "ridge")
+    k = S.decoding_score(latent, angle, True, "knn")
+    assert a["metric"] == "mae_deg" and a["score"] < 5 and a["chance"] > 75
+    assert k["score"] < 10
+    assert d["metric"] == "r2" and d["score"] > 0.95 and abs(d["chance"]) < 0.05
+    shuffled = S.decoding_score(latent, rng.permutation(dist), False, "ridge")
+    assert abs(shuffled["score"]) < 0.05
+    shuffled_angle = S.decoding_score(latent, rng.permutation(angle), True, "knn")
+    assert shuffled_angle["score"] > 75
+
+
+def test_decoding_drops_missing_values():
+    rng = np.random.default_rng(8)
+    values = rng.uniform(size=100)
+    values[:10] = np.nan
+    res = S.decoding_score(np.c_[values, rng.normal(size=100)], values, False)
+    assert res["n"] == 90
+
+
+def test_circular_correlation_and_loop():
+    rng = np.random.default_rng(9)
+    a = rng.uniform(0, 360, 500)
+    assert S.circular_correlation(a, a) == pytest.approx(1.0)
+    assert S.circular_correlation(a, -a) == pytest.approx(-1.0)
+    circle = np.stack([np.cos(np.radians(a + 40)), np.sin(np.radians(a + 40))], 1) * 3 + 1
+    loop = S.loop_score(a, circle, n_perm=50)
+    assert loop["circular_corr"] > 0.99 and loop["p_value"] < 0.05
+    blob = rng.normal(size=(500, 2))
+    assert S.loop_score(a, blob, n_perm=50)["circular_corr"] < 0.2
+
+
+def test_trustworthiness_of_a_faithful_and_a_random_map():
+    rng = np.random.default_rng(10)
+    high = np.c_[rng.normal(size=(500, 2)), 0.01 * rng.normal(size=(500, 6))]
+    assert S.trustworthiness(high, high[:, :2]) > 0.95
+    assert S.trustworthiness(high, rng.normal(size=(500, 2))) < 0.7

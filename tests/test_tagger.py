@@ -1,0 +1,153 @@
+"""The direction tagger: circular loss, targets, transfer with frozen layers, augmentation, test mode."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import aelens
+from aelens.config import TaggerConfig
+from aelens.data.loading import Conditions
+from aelens.errors import AelensError
+from aelens.nets import Encoder, Geometry
+from aelens.objectives.tagger import DirectionTagger, angle_loss, rotate_batch, tagger_targets, trainable_layers
+from aelens.runs import load_state_dict
+from conftest import quick_config, run_cli
+
+
+def vec(deg):
+    r = np.radians(np.asarray(deg, dtype=np.float64))
+    return torch.tensor(np.stack([np.cos(r), np.sin(r)], 1), dtype=torch.float32)
+
+
+def test_loss_is_zero_for_perfect_predictions_and_blind_to_whole_turns():
+    a = np.array([0.0, 45.0, 359.0, 180.0])
+    assert float(angle_loss(vec(a), vec(a))) == pytest.approx(0.0, abs=1e-7)
+    assert float(angle_loss(vec(a + 360), vec(a))) == pytest.approx(0.0, abs=1e-6)
+    assert float(angle_loss(vec(a + 180), vec(a))) == pytest.approx(2.0, abs=1e-6)
+    c = Conditions(["body_angle_deg"], np.array([[10.0], [370.0], [-350.0], [np.nan]]), "m.csv")
+    values, valid, notes = tagger_targets(TaggerConfig(), c)
+    np.testing.assert_allclose(values[0], values[1], atol=1e-6)
+    np.testing.assert_allclose(values[0], values[2], atol=1e-6)
+    assert valid.tolist() == [True, True, True, False]
+    assert notes == ["target 'body_angle_deg': dropped 1 of 4 rows with a missing value",
+                     "target 'body_angle_deg': wrapped 2 angles outside [0, 360) into that range"]
+
+
+def test_target_vectors_and_linear_targets():
+    c = Conditions(["x1", "y1", "x2", "y2", "dist"], np.array([[1, 1, 0, 0, 3.0], [0, 0, 0, 2, 4.0]]), "m.csv")
+    v, _, _ = tagger_targets(TaggerConfig(target_vector=("x1", "y1", "x2", "y2")), c)
+    np.testing.assert_allclose(np.degrees(np.arctan2(v[:, 1], v[:, 0])), [45, -90], atol=1e-5)
+    v, _, _ = tagger_targets(TaggerConfig(target_vector=("x1", "y1")), c)
+    np.testing.assert_allclose(v[0], [np.sqrt(0.5), np.sqrt(0.5)], atol=1e-6)
+    v, _, _ = tagger_targets(TaggerConfig(target="dist", kind="linear"), c)
+    np.testing.assert_array_equal(v[:, 0], [3.0, 4.0])
+    with pytest.raises(AelensError, match=r"m\.csv: no condition column 'heading'; available: x1, y1, x2, y2, dist"):
+        tagger_targets(TaggerConfig(target="heading"), c)
+    with pytest.raises(AelensError, match=r"target 'a' has no finite values"):
+        tagger_targets(TaggerConfig(target="a"), Conditions(["a"], np.full((3, 1), np.nan), "m.csv"))
+
+
+@pytest.mark.parametrize("k,expected", [("0", ()), ("1", ("fc1",)), ("2", ("fc1", "conv3")),
+                                        ("3", ("fc1", "conv3", "conv2")), ("all", Encoder.LAYERS)])
+def test_unfreeze_k_trains_exactly_the_top_k_layers(k, expected):
+    cfg = aelens.RunConfig(kind="tagger").with_overrides({"tagger.unfreeze": k})
+    model = DirectionTagger(cfg, Geometry(1, 32, 32))
+    trainable = {n.split(".")[1] for n, p in model.named_parameters() if p.requires_grad and n.startswith("encoder.")}
+    assert trainable == set(expected)
+    assert all(p.requires_grad for p in model.readout.parameters())
+    model.train()
+    for name in Encoder.LAYERS:
+        bn = getattr(model.encoder, name)[-2 if name == "fc1" else 1]
+        assert bn.training == (name in expected), name
+
+
+def test_unfreeze_larger_than_layers_is_an_error():
+    with pytest.raises(AelensError, match=r"--unfreeze must be at most 4 \(the encoder has 4 layers: fc1, conv3, conv2, conv1\) or all, got 5"):
+        trainable_layers("5")
+
+
+def test_init_from_copies_the_encoder_and_frozen_weights_stay_bit_identical(tiny_ae, tiny_data, tmp_path):
+    run = aelens.train(quick_config(tiny_data, "tagger", **{"tagger.init_from": str(tiny_ae), "tagger.unfreeze": "1"}),
+                       out=tmp_path / "t")
+    ae, tagger = load_state_dict(tiny_ae / "model.safetensors"), load_state_dict(run / "model.safetensors")
+    for key, value in ae.items():
+        if not key.startswith("encoder."):
+            continue
+        if key.startswith("encoder.fc1."):
+            if key.endswith(("weight", "bias")):
+                assert not torch.equal(tagger[key], value), key  # trained
+        else:
+            assert torch.equal(tagger[key], value), key  # frozen: weights and BatchNorm statistics untouched
+    m = aelens.storage.read_manifest(run)
+    assert m["trainable_layers"] == ["fc1"] and m["frozen_layers"] == ["conv3", "conv2", "conv1"]
+
+
+def test_init_from_errors(tiny_ae, tiny_data, tmp_path, capsys):
+    base = ["train", "tagger", "--data", tiny_data, "--epochs", "1", "--no-progress"]
+    code, _, err = run_cli(base + ["--init-from", tiny_ae, "--latent-dim", "8", "--out", tmp_path / "a"], capsys)
+    assert code == 2 and "the AE's latent dim is 16, the tagger's 8 (set --latent-dim)" in err
+    dec = aelens.train(quick_config(tiny_data, "decoder", **{"embedding.method": "randproj", "embedding.dim": 2}), out=tmp_path / "dec")
+    code, _, err = run_cli(base + ["--init-from", dec, "--out", tmp_path / "b"], capsys)
+    assert code == 2 and f"--init-from {dec}: a decoder run, not an AE run" in err
+    code, _, err = run_cli(base + ["--unfreeze", "7", "--out", tmp_path / "c"], capsys)
+    assert code == 2 and "--unfreeze must be at most 4" in err
+    code, _, err = run_cli(base + ["--target", "heading", "--out", tmp_path / "d"], capsys)
+    assert code == 2 and "no condition column 'heading'" in err
+    assert not any((tmp_path / x).exists() for x in "abcd")
+
+
+def test_rotation_augmentation_turns_the_animal_by_the_angle():
+    from aelens.data.synthetic import COLUMNS, synthesize
+
+    d = synthesize(40, seed=4, size=48)
+    x = torch.tensor(d["clean"][:, None] / 255.0, dtype=torch.float32)
+    alpha = torch.full((40,), math.radians(70.0))
+    rotated = rotate_batch(x, alpha)
+
+    def axis_angle(img):
+        s = img.shape[-1]
+        yy, xx = np.mgrid[0:s, 0:s]
+        u, v = xx - (s - 1) / 2, (s - 1) / 2 - yy
+        w = np.where((np.hypot(u, v) < 14) & (img > 0.8), img, 0)
+        u0, v0 = (w * u).sum() / w.sum(), (w * v).sum() / w.sum()  # bright mass lies towards the head
+        return np.degrees(np.arctan2(v0, u0))
+
+    before = np.array([axis_angle(img[0].numpy()) for img in x])
+    after = np.array([axis_angle(img[0].numpy()) for img in rotated])
+    turn = np.mod(after - before + 180, 360) - 180
+    assert np.median(np.abs(turn - 70)) < 8
+
+
+@pytest.mark.slow
+def test_tagger_end_to_end_beats_the_circular_mean(tmp_path, capsys):
+    from aelens.data.synthetic import synthesize, write_dataset
+
+    data = write_dataset(tmp_path / "data", synthesize(600, seed=9, size=32))
+    run = tmp_path / "tagger"
+    code, _, err = run_cli(["train", "tagger", "--data", data, "--epochs", "6", "--out", run, "--no-progress",
+                            "--batch-size", "32", "--snapshots-per-epoch", "2"], capsys)
+    assert code == 0, err
+    code, out, err = run_cli(["test", run], capsys)
+    assert code == 0, err
+    res = json.loads((run / "test" / "results.json").read_text())
+    for key in ("angle_mae_deg", "angle_median_deg", "within_15deg", "within_30deg", "n"):
+        assert key in res
+    assert res["n"] == 60
+    chance = res["baselines"]["circular_mean"]["angle_mae_deg"]
+    assert res["angle_mae_deg"] < 0.6 * chance, (res["angle_mae_deg"], chance)
+    for f in ("angle_scatter.png", "angle_errors_polar.png", "angle_arrows.png"):
+        assert (run / "test" / f).stat().st_size > 0
+    snaps = np.load(run / "snapshots" / "fc1.npy")
+    assert snaps.shape == (13, 600, 16)  # 1 + 6 epochs x 2
+
+
+def test_linear_target_regression(tiny_data, tmp_path):
+    run = aelens.train(quick_config(tiny_data, "tagger", **{"tagger.target": "dist_from_center", "tagger.kind": "linear",
+                                                            "train.epochs": 2}), out=tmp_path / "lin")
+    res = aelens.test_run(run)
+    assert {"mae", "rmse", "r2"} <= set(res) and "training_mean" in res["baselines"]
+    pred = aelens.load_run(run).predict(aelens.load_dataset(tiny_data))
+    assert pred.shape == (160,) and 0 < np.median(pred) < 1.5  # in the target's units, not standardised
