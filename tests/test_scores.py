@@ -124,3 +124,34 @@ def test_trustworthiness_of_a_faithful_and_a_random_map():
     high = np.c_[rng.normal(size=(500, 2)), 0.01 * rng.normal(size=(500, 6))]
     assert S.trustworthiness(high, high[:, :2]) > 0.95
     assert S.trustworthiness(high, rng.normal(size=(500, 2))) < 0.7
+
+
+def _ou(n, d, tau, rng):
+    """Ornstein-Uhlenbeck processes (stationary, correlation time ``tau`` frames)."""
+    a = np.exp(-1 / tau)
+    x = np.zeros((n, d))
+    noise = rng.normal(size=(n, d)) * np.sqrt(1 - a * a)
+    for t in range(1, n):
+        x[t] = a * x[t - 1] + noise[t]
+    return x
+
+
+def test_blocked_folds_do_not_decode_an_unrelated_slow_signal():
+    """Independent slow signals: random folds would 'decode' one from the other through temporal neighbours
+    (the next frame is almost the same frame); purged, blocked folds must not."""
+    rng = np.random.default_rng(11)
+    latent, condition = _ou(4000, 8, 25, rng), _ou(4000, 1, 25, rng)[:, 0]
+    assert 15 <= S.autocorrelation_time(latent) <= 40
+    res = S.decoding_score(latent, condition, False, "knn")
+    assert res["score"] < 0.1, res
+    # the leak this prevents: with random folds the same data look decodable
+    from sklearn.model_selection import KFold, cross_val_predict
+    from sklearn.neighbors import KNeighborsRegressor
+
+    leaky = cross_val_predict(KNeighborsRegressor(15), latent, condition, cv=KFold(5, shuffle=True, random_state=0))
+    assert 1 - ((leaky - condition) ** 2).sum() / ((condition - condition.mean()) ** 2).sum() > 0.5
+    folds = S._folds(1000, 5, tau=10)
+    tests = np.sort(np.concatenate([t for _, t in folds]))
+    np.testing.assert_array_equal(tests, np.arange(1000))  # every row tested once
+    for train, test in folds:
+        assert np.min(np.abs(train[:, None] - test[None, :])) > 20  # a 3-tau gap between training and test rows

@@ -151,3 +151,12 @@ def test_linear_target_regression(tiny_data, tmp_path):
     assert {"mae", "rmse", "r2"} <= set(res) and "training_mean" in res["baselines"]
     pred = aelens.load_run(run).predict(aelens.load_dataset(tiny_data))
     assert pred.shape == (160,) and 0 < np.median(pred) < 1.5  # in the target's units, not standardised
+
+
+def test_linear_probe_starts_from_the_least_squares_readout(tiny_ae, tiny_data, tmp_path):
+    """unfreeze 0 with no training (1 step at a tiny learning rate) already beats the circular mean: the readout
+    is initialised by ridge regression on the AE latent."""
+    run = aelens.train(quick_config(tiny_data, "tagger", **{"tagger.init_from": str(tiny_ae), "tagger.unfreeze": "0",
+                                                            "train.lr": 1e-8, "train.max_steps": 1}), out=tmp_path / "p")
+    res = aelens.test_run(run, figures=False)
+    assert res["angle_mae_deg"] < 0.9 * res["baselines"]["circular_mean"]["angle_mae_deg"]

@@ -222,7 +222,8 @@ class UMAPReducer(Reducer):
             low_memory=bool(o.get("low_memory", True)),
             n_jobs=n_jobs,
             random_state=self.seed if n_jobs == 1 else None,  # a seed forces umap-learn onto one thread
-            verbose=bool(o.get("verbose", False)),
+            verbose=bool(o.get("verbose", False)),  # timestamps and "completed k / n epochs" while fitting
+            tqdm_kwds={"disable": True},
             transform_seed=self.seed,
         )
 
@@ -238,6 +239,7 @@ class UMAPReducer(Reducer):
         self.model_ = self._model()
         emb = np.empty((x.shape[0], self.dim), dtype=np.float32)
         emb[sub] = self.model_.fit_transform(x[sub])
+        self.model_.verbose = False  # progress for the fit only, not for every transform
         rest = np.setdiff1d(np.arange(x.shape[0]), sub)
         if len(rest):
             emb[rest] = self.model_.transform(x[rest])

@@ -80,7 +80,8 @@ def run_study(data: str | Path, out: str | Path, cfg: StudyConfig, echo: Callabl
 
     out = Path(out)
     data = str(data)
-    dataset = load_dataset_from_config(dataclasses.replace(cfg.data, path=data))  # validate before any work
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=data))
+    dataset = load_dataset_from_config(cfg.data)  # validate before any work
     check_settings(out, cfg)
     runs = out / "runs"
     ae = runs / "ae"

@@ -25,7 +25,7 @@ from .config import RunConfig, load_config
 from .data.batches import split_indices
 from .data.loading import Dataset, load_dataset_from_config
 from .errors import AelensError, TrainingInterrupted
-from .inference import resolve_precision, set_threads
+from .inference import physical_cores, resolve_precision, set_threads
 from .nets import Geometry
 from .objectives import OBJECTIVES
 from .storage import (
@@ -108,6 +108,8 @@ def train(
         ckpt = None
     else:
         ckpt = None
+        if cfg.data.path is not None:  # absolute: `aelens test RUN` works from any folder
+            cfg = cfg.with_overrides({"data.path": str(Path(cfg.data.path).resolve())})
         if dataset is None:
             dataset = load_dataset_from_config(cfg.data)  # validate data and settings before creating anything
         split = split_indices(dataset.n, cfg.split.val_fraction, cfg.split.test_fraction, cfg.seed)
@@ -138,12 +140,13 @@ def train(
         )
         os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
 
-    set_threads(cfg.train.threads)
+    accelerator = _accelerator(cfg)
+    procs = int(cfg.train.devices) if cfg.train.devices.isdigit() and accelerator == "cpu" else 1
+    set_threads(cfg.train.threads or max(1, physical_cores() // procs))  # CPU DDP: share the cores
     L.seed_everything(cfg.seed, workers=False, verbose=False)
     objective = OBJECTIVES[cfg.kind](cfg, geometry)
     objective.prepare(dataset, split, run_dir, resuming=resuming or worker)
 
-    accelerator = _accelerator(cfg)
     precision = resolve_precision(cfg.train.precision, accelerator)
     if cfg.train.precision == "auto" and precision == "fp32" and not worker:
         log.info("precision: fp32 (this device has no fast bf16)")
@@ -200,6 +203,7 @@ def train(
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # frozen tagger layers, on purpose
         try:
             trainer.fit(objective, ckpt_path=str(ckpt) if ckpt else None)
         except SystemExit:

@@ -344,7 +344,7 @@ def save_movie(frames: list[np.ndarray], gif_path: str | Path | None, mp4_path: 
     if mp4_path is not None:
         with atomic_path(mp4_path) as tmp:
             with imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=7,
-                                    macro_block_size=16, output_params=["-pix_fmt", "yuv420p"]) as w:
+                                    macro_block_size=16) as w:  # imageio-ffmpeg writes yuv420p: plays everywhere
                 for f in frames:
                     w.append_data(f)
 

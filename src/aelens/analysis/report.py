@@ -43,8 +43,8 @@ def answer_q1(latent: dict | None) -> str:
     top = ", ".join(f"{r['condition']} ({r['decoder']}: {_fmt_score(r)})" for r in ranked[:3])
     low = ranked[-1]
     return (f"The AE's 16-D latent encodes {top}; the least decodable condition is {low['condition']} "
-            f"({low['decoder']}: {_fmt_score(low)}). The 2-D map keeps {100 * latent['trustworthiness']:.0f}% "
-            "trustworthiness, so its neighbourhoods can be read with some confidence.")
+            f"({low['decoder']}: {_fmt_score(low)}). The 2-D map's trustworthiness is {latent['trustworthiness']:.3f} "
+            "(1 = every neighbour in the picture is a neighbour in the latent).")
 
 
 def _quality_key(rows: list[dict]) -> str:

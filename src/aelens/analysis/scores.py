@@ -17,20 +17,47 @@ import numpy as np
 # --------------------------------------------------------------------------------------------- decoding
 
 
-def _folds(n: int, k: int) -> list[np.ndarray]:
-    """Contiguous blocks of the rows in their given (temporal) order. Frames of a video are strongly correlated
-    with their neighbours in time; random folds would let k-NN "decode" a condition by finding the same moment
-    one frame later, so each test block is a stretch of time the decoder never saw."""
-    return np.array_split(np.arange(n), k)
+def autocorrelation_time(x: np.ndarray, max_lag: int = 2000) -> int:
+    """Frames until the mean autocorrelation of the columns of ``x`` (rows in temporal order) drops below 1/e."""
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-12)
+    n = len(x)
+    size = 1 << int(np.ceil(np.log2(2 * n)))
+    spec = np.fft.rfft(x, size, axis=0)
+    acf = np.fft.irfft(spec * np.conj(spec), size, axis=0)[: min(max_lag, n // 2)].mean(1)
+    acf /= acf[0] if acf[0] > 0 else 1.0
+    below = np.nonzero(acf < np.exp(-1))[0]
+    return int(below[0]) if len(below) else len(acf)
 
 
-def _cv_predict(x: np.ndarray, y: np.ndarray, method: str, folds: list[np.ndarray], n_neighbors: int) -> np.ndarray:
+def _folds(n: int, k: int, tau: int = 1, blocks_per_fold: int = 10) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) row indices for k-fold cross-validation of rows in temporal order (a purged, blocked split).
+
+    Frames of a video are strongly correlated with their neighbours in time: with random folds, k-NN "decodes" any
+    slowly varying condition by finding the same moment one frame later. So the rows are cut into contiguous blocks
+    (at least 4 gaps long), fold f tests blocks f, f + k, f + 2k, ... (spread over the whole recording, so train and
+    test cover the same range of behaviour), and the ``gap`` = 3 ``tau`` rows (``tau``: the autocorrelation time)
+    on either side of each test block are left out of training.
+    """
+    gap = max(2, min(3 * tau, n // (8 * k)))
+    n_blocks = max(k, min(k * blocks_per_fold, n // (4 * gap)))
+    blocks = np.array_split(np.arange(n), n_blocks)
+    folds = []
+    for f in range(k):
+        test = np.concatenate(blocks[f::k])
+        banned = np.zeros(n, dtype=bool)
+        for b in blocks[f::k]:
+            banned[max(0, b[0] - gap) : b[-1] + gap + 1] = True
+        folds.append((np.nonzero(~banned)[0], test))
+    return folds
+
+
+def _cv_predict(x: np.ndarray, y: np.ndarray, method: str, folds, n_neighbors: int) -> np.ndarray:
     from sklearn.linear_model import RidgeCV
     from sklearn.neighbors import KNeighborsRegressor
 
     pred = np.empty_like(y)
-    for test in folds:
-        train = np.setdiff1d(np.arange(len(x)), test, assume_unique=True)
+    for train, test in folds:
         mu, sd = x[train].mean(0), x[train].std(0) + 1e-8
         xtr, xte = (x[train] - mu) / sd, (x[test] - mu) / sd
         if method == "ridge":
@@ -64,7 +91,8 @@ def decoding_score(
     max_points: int | None = 5000,
     random_state: int = 0,
 ) -> dict[str, float]:
-    """Cross-validated decoding of one condition from ``latent`` (n, d), rows in temporal order (blocked folds).
+    """Cross-validated decoding of one condition from ``latent`` (n, d), rows in temporal order (purged, blocked
+    folds: see :func:`_folds`).
 
     Returns ``{"metric", "score", "chance", "n"}``: for angles (degrees) ``metric="mae_deg"`` (lower is better;
     chance ~90 for uniform angles), else ``metric="r2"`` (higher is better; chance ~0). ``chance`` is the same
@@ -83,7 +111,8 @@ def decoding_score(
     y = np.stack([np.cos(np.radians(v)), np.sin(np.radians(v))], 1) if is_angle else v
     if len(idx) < 2 * folds:
         return {"metric": "mae_deg" if is_angle else "r2", "score": float("nan"), "chance": float("nan"), "n": int(len(idx))}
-    f = _folds(len(idx), folds)
+    tau = max(autocorrelation_time(x), autocorrelation_time(y))
+    f = _folds(len(idx), folds, tau)
     score = _score(y, _cv_predict(x, y, method, f, n_neighbors), is_angle)
     y_shuf = y[rng.permutation(len(y))]
     chance = _score(y_shuf, _cv_predict(x, y_shuf, method, f, n_neighbors), is_angle)

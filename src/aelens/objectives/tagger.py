@@ -178,9 +178,38 @@ class DirectionTagger(Objective):
             self.target_mean.fill_(mean)
             self.target_std.fill_(std)
             values = (values - mean) / std
+        self.attach_data(dataset, split, values)
         if self.cfg.tagger.init_from and not resuming:
             self.init_from(self.cfg.tagger.init_from)
-        self.attach_data(dataset, split, values)
+            self.init_readout()
+
+    @torch.no_grad()
+    def init_readout(self, max_frames: int = 20000, ridge: float = 1e-2) -> None:
+        """Start the readout at the least-squares (ridge) solution on the pretrained latent of the training frames.
+
+        A linear probe trained from a random readout with Adam at lr 1e-3 needs thousands of steps to reach what one
+        solve gives; with it, "unfreeze 0" measures the AE latent rather than the optimiser's patience."""
+        from ..inference import INFER_BATCH, autocast
+
+        idx = self.split["train"]
+        if len(idx) > max_frames:
+            idx = np.sort(np.random.default_rng(self.cfg.seed).choice(idx, max_frames, replace=False))
+        was = self.training
+        self.eval()
+        z = []
+        for start in range(0, len(idx), INFER_BATCH * 4):
+            with autocast(self.device, False):
+                z.append(self.encoder(self.dataset.batch(idx[start : start + INFER_BATCH * 4])).double())
+        self.train(was)
+        z = torch.cat(z)
+        y = torch.as_tensor(self.targets[idx], dtype=torch.float64)
+        zm, ym = z.mean(0), y.mean(0)
+        zc = z - zm
+        gram = zc.T @ zc + ridge * len(z) * torch.eye(z.shape[1], dtype=torch.float64)
+        w = torch.linalg.solve(gram, zc.T @ (y - ym))  # (latent, outputs)
+        b = ym - zm @ w
+        self.readout.linear.weight.copy_(w.T.to(self.readout.linear.weight.dtype))
+        self.readout.linear.bias.copy_(b.to(self.readout.linear.bias.dtype))
 
     def init_from(self, ae_dir: str | Path) -> None:
         """Copy the encoder weights of an AE run (same latent dim and image shape)."""
