@@ -57,3 +57,20 @@ def test_circular_mean_and_angle_metrics():
     m = angle_metrics([0, 10, 40, 200], [0, 0, 0, 0])
     assert m == {"angle_mae_deg": pytest.approx(52.5), "angle_median_deg": pytest.approx(25),
                  "within_15deg": 0.5, "within_30deg": 0.5}
+
+
+def test_training_flops_per_image_match_the_analytic_count():
+    """One AE training step on a 50 x 50 frame: forward 124.07 MFLOP (the layer sums below), backward twice that
+    except conv1's input gradient, which is never needed."""
+    from aelens.bench import train_flops_per_image
+    from aelens.nets import Geometry
+
+    fwd = {
+        "conv1": 48 * 48 * 64 * 9 * 1, "conv2": 22 * 22 * 64 * 64 * 9, "conv3": 9 * 9 * 128 * 64 * 9, "fc1": 10368 * 16,
+        "fc2": 16 * 10368, "deconv1": 81 * 128 * 64 * 9, "deconv2": 121 * 64 * 64 * 4, "deconv3": 484 * 64 * 64 * 9,
+        "deconv4": 576 * 64 * 64 * 4, "out": 2304 * 64 * 9,
+    }
+    forward = 2 * sum(fwd.values())
+    assert forward == 124_067_840
+    expected = 3 * forward - 2 * fwd["conv1"]
+    assert train_flops_per_image(Geometry(1, 50, 50), batch=4) == pytest.approx(expected, rel=0.01)

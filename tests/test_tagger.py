@@ -100,7 +100,7 @@ def test_init_from_errors(tiny_ae, tiny_data, tmp_path, capsys):
 
 
 def test_rotation_augmentation_turns_the_animal_by_the_angle():
-    from aelens.data.synthetic import COLUMNS, synthesize
+    from aelens.data.synthetic import synthesize
 
     d = synthesize(40, seed=4, size=48)
     x = torch.tensor(d["clean"][:, None] / 255.0, dtype=torch.float32)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import os
-import sys
 import traceback
 from pathlib import Path
 from typing import Optional
@@ -94,9 +92,7 @@ def with_options(options):
         own = [p for p in sig.parameters.values() if p.name != "opts"]
         extra = []
         for name, tp, flag, help_, _ in options:
-            default = False if tp is bool else None
-            flags = flag.split("/") if "/" in flag else [flag]
-            opt = typer.Option(default, *([flag] if "/" in flag else flags), help=help_, show_default=False)
+            opt = typer.Option(False if tp is bool else None, flag, help=help_, show_default=False)
             extra.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=tp))
 
         @functools.wraps(fn)
@@ -123,7 +119,7 @@ def build_config(kind: str, opts: dict, extra: dict | None = None):
 
 
 def _train(kind: str, opts: dict, extra: dict | None = None) -> Path:
-    from .train import train
+    from .train import is_worker, train
 
     if opts.get("resume"):
         cfg = build_config(kind, {"epochs": opts.get("epochs")}) if opts.get("epochs") else None
@@ -133,13 +129,13 @@ def _train(kind: str, opts: dict, extra: dict | None = None) -> Path:
         if cfg.data.path is None:
             raise AelensError("--data is required (an images file or a data directory), or a --config that names it")
         run_dir = train(cfg, out=opts.get("out"), overwrite=opts.get("overwrite", False))
-    if int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
+    if not is_worker():  # DDP processes other than rank 0 re-run this command too: one summary
         _summary(run_dir)
     return run_dir
 
 
 def _summary(run_dir: Path) -> None:
-    from .storage import read_manifest
+    from .storage import read_manifest, read_yaml
 
     m = read_manifest(run_dir)
     line = f"run: {run_dir}  epochs: {m.get('epochs')}  train time: {m.get('train_seconds', 0):.1f} s"
@@ -149,7 +145,8 @@ def _summary(run_dir: Path) -> None:
     if "snapshot_overhead" in m:
         echo(f"latent snapshots: {m['snapshot_seconds']:.1f} s ({100 * m['snapshot_overhead']:.1f}% of training)")
     if "explained_variance" in m:
-        echo(f"PCA: the kept components explain {100 * m['explained_variance']:.1f}% of the training variance (pca_variance.csv)")
+        echo(f"PCA: the {read_yaml(run_dir / 'config.yaml')['embedding']['dim']} components kept explain "
+             f"{100 * m['explained_variance']:.1f}% of the training variance (cumulative curve: pca_variance.csv)")
     echo(f"next: aelens test {run_dir}")
 
 

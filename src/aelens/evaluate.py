@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.loading import Dataset, load_dataset, load_dataset_from_config
+from .data.loading import Dataset
 from .errors import AelensError
 from .metrics import (
     angle_metrics,
@@ -23,7 +23,7 @@ from .metrics import (
     regression_metrics,
 )
 from .runs import Run, load_run
-from .storage import write_json
+from .storage import markdown_table, write_csv, write_json, write_text
 from .train import SPLIT, load_split
 
 log = logging.getLogger("aelens")
@@ -42,19 +42,6 @@ def evaluation_frames(run: Run, dataset: Dataset) -> tuple[np.ndarray, str, dict
     return np.arange(dataset.n), "all frames (not the dataset the run was trained on)", None
 
 
-def _dataset_for(run: Run, data: str | Path | None, dataset: Dataset | None) -> Dataset:
-    if dataset is not None:
-        ds = dataset
-    elif data is not None:
-        d = run.config.data
-        ds = load_dataset(data, key=d.key, max_pixel_value=d.max_pixel_value, conditions=d.conditions or None,
-                          angle_columns=d.angle_columns)
-    else:
-        ds = load_dataset_from_config(run.config.data)
-    run.check_shape(ds.shape, ds.source)
-    return ds
-
-
 def _run_facts(run: Run) -> dict:
     m = run.manifest
     return {
@@ -70,7 +57,7 @@ def test_run(run_dir: str | Path, data: str | Path | None = None, out: str | Pat
              dataset: Dataset | None = None, figures: bool = True) -> dict:
     """Score a run; write ``results.json`` and figures to ``out`` (default ``RUN_DIR/test``). Returns the results."""
     run = load_run(run_dir)
-    ds = _dataset_for(run, data, dataset)
+    ds = run.dataset(data, dataset)
     idx, which, split = evaluation_frames(run, ds)
     out = Path(out) if out is not None else run.path / "test"
     if run.kind == "tagger":
@@ -118,6 +105,8 @@ def _test_reconstruction(run: Run, ds: Dataset, idx, split, out: Path, figures: 
     }
     if clean is not None:
         baselines = {"noisy_input": frames, **baselines}
+    if split is None:
+        results["baselines_note"] = f"pca{dim} was fitted on the scored frames themselves (no training split here)"
     results["baselines"] = {}
     for name, pred in baselines.items():
         scores = image_metrics(pred, frames) if name != "noisy_input" else {}
@@ -205,7 +194,6 @@ def compare_reconstructions(run_dirs: list, data=None, out=None, color_by: str |
     """Evaluate every run on the same test frames: ``recon_comparison.csv`` / ``.md`` and ``recon_comparison.png``
     (one column per model; rows: inputs, outputs, the model's latent mapped to 2-D by UMAP)."""
     from .analysis.figures import save_recon_comparison
-    from .analysis.latent import run_dataset
     from .analysis.projection import embed
 
     if not run_dirs:
@@ -214,7 +202,7 @@ def compare_reconstructions(run_dirs: list, data=None, out=None, color_by: str |
     for r in runs:
         if r.networks.decoder is None:
             raise AelensError(f"{r.path}: a {r.kind} run has no decoder; compare-recon takes AE and decoder runs")
-    ds = run_dataset(runs[0], data)
+    ds = runs[0].dataset(data)
     idx, which = common_test_frames(runs, ds)
     out = Path(out) if out is not None else Path("recon_comparison")
     rows, recons, maps = [], [], []
@@ -241,7 +229,7 @@ def compare_reconstructions(run_dirs: list, data=None, out=None, color_by: str |
     fields = ["run", "model", "latent_source", "dim", "mse", "psnr", "ssim"]
     fields += [k for k in ("mse_clean", "psnr_clean", "ssim_clean") if k in rows[0]]
     fields += ["train_seconds", "epochs", "seconds_per_epoch", "explained_variance"]
-    _write_table(out, "recon_comparison", rows, fields)
+    write_table(out, "recon_comparison", rows, fields)
     save_recon_comparison(ds.batch(show).numpy(), recons, maps, values, is_angle, [r["model"] for r in rows],
                           color_by or "", out / "recon_comparison.png")
     result = {"n": int(len(idx)), "frames": which, "rows": rows, "color_by": color_by}
@@ -249,26 +237,7 @@ def compare_reconstructions(run_dirs: list, data=None, out=None, color_by: str |
     return result
 
 
-def _fmt(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
-def _write_table(out: Path, name: str, rows: list[dict], fields: list[str]) -> None:
-    import csv
-    import io
-
-    from .storage import write_text
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: _fmt(r.get(k)) for k in fields})
-    write_text(out / f"{name}.csv", buf.getvalue())
-    md = ["| " + " | ".join(fields) + " |", "|" + "---|" * len(fields)]
-    md += ["| " + " | ".join(_fmt(r.get(k)) for k in fields) + " |" for r in rows]
-    write_text(out / f"{name}.md", "\n".join(md) + "\n")
+def write_table(out: Path, name: str, rows: list[dict], fields: list[str]) -> None:
+    """``out/name.csv`` and ``out/name.md`` with the same rows."""
+    write_csv(out / f"{name}.csv", rows, fields)
+    write_text(out / f"{name}.md", markdown_table(rows, fields))

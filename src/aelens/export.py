@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis.latent import run_dataset
 from .errors import AelensError
 from .metrics import psnr_per_image
 from .runs import load_run
@@ -26,7 +25,7 @@ def encode_to_file(run_dir, out, data=None, layer: str = "fc1", overwrite: bool 
         raise AelensError(f"{out}: codes are written as .npy; name the file *.npy")
     _refuse_existing(out, overwrite)
     run = load_run(run_dir)
-    ds = run_dataset(run, data)
+    ds = run.dataset(data)
     frames_iter = range(0, ds.n, 4096)
     codes = np.concatenate([run.encode(ds.batch(np.arange(s, min(ds.n, s + 4096))).numpy(), layer) for s in frames_iter])
     save_npy(out, codes.astype(np.float32))

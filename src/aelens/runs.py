@@ -109,6 +109,21 @@ class Run:
         c, h, w = self.geometry.channels, self.geometry.height, self.geometry.width
         return f"Run({str(self.path)!r}, kind={self.kind!r}, images {c}x{h}x{w})"
 
+    def dataset(self, data: str | Path | None = None, dataset: Dataset | None = None) -> Dataset:
+        """The dataset to evaluate on: ``dataset``; else ``data`` read with the run's data options (key, scaling,
+        condition names); else the run's own training data. Its frames must have the run's shape."""
+        from .data.loading import load_dataset, load_dataset_from_config
+
+        if dataset is None:
+            d = self.config.data
+            if data is not None:
+                dataset = load_dataset(data, key=d.key, max_pixel_value=d.max_pixel_value,
+                                       conditions=d.conditions or None, angle_columns=d.angle_columns)
+            else:
+                dataset = load_dataset_from_config(d)
+        self.check_shape(dataset.shape, dataset.source)
+        return dataset
+
     # ---------------------------------------------------------------------------------------------- inputs
     def _frames(self, images) -> tuple[callable, int]:
         """Accept a Dataset, or an array (n, h, w) / (n, c, h, w) uint8 (scaled by 255) or float."""

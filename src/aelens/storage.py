@@ -130,6 +130,33 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def format_cell(value: Any) -> str:
+    """Table cells: floats with 6 significant digits, NaN and None as empty cells."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def write_csv(path: str | os.PathLike, rows: list[dict], fields: list[str]) -> None:
+    """Rows (dicts) as CSV with a header, atomically; keys not in ``fields`` are left out."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    w.writerows({k: format_cell(r.get(k)) for k in fields} for r in rows)
+    write_text(path, buf.getvalue())
+
+
+def markdown_table(rows: list[dict], fields: list[str]) -> str:
+    lines = ["| " + " | ".join(fields) + " |", "|" + "---|" * len(fields)]
+    lines += ["| " + " | ".join(format_cell(r.get(k)) for k in fields) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -47,7 +47,7 @@ def unfreeze_sweep(base: RunConfig, init_from: str | Path, out: str | Path, data
     """Train and test every sweep run under ``out`` (skipping finished ones); write ``unfreeze_sweep.csv`` and
     ``unfreeze_sweep.png``. ``base`` is a tagger config (data, target, epochs, ...)."""
     from .analysis.figures import save_sweep_plot
-    from .evaluate import _write_table
+    from .evaluate import write_table
 
     if base.tagger.kind != "angle":
         raise AelensError("sweep unfreeze scores angle errors; use an angle target (--kind angle)")
@@ -72,7 +72,7 @@ def unfreeze_sweep(base: RunConfig, init_from: str | Path, out: str | Path, data
         })
     fields = ["run", "init", "unfreeze", "trainable_layers", "angle_mae_deg", "angle_median_deg", "within_15deg",
               "within_30deg", "train_seconds", "epochs"]
-    _write_table(out, "unfreeze_sweep", rows, fields)
+    write_table(out, "unfreeze_sweep", rows, fields)
     save_sweep_plot(rows, baseline, out / "unfreeze_sweep.png")
     result = {"rows": rows, "circular_mean_mae_deg": baseline, "init_from": str(init_from)}
     write_json(out / "unfreeze_sweep.json", result)

@@ -43,7 +43,8 @@ RUN_DIR_ENV = "AELENS_RUN_DIR"  # how DDP worker processes (re-launched by Light
 SPLIT = "split.npz"
 
 
-def _is_worker() -> bool:
+def is_worker() -> bool:
+    """True in a DDP process other than rank 0 of node 0 (Lightning re-launches the command for those)."""
     return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
 
 
@@ -87,7 +88,7 @@ def train(
     ``resume``: continue an existing run from ``checkpoints/last.safetensors`` with its optimiser and schedule state
     (``cfg`` then only supplies a new ``train.epochs``, and may be None).
     """
-    worker = _is_worker() and RUN_DIR_ENV in os.environ
+    worker = is_worker() and RUN_DIR_ENV in os.environ
     resuming = resume is not None
     if resuming:
         run_dir = Path(resume)

@@ -12,7 +12,7 @@ from ..errors import AelensError
 from ..runs import load_run
 from ..storage import write_json, write_text
 from . import figures
-from .latent import chosen_columns, encoding_scores, run_dataset
+from .latent import chosen_columns, encoding_scores
 from .projection import embed
 from .scores import cka_with_intervals, loop_score, mutual_knn_overlap, procrustes_distance
 from .snapshots import analysis_indices
@@ -51,7 +51,7 @@ def compare_runs(run_dirs: list, data=None, layer: str = "fc1", out=None, max_im
         raise AelensError("compare needs at least two run directories")
     runs = [load_run(r) for r in run_dirs]
     check_comparable(runs)
-    ds = run_dataset(runs[0], data)
+    ds = runs[0].dataset(data)
     out = Path(out) if out is not None else Path("comparison")
     idx = analysis_indices(ds.n, max_images, seed)
     frames = ds.batch(idx).numpy()

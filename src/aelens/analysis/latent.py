@@ -3,18 +3,16 @@ developed during training (the evolution movie)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..data.loading import Dataset, load_dataset, load_dataset_from_config
+from ..data.loading import Dataset
 from ..errors import AelensError
 from ..runs import Run, load_run
-from ..storage import save_npy, write_json, write_text
+from ..storage import save_npy, write_csv, write_json
 from . import figures
 from .projection import embed, evolution_maps
 from .scores import decoding_score, trustworthiness
@@ -22,20 +20,6 @@ from .snapshots import analysis_indices, load_snapshots
 
 log = logging.getLogger("aelens")
 SKIP_COLUMNS = ("frame",)  # a frame counter is not a condition worth a map by default
-
-
-def run_dataset(run: Run, data: str | Path | None = None, dataset: Dataset | None = None) -> Dataset:
-    """The dataset to analyse: ``dataset``, else ``data`` read with the run's data options, else the run's own."""
-    if dataset is not None:
-        ds = dataset
-    elif data is not None:
-        d = run.config.data
-        ds = load_dataset(data, key=d.key, max_pixel_value=d.max_pixel_value, conditions=d.conditions or None,
-                          angle_columns=d.angle_columns)
-    else:
-        ds = load_dataset_from_config(run.config.data)
-    run.check_shape(ds.shape, ds.source)
-    return ds
 
 
 def is_training_data(run: Run, ds: Dataset) -> bool:
@@ -84,15 +68,6 @@ def encoding_scores(codes: np.ndarray, ds: Dataset, idx: np.ndarray, columns: li
     return rows
 
 
-def _write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    write_text(path, buf.getvalue())
-
-
 def snapshot_scores(run: Run, ds: Dataset, columns: list[str], layer: str, seed: int) -> list[dict]:
     """Ridge decodability of each condition at every snapshot (3,000 frames per snapshot)."""
     snaps, index, idx = load_snapshots(run.path, layer)
@@ -124,7 +99,7 @@ def latent_analysis(
     summary (also written as ``summary.json``)."""
     t_start = time.perf_counter()
     run = load_run(run_dir)
-    ds = run_dataset(run, data, dataset)
+    ds = run.dataset(data, dataset)
     out = Path(out) if out is not None else run.path / "latent"
     columns = chosen_columns(ds, color_by)
     seed = run.config.seed
@@ -146,7 +121,7 @@ def latent_analysis(
     rows = []
     if scores and columns:
         rows = encoding_scores(codes, ds, idx, columns, seed=seed)
-        _write_csv(out / "encoding_scores.csv", rows, ["condition", "decoder", "metric", "score", "chance", "n"])
+        write_csv(out / "encoding_scores.csv", rows, ["condition", "decoder", "metric", "score", "chance", "n"])
         summary["encoding_scores"] = rows
         summary["files"].append("encoding_scores.csv")
     summary["trustworthiness"] = trustworthiness(codes, xy, random_state=seed)
@@ -167,7 +142,7 @@ def latent_analysis(
     has_snapshots = (run.path / "snapshots" / "index.csv").is_file() and is_training_data(run, ds)
     if scores and columns and has_snapshots and (run.path / "snapshots" / f"{layer}.npy").is_file():
         srows = snapshot_scores(run, ds, columns, layer, seed)
-        _write_csv(out / "encoding_vs_epoch.csv", srows, ["snapshot", "epoch", "global_step", "condition", "metric", "score", "chance", "n"])
+        write_csv(out / "encoding_vs_epoch.csv", srows, ["snapshot", "epoch", "global_step", "condition", "metric", "score", "chance", "n"])
         figures.save_score_curves(srows, out / "encoding_vs_epoch.png")
         summary["files"] += ["encoding_vs_epoch.csv", "encoding_vs_epoch.png"]
     if evolution:

@@ -64,7 +64,8 @@ def answer_q2(recon: dict | None) -> str:
         if r is ae:
             continue
         t = (r["train_seconds"] or 0) / (ae["train_seconds"] or 1)
-        parts.append(f"{r['model']} reaches {100 * r[key] / ae[key]:.0f}% of the AE's {key.upper().replace('_', ' ')} "
+        what = "PSNR against the clean frames" if key == "psnr_clean" else "PSNR"
+        parts.append(f"{r['model']} reaches {100 * r[key] / ae[key]:.0f}% of the AE's {what} "
                      f"({r[key]:.1f} vs {ae[key]:.1f} dB) with {t:.2f}x its training time")
     best = max((r for r in rows if r is not ae), key=lambda r: r[key], default=None)
     verdict = ""

@@ -8,7 +8,6 @@ train_loss, seconds). Snapshot 0 is taken before the first update.
 from __future__ import annotations
 
 import csv
-import io
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 
 from ..inference import INFER_BATCH, autocast, inference_copy
-from ..storage import load_npy, save_npy, write_text
+from ..storage import load_npy, save_npy, write_csv
 
 INDEX = "index.csv"
 INDEX_FIELDS = ("snapshot", "epoch", "global_step", "train_loss", "seconds")
@@ -53,15 +52,6 @@ def read_index(folder: str | Path) -> list[dict]:
         }
         for r in rows
     ]
-
-
-def _write_index(folder: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=INDEX_FIELDS, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({**r, "train_loss": "" if np.isnan(r["train_loss"]) else f"{r['train_loss']:.6g}"})
-    write_text(folder / INDEX, buf.getvalue())
 
 
 def load_snapshots(run_dir: str | Path, layer: str = "fc1") -> tuple[np.ndarray, list[dict], np.ndarray]:
@@ -186,7 +176,7 @@ class LatentSnapshots(L.Callback):
         self.rows.append(
             {"snapshot": s, "epoch": round(epoch, 4), "global_step": trainer.global_step, "train_loss": loss, "seconds": seconds}
         )
-        _write_index(self.folder, self.rows)
+        write_csv(self.folder / INDEX, self.rows, list(INDEX_FIELDS))
 
     def on_fit_end(self, trainer, pl_module):
         """Trim the preallocated arrays to the snapshots actually taken."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from ..config import RunConfig
 from ..data.loading import Dataset
 from ..nets import Decoder, Geometry
 from ..reducers import PCAReducer, Reducer, make_reducer
-from ..storage import load_npy, read_manifest, record_file_hashes, save_npy, write_text
+from ..storage import load_npy, read_manifest, record_file_hashes, save_npy, write_csv
 from .base import Objective
 
 log = logging.getLogger("aelens")
@@ -102,12 +100,9 @@ class EmbeddingDecoder(Objective):
         if isinstance(self.reducer, PCAReducer):
             ratio = self.reducer.explained_variance_ratio_
             cum = np.cumsum(ratio)
-            buf = io.StringIO()
-            w = csv.writer(buf, lineterminator="\n")
-            w.writerow(["component", "explained_variance_ratio", "cumulative"])
-            for i, (r, c) in enumerate(zip(ratio, cum), start=1):
-                w.writerow([i, f"{r:.6g}", f"{c:.6g}"])
-            write_text(Path(run_dir) / "pca_variance.csv", buf.getvalue())
+            rows = [{"component": i + 1, "explained_variance_ratio": float(r), "cumulative": float(c)}
+                    for i, (r, c) in enumerate(zip(ratio, cum))]
+            write_csv(Path(run_dir) / "pca_variance.csv", rows, ["component", "explained_variance_ratio", "cumulative"])
             from ..analysis.figures import save_variance_plot
 
             save_variance_plot(cum, self.reducer.dim, Path(run_dir) / "pca_variance.png")

@@ -29,5 +29,6 @@ class Reconstruction(Objective):
 
     def loss(self, batch, stage):
         x = batch["x"]
-        inp = corrupt(x, self.cfg.noise, self.noise_generator()) if stage == "train" else x
+        noisy = stage == "train" and self.cfg.noise != "none"
+        inp = corrupt(x, self.cfg.noise, self.noise_generator()) if noisy else x
         return F.mse_loss(self(inp).float(), x), {}
