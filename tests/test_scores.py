@@ -155,3 +155,27 @@ def test_blocked_folds_do_not_decode_an_unrelated_slow_signal():
     np.testing.assert_array_equal(tests, np.arange(1000))  # every row tested once
     for train, test in folds:
         assert np.min(np.abs(train[:, None] - test[None, :])) > 20  # a 3-tau gap between training and test rows
+
+
+def test_debiased_cka_removes_the_small_sample_bias():
+    """Few frames, many features, no relation: linear CKA is biased far above 0, the debiased estimate is not."""
+    rng = np.random.default_rng(12)
+    x, y = rng.normal(size=(40, 60)), rng.normal(size=(40, 60))
+    assert S.linear_cka(x, y) > 0.5
+    assert abs(S.debiased_cka(x, y)) < 0.1
+
+
+def test_knn_tree_and_brute_force_agree_and_exclude_self():
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(500, 8)).astype(np.float32)
+    x[10] = x[11]  # a duplicate: both are each other's nearest neighbour at distance 0
+    tree = S.KnnIndex(x)
+    brute = S.KnnIndex(x)
+    brute.tree = None
+    a, da = tree.query(x, 5, exclude_self=True)
+    b, db = brute.query(x, 5, exclude_self=True)
+    assert a.shape == (500, 5) and not (a == np.arange(500)[:, None]).any()
+    same = lambda m: np.where(m == 11, 10, m)  # noqa: E731 (10 and 11 are tied everywhere)
+    np.testing.assert_array_equal(same(a[20:]), same(b[20:]))
+    np.testing.assert_allclose(da, db, atol=1e-4)
+    assert a[10, 0] == 11 and a[11, 0] == 10

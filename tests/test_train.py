@@ -162,3 +162,15 @@ def test_real_mouse_openfield_end_to_end(tmp_path, capsys):
     res = json.loads((run / "test" / "results.json").read_text())
     assert res["n"] == 233 and "psnr_clean" not in res  # real frames: no clean ground truth
     assert all(math.isfinite(res[k]) for k in ("mse", "psnr", "ssim"))
+
+
+@pytest.mark.slow
+def test_short_run_denoises_better_than_the_noisy_input(tmp_path):
+    """After a short run the AE's reconstructions are closer to the clean frames than the noisy frames it saw."""
+    from aelens.data.synthetic import synthesize, write_dataset
+
+    data = write_dataset(tmp_path / "data", synthesize(800, seed=21, size=32))
+    run = aelens.train(quick_config(data, **{"train.epochs": 6, "snapshots.enabled": False}), out=tmp_path / "ae")
+    res = aelens.test_run(run, figures=False)
+    assert res["psnr_clean"] > res["baselines"]["noisy_input"]["psnr_clean"] + 1.0, res
+    assert res["ssim_clean"] > res["baselines"]["noisy_input"]["ssim_clean"]

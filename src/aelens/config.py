@@ -205,20 +205,15 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, bool):
             return value
         raise AelensError(f"{where}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise AelensError(f"{where}: expected an integer, got {value!r}")
+    if tp in (int, float):
+        what = "an integer" if tp is int else "a number"
+        accepted = (int, str) if tp is int else (int, float, str)  # 2.5 is not an integer; "3" from the CLI is
         try:
-            return int(value)
+            if isinstance(value, bool) or not isinstance(value, accepted):
+                raise ValueError
+            return tp(value)
         except ValueError:
-            raise AelensError(f"{where}: expected an integer, got {value!r}") from None
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise AelensError(f"{where}: expected a number, got {value!r}")
-        try:
-            return float(value)
-        except ValueError:
-            raise AelensError(f"{where}: expected a number, got {value!r}") from None
+            raise AelensError(f"{where}: expected {what}, got {value!r}") from None
     if tp is str:
         if isinstance(value, (dict, list)) or value is None:
             raise AelensError(f"{where}: expected a string, got {value!r}")
