@@ -169,8 +169,8 @@ def test_short_run_denoises_better_than_the_noisy_input(tmp_path):
     """After a short run the AE's reconstructions are closer to the clean frames than the noisy frames it saw."""
     from aelens.data.synthetic import synthesize, write_dataset
 
-    data = write_dataset(tmp_path / "data", synthesize(800, seed=21, size=32))
-    run = aelens.train(quick_config(data, **{"train.epochs": 6, "snapshots.enabled": False}), out=tmp_path / "ae")
+    data = write_dataset(tmp_path / "data", synthesize(1500, seed=21, size=32))
+    run = aelens.train(quick_config(data, **{"train.epochs": 8, "snapshots.enabled": False}), out=tmp_path / "ae")
     res = aelens.test_run(run, figures=False)
     assert res["psnr_clean"] > res["baselines"]["noisy_input"]["psnr_clean"] + 1.0, res
-    assert res["ssim_clean"] > res["baselines"]["noisy_input"]["ssim_clean"]
+    assert res["ssim_clean"] > res["baselines"]["noisy_input"]["ssim_clean"] + 0.2

@@ -142,15 +142,23 @@ def inference_rates(nets: Networks, frames: torch.Tensor, bf16: bool, seconds: f
         while True:
             run_batched(fn, lambda i: frames[i], n, device, batch_size=batch, **kw)
             reps += 1
-            if time.perf_counter() - t0 > seconds:
+            if time.perf_counter() - t0 > seconds / 3:
                 break
         return reps * n / (time.perf_counter() - t0)
 
-    return {
-        "encode": {"aelens": rate(fast.latent, batch_ours, bf16=bf16), "reference": rate(nets.latent, 64, bf16=False, channels_last=False)},
-        "reconstruct": {"aelens": rate(fast.reconstruct, batch_ours, bf16=bf16),
-                        "reference": rate(nets.reconstruct, 64, bf16=False, channels_last=False)},
+    cases = {
+        "encode": {"aelens": lambda: rate(fast.latent, batch_ours, bf16=bf16),
+                   "reference": lambda: rate(nets.latent, 64, bf16=False, channels_last=False)},
+        "reconstruct": {"aelens": lambda: rate(fast.reconstruct, batch_ours, bf16=bf16),
+                        "reference": lambda: rate(nets.reconstruct, 64, bf16=False, channels_last=False)},
     }
+    # three alternating rounds, best of each: drifting clock speed and load hit both sides alike
+    best = {what: {who: 0.0 for who in pair} for what, pair in cases.items()}
+    for _ in range(3):
+        for what, pair in cases.items():
+            for who, fn in pair.items():
+                best[what][who] = max(best[what][who], fn())
+    return best
 
 
 def _aelens_run(data_dir: Path, out: Path, epochs: int, extra: dict | None = None) -> tuple[Path, dict]:

@@ -206,7 +206,7 @@ def train(
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
         warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # frozen tagger layers, on purpose
         try:
-            trainer.fit(objective, ckpt_path=str(ckpt) if ckpt else None)
+            trainer.fit(objective, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
         except SystemExit:
             if trainer.interrupted and trainer.is_global_zero:
                 update_manifest(run_dir, status="interrupted")
