@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from aelens.nets import AngleReadout, Decoder, Encoder, Geometry, Networks, fold_batchnorm
+from aelens.inference import inference_copy
+from aelens.nets import AngleReadout, Decoder, Encoder, Geometry, Networks, OverlapAddConvTranspose2d, fast_inference_layout, fold_batchnorm
 
 
 @pytest.mark.parametrize("c,h,w", [(1, 50, 50), (1, 24, 24), (3, 37, 61), (2, 64, 48), (1, 51, 25)])
@@ -53,6 +54,50 @@ def test_fold_batchnorm_is_the_same_function():
         torch.testing.assert_close(folded.reconstruct(x), nets.reconstruct(x), rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(folded.latent(x, "fc2"), nets.latent(x, "fc2"), rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(folded.predict(x), nets.predict(x), rtol=1e-4, atol=1e-5)
+
+
+def trained_like(g: Geometry, negative_scales: bool) -> Networks:
+    """Networks with non-trivial BatchNorm statistics and a non-zero output layer."""
+    torch.manual_seed(1)
+    nets = Networks(Encoder(g, 8), Decoder(g, 8), AngleReadout(8))
+    torch.nn.init.normal_(nets.decoder.out.weight, std=0.1)
+    nets.train()
+    for _ in range(3):
+        nets.reconstruct(torch.rand(16, g.channels, g.height, g.width))
+    for m in nets.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            m.weight.data.uniform_(-1.5 if negative_scales else 0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return nets.eval()
+
+
+@pytest.mark.parametrize("c,h,w", [(1, 50, 50), (3, 37, 61), (1, 51, 25)])
+def test_inference_copy_is_the_same_function(c, h, w):
+    """Folded BatchNorm, ReLU after pooling and the overlap-add output layer change the speed, not the answers, even
+    with negative BatchNorm scales (pooling commutes with ReLU only once BatchNorm is folded into the convolution)."""
+    g = Geometry(c, h, w)
+    nets = trained_like(g, negative_scales=True)
+    fast = inference_copy(nets)
+    assert isinstance(fast.decoder.out, OverlapAddConvTranspose2d)
+    assert isinstance(fast.encoder.pool1[1], torch.nn.ReLU) and len(fast.encoder.conv1) == 1
+    x = torch.rand(6, c, h, w).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        for fn in ("reconstruct", "latent", "predict"):
+            torch.testing.assert_close(getattr(fast, fn)(x), getattr(nets, fn)(x), rtol=1e-4, atol=1e-5)
+        z = torch.randn(4, 8)
+        torch.testing.assert_close(fast.decode(z), nets.decode(z), rtol=1e-4, atol=1e-5)
+
+
+def test_fast_layout_leaves_unfolded_batchnorm_alone():
+    """With BatchNorm still between convolution and ReLU, moving the ReLU would be wrong: nothing moves."""
+    nets = trained_like(Geometry(1, 32, 32), negative_scales=True)
+    import copy
+
+    same = fast_inference_layout(copy.deepcopy(nets))
+    assert len(same.encoder.conv1) == 3 and isinstance(same.encoder.pool1, torch.nn.MaxPool2d)
+    x = torch.rand(4, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(same.reconstruct(x), nets.reconstruct(x), rtol=1e-4, atol=1e-5)
 
 
 def test_angle_readout_returns_unit_vectors():

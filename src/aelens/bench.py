@@ -348,7 +348,7 @@ class Suite:
                                   "percent_of_bf16_matmul_peak": round(100 * achieved / self.peak16, 1),
                                   "reference_gflop_s": round(theirs * self.flops_img / 1e9, 1)}
         self.echo(f"train: aelens {ours:.0f} images/s vs reference loop {theirs:.0f} ({ours / theirs:.2f}x); "
-                  f"{achieved / 1e9:.0f} GFLOP/s = {100 * achieved / self.peak16:.0f}% of the bf16 matmul peak")
+                  f"{achieved / 1e9:.0f} GFLOP/s = {100 * achieved / self.peak16:.2g}% of the bf16 matmul peak")
 
     def inference(self):
         frames = self.ds.batch(np.arange(min(self.ds.n, 2048)))

@@ -69,10 +69,14 @@ def set_threads(threads: int = 0) -> int:
 
 
 def inference_copy(networks: torch.nn.Module, device: torch.device | None = None) -> torch.nn.Module:
-    """BatchNorm folded, channels-last weights (oneDNN's fast layout), on ``device``, in eval mode."""
-    from .nets import fold_batchnorm
+    """BatchNorm folded, channels-last weights (oneDNN's fast layout), on ``device``, in eval mode; on CPU also
+    :func:`~aelens.nets.fast_inference_layout` (ReLU after pooling, the last layer as one matrix product)."""
+    from .nets import fast_inference_layout, fold_batchnorm
 
-    out = fold_batchnorm(networks).to(memory_format=torch.channels_last)
+    out = fold_batchnorm(networks)
+    if device is None or device.type == "cpu":
+        out = fast_inference_layout(out)
+    out = out.to(memory_format=torch.channels_last)
     return out.to(device) if device is not None else out
 
 
