@@ -427,7 +427,7 @@ def _print_answers(res: dict, out: Path) -> None:
 @app.command("bench")
 def bench(
     out: Path = typer.Option(Path("."), "--out", help="Folder for bench.json."),
-    quick: bool = typer.Option(False, "--quick", help="About a minute: fewer steps, smaller datasets."),
+    quick: bool = typer.Option(False, "--quick", help="About 3 minutes on 2 CPU cores: fewer steps, smaller datasets."),
 ):
     """Measure speed beside the reference implementation's way of training, in one run; print ratios."""
     from .bench import run_bench
