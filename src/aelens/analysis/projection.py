@@ -91,9 +91,7 @@ class Map2D:
                 kw["init"] = np.asarray(init, dtype=np.float64)
             if n_epochs is not None:
                 kw["n_epochs"] = n_epochs
-            kw["n_neighbors"] = k
-            model = _umap(min_dist=self.min_dist, random_state=self.random_state,
-                          **{kk: v for kk, v in kw.items()})
+            model = _umap(min_dist=self.min_dist, random_state=self.random_state, **kw)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 xy = model.fit_transform(codes)
