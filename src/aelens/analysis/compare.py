@@ -12,7 +12,7 @@ from ..errors import AelensError
 from ..runs import load_run
 from ..storage import write_json, write_text
 from . import figures
-from .latent import chosen_columns, encoding_scores
+from .latent import chosen_columns, condition_panels, encoding_scores
 from .projection import embed
 from .scores import cka_with_intervals, loop_score, mutual_knn_overlap, procrustes_distance
 from .snapshots import analysis_indices
@@ -72,7 +72,7 @@ def compare_runs(run_dirs: list, data=None, layer: str = "fc1", out=None, max_im
     if angle_col is not None:
         loops = {lab: loop_score(ds.conditions.column(angle_col)[idx], xy, random_state=seed)
                  for lab, xy in zip(labels, maps)}
-    panels = [(c, ds.conditions.column(c)[idx], ds.conditions.is_angle(c)) for c in columns]
+    panels = condition_panels(ds, idx, columns)
     notes = {lab: f"loop r = {loops[lab]['circular_corr']:.2f}" for lab in loops}
     figures.save_comparison_grid(maps, labels, panels, out / "comparison.png", notes)
     result = {"runs": [str(r.path) for r in runs], "labels": labels, "layer": layer, "n": int(len(idx)),

@@ -12,7 +12,7 @@ import numpy as np
 from ..data.loading import Dataset
 from ..errors import AelensError
 from ..runs import Run, load_run
-from ..storage import save_npy, write_csv, write_json
+from ..storage import load_npy, save_npy, write_csv, write_json
 from . import figures
 from .projection import embed, evolution_maps
 from .scores import decoding_score, trustworthiness
@@ -31,7 +31,7 @@ def analysis_frames(run: Run, ds: Dataset, max_images: int) -> np.ndarray:
     frames), else all frames up to ``max_images``."""
     path = run.path / "snapshots" / "analysis_indices.npy"
     if path.is_file() and is_training_data(run, ds):
-        idx = np.load(path, allow_pickle=False)
+        idx = load_npy(path)
         return idx[:max_images] if len(idx) > max_images else idx
     return analysis_indices(ds.n, max_images, run.config.seed)
 
@@ -48,6 +48,11 @@ def chosen_columns(ds: Dataset, color_by: list[str] | None) -> list[str]:
     if unknown:
         raise AelensError(f"--color-by: unknown column {unknown[0]!r}; available: {', '.join(names)}")
     return list(color_by)
+
+
+def condition_panels(ds: Dataset, idx: np.ndarray, columns: list[str]) -> list[tuple[str, np.ndarray, bool]]:
+    """(name, values of the frames ``idx``, is_angle) per column: the panels of an overview or comparison figure."""
+    return [(c, ds.conditions.column(c)[idx], ds.conditions.is_angle(c)) for c in columns]
 
 
 def format_score(row: dict) -> str:
@@ -134,7 +139,7 @@ def latent_analysis(
     if not columns:
         figures.save_latent_scatter(xy, None, "", False, frames, recon, examples, out / "scatter.png", method=method)
         summary["files"].append("scatter.png")
-    panels = [(c, ds.conditions.column(c)[idx], ds.conditions.is_angle(c)) for c in columns]
+    panels = condition_panels(ds, idx, columns)
     figures.save_overview(xy, panels, out / "overview.png", scores=label,
                           title=f"{run.kind} latent ({layer}, {len(idx)} frames), {method.upper()}; "
                           f"trustworthiness {summary['trustworthiness']:.2f}")
