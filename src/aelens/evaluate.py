@@ -22,7 +22,7 @@ from .metrics import (
     image_metrics,
     regression_metrics,
 )
-from .runs import Run, load_run
+from .runs import Run, check_same_image_shape, load_run
 from .storage import markdown_table, write_csv, write_json, write_text
 from .train import SPLIT, load_split
 
@@ -175,10 +175,7 @@ def model_label(run: Run) -> str:
 
 def common_test_frames(runs: list[Run], ds: Dataset) -> tuple[np.ndarray, str]:
     """The test frames every run held out: the runs must share image shape and, on their training dataset, split."""
-    shapes = {tuple(r.manifest.get("image_shape", [])) for r in runs}
-    if len(shapes) > 1:
-        raise AelensError("runs were trained on different image shapes: " + ", ".join(
-            f"{r.path} {'x'.join(map(str, r.manifest.get('image_shape', [])))}" for r in runs))
+    check_same_image_shape(runs)
     picks = [evaluation_frames(r, ds) for r in runs]
     first_idx, first_which, _ = picks[0]
     for r, (idx, which, _) in zip(runs[1:], picks[1:]):

@@ -211,3 +211,11 @@ class Run:
 def load_run(run_dir: str | Path, device: str | None = None) -> Run:
     """Open a run directory for inference (see :class:`Run`)."""
     return Run(run_dir, device)
+
+
+def check_same_image_shape(runs: list[Run]) -> None:
+    """Runs compared with each other must have been trained on frames of one shape."""
+    shapes = {tuple(r.manifest.get("image_shape", [])) for r in runs}
+    if len(shapes) > 1:
+        raise AelensError("runs were trained on different image shapes: " + "; ".join(
+            f"{r.path}: {'x'.join(map(str, r.manifest.get('image_shape', [])))}" for r in runs))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AelensError
-from ..runs import load_run
+from ..runs import check_same_image_shape, load_run
 from ..storage import write_json, write_text
 from . import figures
 from .latent import chosen_columns, condition_panels, encoding_scores
@@ -31,10 +31,7 @@ def run_label(run) -> str:
 
 
 def check_comparable(runs) -> None:
-    shapes = {tuple(r.manifest.get("image_shape", [])) for r in runs}
-    if len(shapes) > 1:
-        raise AelensError("runs were trained on different image shapes: " + "; ".join(
-            f"{r.path}: {'x'.join(map(str, r.manifest.get('image_shape', [])))}" for r in runs))
+    check_same_image_shape(runs)
     prints = {r.manifest.get("data", {}).get("fingerprint") for r in runs}
     if len(prints) > 1:
         raise AelensError("runs were trained on different datasets: " + "; ".join(
