@@ -10,11 +10,13 @@ The Python API mirrors the command line::
     codes = run.encode(ds)            # (n, 16)
     recon = run.reconstruct(ds)       # (n, 1, 50, 50)
     results = aelens.test_run(run_dir)
+    data_dir = aelens.import_video("fly.mp4", "fly.analysis.h5", "data/fly")   # video + poses -> crops
 """
 
 __version__ = "0.1.0"
 
 from .config import RunConfig, load_config  # noqa: E402
+from .data.importer import ImportOptions, import_video  # noqa: E402
 from .data.loading import Dataset, load_dataset  # noqa: E402
 from .data.synthetic import synthesize, write_dataset  # noqa: E402
 from .errors import AelensError  # noqa: E402
@@ -25,8 +27,10 @@ from .train import train, train_autoencoder, train_decoder, train_tagger  # noqa
 __all__ = [
     "AelensError",
     "Dataset",
+    "ImportOptions",
     "Run",
     "RunConfig",
+    "import_video",
     "load_config",
     "load_dataset",
     "load_run",

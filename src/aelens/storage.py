@@ -358,3 +358,87 @@ def update_manifest(run_dir: str | os.PathLike, **fields: Any) -> dict:
 def record_file_hashes(run_dir: str | os.PathLike, relpaths: list[str]) -> dict:
     run_dir = Path(run_dir)
     return update_manifest(run_dir, files={p: sha256_file(run_dir / p) for p in relpaths if (run_dir / p).is_file()})
+
+
+# --------------------------------------------------------------------------------------------- growing arrays
+
+
+class NpyAppender:
+    """Write a ``.npy`` file whose first dimension grows: rows are appended as they come and the header, reserved at
+    a fixed size up front, is rewritten with the final count by :meth:`close`. Memory stays flat however many rows
+    are written; the file is a plain ``.npy`` that ``np.load(mmap_mode="r")`` reads.
+
+    Example: ``with NpyAppender(tmp, (1, 50, 50), np.uint8) as out: out.append(block)``
+    """
+
+    HEADER = 256  # bytes, magic included: room for any 64-bit row count
+
+    def __init__(self, path: str | os.PathLike, row_shape: tuple[int, ...], dtype=np.uint8):
+        self.path = Path(path)
+        self.row_shape = tuple(int(s) for s in row_shape)
+        self.dtype = np.dtype(dtype)
+        self.rows = 0
+        self._fh = open(self.path, "wb")
+        self._fh.write(self._header(0))
+
+    def _header(self, rows: int) -> bytes:
+        d = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+             "shape": (rows, *self.row_shape)}
+        text = repr(d).encode("latin-1")
+        pad = self.HEADER - 10 - len(text) - 1
+        return b"\x93NUMPY\x01\x00" + (self.HEADER - 10).to_bytes(2, "little") + text + b" " * pad + b"\n"
+
+    def append(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        if block.shape[1:] != self.row_shape:
+            raise ValueError(f"rows of shape {block.shape[1:]} appended to an array of rows {self.row_shape}")
+        self._fh.write(block.tobytes())
+        self.rows += block.shape[0]
+
+    def close(self) -> None:
+        if self._fh.closed:
+            return
+        self._fh.seek(0)
+        self._fh.write(self._header(self.rows))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+
+    def __enter__(self) -> "NpyAppender":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, overwrite: bool = False, marker: str | None = None) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success it replaces ``path`` in one rename.
+
+    An error or kill leaves ``path`` as it was (and at most a ``.tmp-PID`` folder, removed here on errors). An
+    existing non-empty ``path`` is refused unless ``overwrite``; even then only a folder holding ``marker`` (a file
+    this tool wrote) is replaced, never a folder of the user's own files.
+    """
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if not overwrite:
+            raise AelensError(f"{path}: already exists; choose another --out or pass --overwrite")
+        if marker is None or not (path / marker).is_file():
+            raise AelensError(f"{path}: exists and was not written by aelens (no {marker}); refusing to overwrite")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)

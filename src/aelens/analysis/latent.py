@@ -19,7 +19,7 @@ from .scores import decoding_score, trustworthiness
 from .snapshots import analysis_indices, load_snapshots
 
 log = logging.getLogger("aelens")
-SKIP_COLUMNS = ("frame",)  # a frame counter is not a condition worth a map by default
+SKIP_COLUMNS = ("frame", "session", "track", "time_s", "interpolated")  # ids and counters: not conditions worth a map by default
 
 
 def is_training_data(run: Run, ds: Dataset) -> bool:

@@ -24,6 +24,9 @@ MIN_SIZE = 24  # the encoder's three 3x3 convolutions and two 2x poolings need a
 IMAGE_NAMES = ("images.npz", "images.npy")
 METADATA_NAMES = ("metadata.csv", "metadata.npy")
 CLEAN_NAMES = ("clean.npz", "clean.npy")
+# columns that may hold text (names); their values become integer codes 0, 1, ... in order of first appearance,
+# with the names kept in Conditions.labels. Every other column must be numeric.
+LABEL_COLUMNS = ("session",)
 
 
 def is_angle_column(name: str, extra: tuple[str, ...] | set[str] = ()) -> bool:
@@ -40,6 +43,7 @@ class Conditions:
     values: np.ndarray
     source: str = ""
     angle_columns: set[str] = field(default_factory=set)
+    labels: dict[str, list[str]] = field(default_factory=dict)  # text columns: code -> name
 
     def __len__(self) -> int:
         return self.values.shape[0]
@@ -56,7 +60,7 @@ class Conditions:
         return is_angle_column(name, self.angle_columns)
 
     def subset(self, idx: np.ndarray) -> "Conditions":
-        return Conditions(self.names, self.values[idx], self.source, self.angle_columns)
+        return Conditions(self.names, self.values[idx], self.source, self.angle_columns, self.labels)
 
 
 @dataclass
@@ -215,9 +219,9 @@ def load_images(
 # --------------------------------------------------------------------------------------------- conditions
 
 
-def _read_csv(path: Path) -> tuple[list[str], np.ndarray]:
+def _read_csv(path: Path) -> tuple[list[str], np.ndarray, dict[str, list[str]]]:
     try:
-        with open(path, newline="") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.reader(fh))
     except FileNotFoundError:
         raise AelensError(f"{path}: file not found") from None
@@ -230,11 +234,18 @@ def _read_csv(path: Path) -> tuple[list[str], np.ndarray]:
     if any(not h for h in header) or len(set(header)) != len(header):
         raise AelensError(f"{path}: header must name every column once, got {header}")
     values = np.empty((len(rows) - 1, len(header)), dtype=np.float64)
+    labels: dict[str, list[str]] = {h: [] for h in header if h in LABEL_COLUMNS}
     for i, row in enumerate(rows[1:]):
         if len(row) != len(header):
             raise AelensError(f"{path}: row {i + 2} has {len(row)} fields; the header has {len(header)}")
         for j, cell in enumerate(row):
             cell = cell.strip()
+            if header[j] in labels:
+                names = labels[header[j]]
+                if cell not in names:
+                    names.append(cell)
+                values[i, j] = names.index(cell)
+                continue
             if cell == "" or cell.lower() in ("nan", "na"):
                 values[i, j] = np.nan
                 continue
@@ -244,7 +255,7 @@ def _read_csv(path: Path) -> tuple[list[str], np.ndarray]:
                 raise AelensError(
                     f"{path}: column {header[j]!r} row {i + 2}: {cell!r} is not a number (metadata must be numeric)"
                 ) from None
-    return header, values
+    return header, values, labels
 
 
 def load_conditions(
@@ -258,8 +269,9 @@ def load_conditions(
     path = Path(path)
     suffix = path.suffix.lower()
     names = dict(names or {})
+    labels: dict[str, list[str]] = {}
     if suffix == ".csv":
-        header, values = _read_csv(path)
+        header, values, labels = _read_csv(path)
     elif suffix == ".npy":
         values = _read_array(path, None, "metadata")
         if values.dtype == object or not (
@@ -284,11 +296,12 @@ def load_conditions(
             raise AelensError(f"conditions: column {i} ({nm!r}) is not in {path}, which has {k} columns (0..{k - 1})")
         order = sorted(names)
         values = values[:, order]
+        labels = {names[i]: labels[header[i]] for i in order if header[i] in labels}
         header = [names[i] for i in order]
     for col in angle_columns:
         if col not in header:
             raise AelensError(f"data.angle_columns: {col!r} is not a column of {path} (available: {', '.join(header)})")
-    return Conditions(header, values, str(path), set(angle_columns))
+    return Conditions(header, values, str(path), set(angle_columns), labels)
 
 
 # --------------------------------------------------------------------------------------------- datasets

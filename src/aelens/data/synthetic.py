@@ -169,6 +169,60 @@ class _Sensor:
         return self.cols[ix] + self.hot[iy, ix]
 
 
+def _scene(ax: torch.Tensor, ay: torch.Tensor, port_ids, arena: Arena) -> torch.Tensor:
+    """Floor with vignetting, bright wall, dark surround and the ports ``port_ids`` (index tensors or ints), at
+    arena-centred pixel coordinates ``ax``, ``ay`` (y up)."""
+    ports = torch.from_numpy(arena.port_angles().astype(np.float32))
+    port_r = arena.radius + arena.wall / 2.0
+    r = torch.hypot(ax, ay)
+    floor = arena.floor * (1.0 - 0.25 * (r / arena.radius) ** 2) + 0.015 * torch.sin(ax * 0.21) * torch.cos(ay * 0.17)
+    inner = _soft(r - arena.radius)
+    outer = _soft(r - arena.radius - arena.wall)
+    img = arena.surround + (floor - arena.surround) * inner + (arena.wall_level - arena.surround) * (outer - inner)
+    for k in port_ids:
+        pa = ports[k]
+        px, py = port_r * torch.cos(pa), port_r * torch.sin(pa)
+        d = torch.hypot(ax - px, ay - py)
+        ring = _soft(d - arena.port_radius - 1.5) - _soft(d - arena.port_radius)
+        hole = _soft(d - arena.port_radius)
+        img = img * (1 - ring - hole) + 0.85 * ring + 0.02 * hole
+    return img
+
+
+def _animal(gu: torch.Tensor, gv: torch.Tensor, body: torch.Tensor, head: torch.Tensor, arena: Arena):
+    """Coverage (0..1) and brightness of the animal at pixel offsets ``gu`` (x), ``gv`` (y up) from its centre, for
+    body and head angles in radians. Returns (animal, level)."""
+    # the animal, in body coordinates (u forward along the body axis, v to its left)
+    cb, sb = torch.cos(body), torch.sin(body)
+    u = gu * cb + gv * sb
+    v = -gu * sb + gv * cb
+    body_m = _soft(_ellipse_sdf(u, v, arena.body_length, arena.body_width))
+    neck_u = arena.body_length - 2.0
+    dh = head - body
+    hu = u - neck_u
+    hu2 = hu * torch.cos(dh) + v * torch.sin(dh) - arena.head_length * 0.8
+    hv2 = -hu * torch.sin(dh) + v * torch.cos(dh)
+    head_m = _soft(_ellipse_sdf(hu2, hv2, arena.head_length, arena.head_width))
+    # tail: two segments behind the body, swinging opposite to the head
+    base_u = -arena.body_length + 1.0
+    swing = -0.8 * dh
+    mid_u = base_u - 0.5 * arena.tail_length * torch.cos(swing * 0.5)
+    mid_v = -0.5 * arena.tail_length * torch.sin(swing * 0.5)
+    end_u = mid_u - 0.5 * arena.tail_length * torch.cos(swing)
+    end_v = mid_v - 0.5 * arena.tail_length * torch.sin(swing)
+    zero = torch.zeros_like(mid_u)
+    td = torch.minimum(
+        _segment_dist(u, v, base_u + zero, zero, mid_u, mid_v), _segment_dist(u, v, mid_u, mid_v, end_u, end_v)
+    )
+    tail_m = _soft(td - arena.tail_width, 0.45) * 0.75
+    # brightness: head end of the body a little brighter (fur, ears), so the axis has a direction
+    shade = arena.animal * (0.9 + 0.1 * (u / arena.body_length).clamp(-1, 1))
+    animal = torch.maximum(torch.maximum(body_m, head_m), tail_m)
+    level = torch.where(head_m > body_m, torch.full_like(shade, arena.animal), shade)
+    level = torch.where((tail_m > body_m) & (tail_m > head_m), torch.full_like(shade, arena.animal * 0.8), level)
+    return animal, level
+
+
 def render(
     traj: dict[str, np.ndarray],
     size: int = 50,
@@ -185,8 +239,6 @@ def render(
     grid = torch.arange(size, dtype=torch.float32) - half
     gu = grid.view(1, 1, size)  # +x along columns
     gv = -grid.view(1, size, 1)  # +y up the rows
-    ports = torch.from_numpy(arena.port_angles().astype(np.float32))
-    port_r = arena.radius + arena.wall / 2.0
     noisy = np.empty((n, size, size), dtype=np.uint8)
     clean = np.empty((n, size, size), dtype=np.uint8)
     for s in range(0, n, chunk):
@@ -195,52 +247,13 @@ def render(
         cy = torch.from_numpy(traj["y"][sl].astype(np.float32)).view(-1, 1, 1)
         body = torch.from_numpy(np.radians(traj["body_angle_deg"][sl]).astype(np.float32)).view(-1, 1, 1)
         head = torch.from_numpy(np.radians(traj["head_angle_deg"][sl]).astype(np.float32)).view(-1, 1, 1)
-        # scene: floor with vignetting, bright wall, dark surround, ports in the wall
         ax = cx - arena.center + gu  # arena-centred coordinates of every pixel
         ay = cy - arena.center + gv
-        r = torch.hypot(ax, ay)
-        floor = arena.floor * (1.0 - 0.25 * (r / arena.radius) ** 2) + 0.015 * torch.sin(ax * 0.21) * torch.cos(ay * 0.17)
-        inner = _soft(r - arena.radius)
-        outer = _soft(r - arena.radius - arena.wall)
-        img = arena.surround + (floor - arena.surround) * inner + (arena.wall_level - arena.surround) * (outer - inner)
         theta = torch.atan2(cy - arena.center, cx - arena.center)  # (b,1,1): nearest ports are the two around theta
         step = 2 * math.pi / arena.n_ports
         k0 = torch.floor(torch.remainder(theta, 2 * math.pi) / step).long()
-        for k in (k0, (k0 + 1) % arena.n_ports):
-            pa = ports[k]
-            px, py = port_r * torch.cos(pa), port_r * torch.sin(pa)
-            d = torch.hypot(ax - px, ay - py)
-            ring = _soft(d - arena.port_radius - 1.5) - _soft(d - arena.port_radius)
-            hole = _soft(d - arena.port_radius)
-            img = img * (1 - ring - hole) + 0.85 * ring + 0.02 * hole
-        # the animal, in body coordinates (u forward along the body axis, v to its left)
-        cb, sb = torch.cos(body), torch.sin(body)
-        u = gu * cb + gv * sb
-        v = -gu * sb + gv * cb
-        body_m = _soft(_ellipse_sdf(u, v, arena.body_length, arena.body_width))
-        neck_u = arena.body_length - 2.0
-        dh = head - body
-        hu = u - neck_u
-        hu2 = hu * torch.cos(dh) + v * torch.sin(dh) - arena.head_length * 0.8
-        hv2 = -hu * torch.sin(dh) + v * torch.cos(dh)
-        head_m = _soft(_ellipse_sdf(hu2, hv2, arena.head_length, arena.head_width))
-        # tail: two segments behind the body, swinging opposite to the head
-        base_u = -arena.body_length + 1.0
-        swing = -0.8 * dh
-        mid_u = base_u - 0.5 * arena.tail_length * torch.cos(swing * 0.5)
-        mid_v = -0.5 * arena.tail_length * torch.sin(swing * 0.5)
-        end_u = mid_u - 0.5 * arena.tail_length * torch.cos(swing)
-        end_v = mid_v - 0.5 * arena.tail_length * torch.sin(swing)
-        zero = torch.zeros_like(mid_u)
-        td = torch.minimum(
-            _segment_dist(u, v, base_u + zero, zero, mid_u, mid_v), _segment_dist(u, v, mid_u, mid_v, end_u, end_v)
-        )
-        tail_m = _soft(td - arena.tail_width, 0.45) * 0.75
-        # brightness: head end of the body a little brighter (fur, ears), so the axis has a direction
-        shade = arena.animal * (0.9 + 0.1 * (u / arena.body_length).clamp(-1, 1))
-        animal = torch.maximum(torch.maximum(body_m, head_m), tail_m)
-        level = torch.where(head_m > body_m, torch.full_like(shade, arena.animal), shade)
-        level = torch.where((tail_m > body_m) & (tail_m > head_m), torch.full_like(shade, arena.animal * 0.8), level)
+        img = _scene(ax, ay, (k0, (k0 + 1) % arena.n_ports), arena)
+        animal, level = _animal(gu, gv, body, head, arena)
         img = img * (1 - animal) + level * animal
         img = img.clamp(0, 1)
         clean[sl] = (img * 255 + 0.5).to(torch.uint8).numpy()
