@@ -24,7 +24,7 @@ from aelens.storage import NpyAppender
 
 RAW = Path(__file__).resolve().parents[2] / "shared" / "raw"
 N = 48  # frames per synthetic video: seconds to render, encode and import
-FORMATS = ["sleap-analysis-h5", "sleap-slp", "deeplabcut-csv", "deeplabcut-h5"]
+FORMATS = ["sleap-analysis-h5", "sleap-slp", "deeplabcut-csv", "deeplabcut-h5", "nwb"]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def angle_diff(a, b):
 def test_round_trip_matches_truth(videos, tmp_path, fmt, animals):
     folder, written = videos[animals]
     if fmt not in written:
-        pytest.skip(f"{fmt} needs an optional package (sleap-io, or pandas + tables) that is not installed")
+        pytest.skip(f"{fmt} needs optional packages (sleap-io; pandas + tables; pynwb + ndx-pose) that are not installed")
     out = import_video(written["video"], written[fmt], tmp_path / "data", progress=False)
     ds = load_dataset(out)
     c, t = ds.conditions, truth_rows(folder)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from .inference import INFER_BATCH, cpu_flags, inference_copy, physical_cores, resolve_precision, run_batched, set_threads
 from .nets import Decoder, Encoder, Geometry, Networks
-from .storage import write_json
+from .storage import write_json, write_text
 
 log = logging.getLogger("aelens")
 
@@ -196,6 +196,49 @@ def peak_rss_training(data_dir: Path, out: Path, steps: int) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def decode_rate(video: Path) -> float:
+    """Frames/s of streaming every frame of ``video`` in gray and doing nothing with it: the import's ceiling."""
+    from .data.video import stream_frames
+
+    t0 = time.perf_counter()
+    n = sum(1 for _ in stream_frames(video))
+    return n / (time.perf_counter() - t0)
+
+
+def import_in_child(video: Path, poses: Path, out: Path) -> dict:
+    """``aelens data import`` in a child process: its peak RSS (VmHWM), frames/s of the streaming stage and wall s."""
+    code = (
+        "import json, time; from aelens.data.importer import import_video; "
+        f"t0=time.perf_counter(); d=import_video({str(video)!r}, {str(poses)!r}, {str(out)!r}, overwrite=True, "
+        "progress=False); wall=time.perf_counter()-t0; "
+        "s=json.load(open(d/'import.json'))['sessions'][0]; "
+        "hwm=[l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
+        "print(json.dumps({'rss_mb': int(hwm)/1024, 'frames_per_s': s['frames_per_s'], 'frames': s['frames_read'], "
+        "'crops': s['crops_written'], 'wall_s': wall}))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"import failed: {res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def loop_video(video: Path, poses_csv: Path, times: int, out_dir: Path) -> tuple[Path, Path]:
+    """A ``times`` x longer video by repeating the stream without re-encoding, with its DeepLabCut CSV repeated to
+    match: a long video for the memory figure in seconds instead of the hours rendering would take."""
+    import imageio_ffmpeg
+
+    long_video = out_dir / "long.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", str(times - 1), "-i",
+                    str(video), "-c", "copy", str(long_video)], check=True, capture_output=True)
+    lines = poses_csv.read_text().splitlines()
+    head = [ln for ln in lines if ln.split(",")[0] in ("scorer", "individuals", "bodyparts", "coords")]
+    body = [ln.split(",", 1)[1] for ln in lines[len(head):]]
+    rows = [f"{i},{b}" for i, b in enumerate(body * times)]
+    long_csv = out_dir / "long_dlc.csv"
+    write_text(long_csv, "\n".join(head + rows) + "\n")
+    return long_video, long_csv
+
+
 def _entry(aelens: float, reference: float, unit: str, higher_is_better: bool = True) -> dict:
     ratio = aelens / reference if higher_is_better else reference / aelens
     return {"aelens": round(aelens, 4), "reference": round(reference, 4), "ratio": round(ratio, 3), "unit": unit}
@@ -312,6 +355,7 @@ class Suite:
         self.geometry = Geometry(*self.ds.shape)
 
     def run(self) -> None:
+        self.importing()
         self.peaks()
         self.throughput()
         self.inference()
@@ -426,6 +470,30 @@ class Suite:
                                  "training_exponent": 1.0}
             self.echo(f"growth with N: movie ~ N^{self.r['scaling']['movie_exponent']}, UMAP fit ~ "
                       f"N^{self.r['scaling']['umap_fit_exponent']}, training ~ N^1 (constant images/s)")
+
+    def importing(self):
+        """``aelens data import`` beside a plain decode of the same video (frames/s, alternated: decode, import,
+        decode), and its peak memory on that video and on one 10 x (quick: 5 x) longer."""
+        from .data.synthetic_video import lab_arena, synthesize_video
+
+        size, n, times = (512, 200, 5) if self.quick else (1024, 1000, 10)
+        folder = self.tmp / "video"
+        w = synthesize_video(folder, n=n, animals=2, seed=0, arena=lab_arena(size), crf=23)
+        d1 = decode_rate(w["video"])
+        imp = import_in_child(w["video"], w["deeplabcut-csv"], self.tmp / "imported")
+        d2 = decode_rate(w["video"])
+        decode = (d1 + d2) / 2
+        self.r["import_frames_per_s"] = _entry(imp["frames_per_s"], decode, "frames/s")
+        self.r["import_frames_per_s"].update({"video": f"{size}x{size} H.264 crf 23, {n} frames, 2 animals",
+                                              "end_to_end_frames_per_s": round(imp["frames"] / imp["wall_s"], 1)})
+        long_video, long_csv = loop_video(w["video"], w["deeplabcut-csv"], times, folder)
+        big = import_in_child(long_video, long_csv, self.tmp / "imported_long")
+        self.r["import_peak_rss_mb"] = {"short": round(imp["rss_mb"], 1), "long": round(big["rss_mb"], 1),
+                                        "frames_short": n, "frames_long": big["frames"], "unit": "MB",
+                                        "long_frames_per_s": round(big["frames_per_s"], 1)}
+        self.echo(f"import {imp['frames_per_s']:.0f} frames/s vs plain decode {decode:.0f} "
+                  f"({imp['frames_per_s'] / decode:.2f}x; {size}x{size}); peak RSS {imp['rss_mb']:.0f} MB for {n} "
+                  f"frames, {big['rss_mb']:.0f} MB for {big['frames']}")
 
     def study(self):
         from .study import run_demo

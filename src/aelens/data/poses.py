@@ -102,7 +102,7 @@ def _read_with_sleap_io(path: Path, fmt: str) -> Poses:
     except ImportError:
         raise AelensError(
             f"{path}: reading {'SLEAP .slp' if fmt == 'sleap-slp' else 'NWB'} files needs sleap-io: "
-            "pip install 'aelens[pose]'"
+            f"pip install 'aelens[{'pose' if fmt == 'sleap-slp' else 'nwb'}]'"
         ) from None
     try:
         if fmt == "sleap-slp":
@@ -110,7 +110,7 @@ def _read_with_sleap_io(path: Path, fmt: str) -> Poses:
         else:
             labels = sio.load_nwb(str(path))
     except ImportError as exc:
-        raise AelensError(f"{path}: reading NWB needs pynwb and ndx-pose ({exc}): pip install pynwb ndx-pose") from None
+        raise AelensError(f"{path}: reading NWB needs pynwb and ndx-pose ({exc}): pip install 'aelens[nwb]'") from None
     except Exception as exc:  # noqa: BLE001 - a third-party reader: any failure is a bad file for the user
         raise AelensError(f"{path}: cannot read as {fmt} ({exc.__class__.__name__}: {exc})") from None
     if len(labels.videos) != 1:

@@ -3,7 +3,8 @@
 
 ``aelens data synth OUT --video [--animals 2]`` writes ``video.mp4`` (the whole arena, H.264) and the true skeleton of
 each animal in SLEAP's analysis ``.h5`` layout, as a SLEAP ``.slp`` (when sleap-io is installed), as DeepLabCut
-inference ``.csv`` and ``.h5`` (the latter when pandas and PyTables are installed), and ``truth.csv``. Nodes: nose,
+inference ``.csv`` and ``.h5`` (the latter when pandas and PyTables are installed), as NWB with ndx-pose (when
+sleap-io, pynwb and ndx-pose are installed), and ``truth.csv``. Nodes: nose,
 head, neck, center, tail_base, tail_tip; ``center`` is the body centre and ``tail_base -> neck`` lies on the body axis,
 so the import must give ``body_angle_deg`` back exactly (up to resampling).
 
@@ -25,7 +26,7 @@ from ..storage import atomic_path, write_text
 from .synthetic import Arena, _animal, _scene, _Sensor, simulate_trajectory
 
 NODES = ("nose", "head", "neck", "center", "tail_base", "tail_tip")
-PATCH = 96  # pixels drawn around each animal: body, head and tail fit with room to spare
+PATCH = 96  # pixels drawn around each animal at the default scale: body, head and tail fit with room to spare
 FPS = 25.0
 
 
@@ -65,34 +66,47 @@ def render_frames(trajs: list[dict[str, np.ndarray]], arena: Arena, seed: int):
     Y = (size - 1 - torch.arange(size, dtype=torch.float32)).view(size, 1).expand(size, size)
     scene = _scene(X - arena.center, Y - arena.center, range(arena.n_ports), arena).clamp(0, 1)
     pattern = sensor.pattern(X, Y)
-    offs = torch.arange(PATCH, dtype=torch.float32) - PATCH // 2
+    patch_size = int(PATCH * max(1.0, arena.body_length / Arena().body_length))
+    offs = torch.arange(patch_size, dtype=torch.float32) - patch_size // 2
     for t in range(len(trajs[0]["x"])):
         img = scene.clone()
         for tr in trajs:
             x, y = float(tr["x"][t]), float(tr["y"][t])
-            c0, r0 = int(round(x)) - PATCH // 2, int(round(size - 1 - y)) - PATCH // 2
-            cols = (c0 + PATCH // 2 + offs).clamp(0, size - 1).long()
-            rows = (r0 + PATCH // 2 + offs).clamp(0, size - 1).long()
-            gu = (c0 + PATCH // 2 + offs).view(1, PATCH) - x
-            gv = (size - 1 - (r0 + PATCH // 2 + offs)).view(PATCH, 1) - y
+            c0, r0 = int(round(x)) - patch_size // 2, int(round(size - 1 - y)) - patch_size // 2
+            cols = (c0 + patch_size // 2 + offs).clamp(0, size - 1).long()
+            rows = (r0 + patch_size // 2 + offs).clamp(0, size - 1).long()
+            gu = (c0 + patch_size // 2 + offs).view(1, patch_size) - x
+            gv = (size - 1 - (r0 + patch_size // 2 + offs)).view(patch_size, 1) - y
             body = torch.tensor(math.radians(tr["body_angle_deg"][t]))
             head = torch.tensor(math.radians(tr["head_angle_deg"][t]))
             animal, level = _animal(gu, gv, body, head, arena)
-            inside = ((c0 + PATCH // 2 + offs) >= 0) & ((c0 + PATCH // 2 + offs) < size)
-            inside_r = ((r0 + PATCH // 2 + offs) >= 0) & ((r0 + PATCH // 2 + offs) < size)
-            mask = inside_r.view(PATCH, 1) & inside.view(1, PATCH)
+            inside = ((c0 + patch_size // 2 + offs) >= 0) & ((c0 + patch_size // 2 + offs) < size)
+            inside_r = ((r0 + patch_size // 2 + offs) >= 0) & ((r0 + patch_size // 2 + offs) < size)
+            mask = inside_r.view(patch_size, 1) & inside.view(1, patch_size)
             patch = img[rows][:, cols]
             patch = torch.where(mask, patch * (1 - animal) + level * animal, patch)
-            img[rows.view(PATCH, 1), cols.view(1, PATCH)] = patch
+            img[rows.view(patch_size, 1), cols.view(1, patch_size)] = patch
         signal = img.clamp(0, 1) * arena.full_well
         electrons = signal + torch.sqrt(signal + arena.read_noise**2) * torch.randn(signal.shape, generator=gen)
         out = electrons / arena.full_well + pattern
         yield (out.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
 
 
+def lab_arena(frame: int = 1024) -> Arena:
+    """A lab-sized scene: a ``frame`` x ``frame`` video, the arena filling most of it, an animal about as many pixels
+    long as a fly in a 1024 x 1024 SLEAP video (the benchmark's video)."""
+    k = frame / 320.0 * 0.6
+    # a lab camera at this size: far less noise per pixel than the crop renderer's, so H.264 compresses it about
+    # as well as a real recording (the decode rate depends on that)
+    return Arena(frame=frame, radius=140.0 * frame / 320.0, wall=7.0 * k, port_radius=5.5 * k, body_length=11.0 * k,
+                 body_width=6.0 * k, head_length=5.5 * k, head_width=4.0 * k, tail_length=20.0 * k, tail_width=1.1 * k,
+                 full_well=20000.0, read_noise=20.0, stripes=0.005, hot_fraction=1e-5)
+
+
 def synthesize_video(out_dir: str | Path, n: int = 300, animals: int = 1, seed: int = 0, overwrite: bool = False,
-                     arena: Arena = Arena()) -> dict[str, Path]:
-    """Write ``video.mp4`` and the true poses in every format available; returns {format: path}."""
+                     arena: Arena = Arena(), crf: int = 10) -> dict[str, Path]:
+    """Write ``video.mp4`` and the true poses in every format available; returns {format: path}. ``crf``: H.264
+    quality (10: nearly lossless, for ground truth; 23: a typical lab recording)."""
     from .video import write_video
 
     if n < 2:
@@ -100,7 +114,7 @@ def synthesize_video(out_dir: str | Path, n: int = 300, animals: int = 1, seed: 
     if not 1 <= animals <= 6:
         raise AelensError(f"--animals must be 1..6, got {animals}")
     out = Path(out_dir)
-    names = ["video.mp4", "truth.csv", "poses.analysis.h5", "poses.slp", "poses_dlc.csv", "poses_dlc.h5"]
+    names = ["video.mp4", "truth.csv", "poses.analysis.h5", "poses.slp", "poses.nwb", "poses_dlc.csv", "poses_dlc.h5"]
     existing = [nm for nm in names if (out / nm).exists()]
     if existing and not overwrite:
         raise AelensError(f"{out}: already holds {', '.join(existing)}; choose another folder or pass --overwrite")
@@ -111,7 +125,7 @@ def synthesize_video(out_dir: str | Path, n: int = 300, animals: int = 1, seed: 
     pts = np.stack([node_positions(tr, arena) for tr in trajs], axis=1)
     pts[..., 1] = size - 1 - pts[..., 1]
     with atomic_path(out / "video.mp4") as tmp:
-        write_video(tmp, render_frames(trajs, arena, seed), (size, size), FPS, crf=10)
+        write_video(tmp, render_frames(trajs, arena, seed), (size, size), FPS, crf=crf)
     written = {"video": out / "video.mp4", "truth": out / "truth.csv"}
     _write_truth(out / "truth.csv", trajs, pts)
     written["sleap-analysis-h5"] = _write_sleap_analysis(out / "poses.analysis.h5", pts)
@@ -120,6 +134,8 @@ def synthesize_video(out_dir: str | Path, n: int = 300, animals: int = 1, seed: 
         path = fn(out, pts)
         if path is not None:
             written[fmt] = path
+    if (out / "poses.nwb").is_file():
+        written["nwb"] = out / "poses.nwb"
     return written
 
 
@@ -199,10 +215,17 @@ def _write_slp(out: Path, pts: np.ndarray) -> Path | None:
         return None
     f, t, k, _ = pts.shape
     video = sio.Video(filename="video.mp4", open_backend=False)
-    skel = sio.Skeleton(list(NODES))
+    skel = sio.Skeleton(list(NODES), name="synthetic")
     arr = np.concatenate([pts, np.ones((f, t, k, 1))], axis=-1)
     labels = sio.Labels.from_numpy(arr, videos=[video], skeletons=skel,
                                    tracks=[sio.Track(f"track_{i}") for i in range(t)], return_confidence=True)
     with atomic_path(out / "poses.slp") as tmp:
         sio.save_slp(labels, str(tmp))
+    try:  # NWB with ndx-pose as well, where pynwb is installed
+        import ndx_pose  # noqa: F401
+        import pynwb  # noqa: F401
+    except ImportError:
+        return out / "poses.slp"
+    with atomic_path(out / "poses.nwb") as tmp:
+        sio.save_nwb(labels, str(tmp))
     return out / "poses.slp"
