@@ -27,6 +27,8 @@ def quick_config(data: Path | str, kind: str = "ae", **overrides) -> RunConfig:
         "train.progress": False,
         "train.checkpoint_every": 1,
         "train.log_every": 2,
+        # the fixtures' tests plant sizes and steps of a random split; split kinds are tested in test_splits.py
+        "split.kind": "random",
     }
     base.update(overrides)
     return RunConfig(kind=kind).with_overrides(base)

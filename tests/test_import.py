@@ -355,6 +355,10 @@ def test_cli_synth_import_then_train(tmp_path, capsys):
     assert load_dataset(tmp_path / "d").images.shape == (80, 3, 50, 50)
     code, _, err = run_cli(["train", "ae", "--data", tmp_path / "d", "--epochs", "1", "--out", tmp_path / "run",
                             "--no-progress", "--no-snapshots"], capsys)
+    # 40 frames cannot hold a blocked split with a 1-second (25-frame) purge: said in one line
+    assert code == 2 and err.startswith("aelens: error: blocked split left no train frames")
+    code, _, err = run_cli(["train", "ae", "--data", tmp_path / "d", "--epochs", "1", "--out", tmp_path / "run",
+                            "--no-progress", "--no-snapshots", "--purge", "2"], capsys)
     assert code == 0, err
 
 

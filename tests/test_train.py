@@ -26,7 +26,7 @@ def weights(run_dir):
 
 def test_cli_train_then_test(tiny_data, tmp_path, capsys):
     run = tmp_path / "r"
-    code, out, err = run_cli(["train", "ae", "--data", tiny_data, "--epochs", "1", "--out", run, "--batch-size", "32",
+    code, out, err = run_cli(["train", "ae", "--data", tiny_data, "--split", "random", "--epochs", "1", "--out", run, "--batch-size", "32",
                               "--checkpoint-every", "1", "--no-progress"], capsys)
     assert code == 0, err
     assert f"run: {run}  epochs: 1" in out
@@ -36,6 +36,7 @@ def test_cli_train_then_test(tiny_data, tmp_path, capsys):
     m = read_manifest(run)
     assert m["status"] == "complete" and m["epochs"] == 1 and m["image_shape"] == [1, 32, 32]
     assert m["split_sizes"] == {"test": 16, "val": 32, "train": 112}
+    assert m["split"]["kind"] == "random" and m["split"]["requested"] == "random"
     assert set(m["files"]) >= {"model.safetensors", "config.yaml", "split.npz"}
     code, out, err = run_cli(["test", run], capsys)
     assert code == 0, err
@@ -160,7 +161,10 @@ def test_real_mouse_openfield_end_to_end(tmp_path, capsys):
     code, out, err = run_cli(["test", run], capsys)
     assert code == 0, err
     res = json.loads((run / "test" / "results.json").read_text())
-    assert res["n"] == 233 and "psnr_clean" not in res  # real frames: no clean ground truth
+    # video frames: the default split is blocked in time (the conditions have a frame column), with a purge gap
+    m = json.loads((run / "manifest.json").read_text())
+    assert m["split"]["kind"] == "blocked" and m["split"]["purge"] == 10 and res["split"]["kind"] == "blocked"
+    assert res["n"] == m["split_sizes"]["test"] and "psnr_clean" not in res  # real frames: no clean ground truth
     assert all(math.isfinite(res[k]) for k in ("mse", "psnr", "ssim"))
 
 

@@ -177,23 +177,30 @@ def _val_losses(run: Path) -> list[float]:
     return [r["val_loss"] for r in read_metrics(run / "metrics.csv") if "val_loss" in r]
 
 
+def _child_with_peak_rss(code: str, what: str) -> dict:
+    """Run ``code`` (which leaves a dict in ``res``) in a child process; returns ``res`` with the child's peak RSS
+    (VmHWM: ru_maxrss would carry the parent's peak across exec) as ``rss_mb``."""
+    code += (
+        "; import json; hwm=[l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
+        "res['rss_mb']=int(hwm)/1024; print(json.dumps(res))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{what} failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def peak_rss_training(data_dir: Path, out: Path, steps: int) -> dict:
-    """Train in a child process and report its peak RSS (VmHWM: ru_maxrss would carry the parent's peak across
-    exec) and images/s."""
+    """Train in a child process and report its peak RSS and images/s."""
     code = (
-        "import json; from aelens.config import RunConfig; from aelens.train import train; "
+        "from aelens.config import RunConfig; from aelens.train import train; "
         "from aelens.storage import read_manifest; "
         f"cfg=RunConfig(kind='ae').with_overrides({{'data.path': {str(data_dir)!r}, 'train.epochs': 1, "
         f"'train.max_steps': {steps}, 'train.progress': False, 'snapshots.enabled': False, 'train.val_every': 1000}}); "
         f"run=train(cfg, out={str(out)!r}, overwrite=True); m=read_manifest(run); "
-        "hwm=[l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
-        "print(json.dumps({'rss_mb': int(hwm)/1024, "
-        "'images_per_s': m['train_images_per_s']}))"
+        "res={'images_per_s': m['train_images_per_s']}"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        raise RuntimeError(f"memmap training failed: {res.stderr[-2000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return _child_with_peak_rss(code, "memmap training")
 
 
 def decode_rate(video: Path) -> float:
@@ -206,20 +213,15 @@ def decode_rate(video: Path) -> float:
 
 
 def import_in_child(video: Path, poses: Path, out: Path) -> dict:
-    """``aelens data import`` in a child process: its peak RSS (VmHWM), frames/s of the streaming stage and wall s."""
+    """``aelens data import`` in a child process: its peak RSS, frames/s of the streaming stage and wall s."""
     code = (
         "import json, time; from aelens.data.importer import import_video; "
         f"t0=time.perf_counter(); d=import_video({str(video)!r}, {str(poses)!r}, {str(out)!r}, overwrite=True, "
         "progress=False); wall=time.perf_counter()-t0; "
         "s=json.load(open(d/'import.json'))['sessions'][0]; "
-        "hwm=[l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
-        "print(json.dumps({'rss_mb': int(hwm)/1024, 'frames_per_s': s['frames_per_s'], 'frames': s['frames_read'], "
-        "'crops': s['crops_written'], 'wall_s': wall}))"
+        "res={'frames_per_s': s['frames_per_s'], 'frames': s['frames_read'], 'crops': s['crops_written'], 'wall_s': wall}"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        raise RuntimeError(f"import failed: {res.stderr[-2000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return _child_with_peak_rss(code, "import")
 
 
 def loop_video(video: Path, poses_csv: Path, times: int, out_dir: Path) -> tuple[Path, Path]:
@@ -343,14 +345,14 @@ class Suite:
     """The benchmark figures, in order; each adds its entry to ``results`` and prints one line."""
 
     def __init__(self, results: dict, tmp: Path, quick: bool, bf16: bool, device: torch.device, echo):
-        from .data.batches import split_indices
+        from .data.batches import make_split
         from .data.loading import load_dataset
         from .data.synthetic import synthesize, write_dataset
 
         self.r, self.tmp, self.quick, self.bf16, self.device, self.echo = results, tmp, quick, bf16, device, echo
         self.data_dir = write_dataset(tmp / "data", synthesize(1200 if quick else 5000, seed=0))
         self.ds = load_dataset(self.data_dir)
-        split = split_indices(self.ds.n, 0.2, 0.1, 42)
+        split, _ = make_split(self.ds, 0.2, 0.1, 42, kind="random")  # as the reference did
         self.train_x, self.val_x = self.ds.batch(split["train"]), self.ds.batch(split["val"])
         self.geometry = Geometry(*self.ds.shape)
 

@@ -60,6 +60,8 @@ TRAIN_OPTIONS = [
     ("val_fraction", Optional[float], "--val-fraction", "Validation fraction [0.2].", "split.val_fraction"),
     ("test_fraction", Optional[float], "--test-fraction", "Test fraction [0.1].", "split.test_fraction"),
     ("seed", Optional[int], "--seed", "Seed for the split, initialisation and shuffling [42].", "seed"),
+    ("split", Optional[str], "--split", "auto | random | blocked | group:COLUMN (auto: blocked in time when the conditions have frame, time_s or session) [auto].", "split.kind"),
+    ("purge", Optional[int], "--purge", "Frames dropped at each block boundary of a blocked split [1 s of video, else 10].", "split.purge"),
     ("checkpoint_every", Optional[int], "--checkpoint-every", "Keep a checkpoint every N epochs [5].", "train.checkpoint_every"),
     ("val_every", Optional[int], "--val-every", "Validate every N epochs [1].", "train.val_every"),
     ("noise", Optional[str], "--noise", "Input corruption: none | gaussian:S | poisson:PEAK | saltpepper:P [none].", "noise"),
@@ -474,12 +476,14 @@ def study(
     out: Path = typer.Option(..., "--out", help="Study folder (resumed when it exists)."),
     config: Optional[Path] = typer.Option(None, "--config", help="study.yaml with settings (see README)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs for every model [30]."),
+    split: Optional[str] = typer.Option(None, "--split", help="auto | random | blocked | group:COLUMN [auto]."),
+    purge: Optional[int] = typer.Option(None, "--purge", help="Frames dropped at block boundaries [1 s of video, else 10]."),
 ):
     """Run the whole pipeline: AE, PCA/UMAP decoders, tagger + unfreeze sweep, latent analysis, comparisons, report."""
     from .config import load_study_config
     from .study import run_study
 
-    cfg = load_study_config(config, {"epochs": epochs})
+    cfg = load_study_config(config, {"epochs": epochs, "split": split, "purge": purge})
     res = run_study(data, out, cfg, echo)
     _print_answers(res, out)
 

@@ -33,6 +33,10 @@ class DataConfig:
 class SplitConfig:
     val_fraction: float = 0.2  # the reference held out 20% for validation
     test_fraction: float = 0.1  # never seen in training; `aelens test` scores these
+    # video frames resemble their neighbours: auto = blocked in time within sessions when the conditions have a
+    # frame, time_s or session column (random otherwise); random | blocked | group:COLUMN (hold out whole groups)
+    kind: str = "auto"
+    purge: int | None = None  # frames dropped at block boundaries; None: 1 s of video when known, else 10
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,8 @@ class StudyConfig:
     evolution_fit: str = "last"  # fit mode of the AE's evolution movie
     snapshots_per_epoch: int = 1
     max_images: int = 20000  # frames in latent maps, movies and comparisons
+    split: str = "auto"  # every model's split (see SplitConfig.kind); one split shared by all models
+    purge: int | None = None
     data: DataConfig = field(default_factory=DataConfig)
 
     def save(self, path: str | Path) -> None:
@@ -264,6 +270,10 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
         bad("--test-fraction", "in [0, 1)", s.test_fraction)
     if s.val_fraction + s.test_fraction >= 1.0:
         bad("--val-fraction + --test-fraction", "below 1", s.val_fraction + s.test_fraction)
+    if s.kind not in ("auto", "random", "blocked") and not (s.kind.startswith("group:") and len(s.kind) > 6):
+        bad("--split", "auto, random, blocked or group:COLUMN", s.kind)
+    if s.purge is not None and s.purge < 0:
+        bad("--purge", "0 or more frames", s.purge)
     t = cfg.train
     if t.epochs < 1:
         bad("--epochs", "at least 1", t.epochs)

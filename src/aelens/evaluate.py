@@ -50,6 +50,7 @@ def _run_facts(run: Run) -> dict:
         "train_seconds": m.get("train_seconds"),
         "epochs": m.get("epochs"),
         "seconds_per_epoch": m.get("seconds_per_epoch"),
+        "split": m.get("split", {"kind": "random", "purge": 0}),  # runs from before split kinds were random
     }
 
 

@@ -39,7 +39,8 @@ class Step:
 def _run_config(study: StudyConfig, data: str, kind: str, **over) -> RunConfig:
     base = RunConfig(kind=kind, seed=study.seed, data=dataclasses.replace(study.data, path=str(data)))
     values = {"train.epochs": study.epochs, "train.batch_size": study.batch_size, "train.progress": False,
-              "snapshots.per_epoch": study.snapshots_per_epoch, "snapshots.max_images": study.max_images}
+              "snapshots.per_epoch": study.snapshots_per_epoch, "snapshots.max_images": study.max_images,
+              "split.kind": study.split, "split.purge": study.purge}
     values.update(over)
     return base.with_overrides(values)
 

@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from .analysis.snapshots import LatentSnapshots
 from .callbacks import EpochTimer, RunCheckpoints, RunCSVLogger, SafetensorsCheckpointIO, ValidationImages
 from .config import RunConfig, load_config
-from .data.batches import split_indices
+from .data.batches import make_split
 from .data.loading import Dataset, load_dataset_from_config
 from .errors import AelensError, TrainingInterrupted
 from .inference import physical_cores, resolve_precision, set_threads
@@ -48,11 +48,23 @@ def is_worker() -> bool:
     return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
 
 
-def save_split(path: Path, split: dict[str, np.ndarray]) -> None:
+def save_split(path: Path, split: dict[str, np.ndarray], info: dict | None = None) -> None:
+    """train / val / test indices, and the split's kind and purge (plain arrays: no pickle)."""
     from .storage import atomic_path
 
+    extra = {"kind": np.array(str((info or {}).get("kind", "random"))), "purge": np.array(int((info or {}).get("purge", 0)))}
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **split)
+        np.savez(fh, **split, **extra)
+
+
+def split_kind(path: Path) -> dict:
+    """The kind and purge recorded in ``split.npz``; runs from before splits had kinds were random."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            kind = str(z["kind"]) if "kind" in z.files else "random"
+            return {"kind": kind, "purge": int(z["purge"]) if "purge" in z.files else 0}
+    except (OSError, ValueError) as exc:
+        raise AelensError(f"{path}: cannot read the run's split ({exc})") from None
 
 
 def load_split(path: Path) -> dict[str, np.ndarray]:
@@ -61,6 +73,19 @@ def load_split(path: Path) -> dict[str, np.ndarray]:
             return {k: z[k].astype(np.int64) for k in ("train", "val", "test")}
     except (OSError, KeyError, ValueError) as exc:
         raise AelensError(f"{path}: cannot read the run's split ({exc})") from None
+
+
+def _describe_split(info: dict) -> str:
+    sizes = info["sizes"]
+    text = f"split: {info['kind']}"
+    if info.get("requested") == "auto":
+        text += " (auto: " + ("the conditions order frames in time)" if info["kind"] == "blocked" else "no frame, time_s or session column)")
+    if info["kind"] == "blocked":
+        text += f", {sum(info['blocks_per_session'])} blocks in {info['sessions']} session(s) by {info['time_column']}, " \
+                f"purge {info['purge']} frames ({info['dropped']} dropped)"
+    if "groups" in info:
+        text += f", held out: test {info['groups']['test']}, val {info['groups']['val']}"
+    return text + f"; train / val / test {sizes['train']} / {sizes['val']} / {sizes['test']}"
 
 
 def _accelerator(cfg: RunConfig) -> str:
@@ -113,7 +138,9 @@ def train(
             cfg = cfg.with_overrides({"data.path": str(Path(cfg.data.path).resolve())})
         if dataset is None:
             dataset = load_dataset_from_config(cfg.data)  # validate data and settings before creating anything
-        split = split_indices(dataset.n, cfg.split.val_fraction, cfg.split.test_fraction, cfg.seed)
+        split, split_info = make_split(dataset, cfg.split.val_fraction, cfg.split.test_fraction, cfg.seed,
+                                       cfg.split.kind, cfg.split.purge)
+        log.info(_describe_split(split_info))
         OBJECTIVES[cfg.kind].check(cfg, dataset, split)
         run_dir = create_run_dir(out if out is not None else default_run_dir(cfg.kind), overwrite)
 
@@ -127,7 +154,7 @@ def train(
         split = load_split(run_dir / SPLIT)
     else:
         cfg.save(run_dir / "config.yaml")
-        save_split(run_dir / SPLIT, split)
+        save_split(run_dir / SPLIT, split, split_info)
         write_manifest(
             run_dir,
             cfg.kind,
@@ -137,6 +164,7 @@ def train(
                 "data": {"path": str(dataset.source), "n": dataset.n, "fingerprint": dataset.fingerprint,
                          "dtype": str(dataset.images.dtype)},
                 "split_sizes": {k: int(len(v)) for k, v in split.items()},
+                "split": split_info,
             },
         )
         os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
