@@ -119,3 +119,16 @@ def test_bad_split_settings():
         make_split(ds, 0.2, 0.1, 0, "time")
     with pytest.raises(AelensError, match="too few for blocked"):
         make_split(ds, 0.5, 0.4, 0, "blocked", purge=5)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--split", "time"], "--split must be auto, random, blocked or group:COLUMN, got 'time'"),
+    (["--purge", "-3"], "--purge must be 0 or more frames, got -3"),
+    (["--split", "group:animal"], "no condition column 'animal'"),
+])
+def test_bad_split_options_exit_2(tiny_data, tmp_path, capsys, args, message):
+    from conftest import run_cli
+
+    code, _, err = run_cli(["train", "ae", "--data", tiny_data, "--out", tmp_path / "run", *args], capsys)
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
