@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -139,16 +139,15 @@ def format_cell(value: Any) -> str:
     return str(value)
 
 
-def write_csv(path: str | os.PathLike, rows: list[dict], fields: list[str]) -> None:
-    """Rows (dicts) as CSV with a header, atomically; keys not in ``fields`` are left out."""
+def write_csv(path: str | os.PathLike, rows: Iterable[dict], fields: list[str]) -> None:
+    """Rows (dicts, any iterable: streamed, never held as one string) as CSV with a header, atomically; keys not in
+    ``fields`` are left out."""
     import csv
-    import io
 
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
-    w.writeheader()
-    w.writerows({k: format_cell(r.get(k)) for k in fields} for r in rows)
-    write_text(path, buf.getvalue())
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
+        w.writeheader()
+        w.writerows({k: format_cell(r.get(k)) for k in fields} for r in rows)
 
 
 def markdown_table(rows: list[dict], fields: list[str]) -> str:

@@ -568,17 +568,15 @@ def _merge(tmp: Path, parts: list[Path], results: list[SessionResult], opts: Imp
                 target = extra if len(parts) == 1 else f"{Path(extra).stem}_{r.name}{Path(extra).suffix}"
                 (p / extra).replace(tmp / target)
         shutil.rmtree(p)
-    rows: list[dict] = []
-    for r in results:
-        cols = r.rows
-        for i in range(len(cols["frame"])):
-            rows.append({c: (cols[c][i] if c in ("session",) else _num(cols[c][i])) for c in COLUMNS})
-    write_csv(tmp / "metadata.csv", rows, COLUMNS)
+    def rows():  # streamed in chunks: an hour of video has hundreds of thousands of rows
+        for r in results:
+            n = len(r.rows["frame"])
+            for s in range(0, n, 4096):
+                cols = {c: r.rows[c][s : s + 4096].tolist() for c in COLUMNS}
+                for i in range(len(cols["frame"])):
+                    yield {c: cols[c][i] for c in COLUMNS}
 
-
-def _num(v):
-    v = v.item() if hasattr(v, "item") else v
-    return float(v) if isinstance(v, float) else v
+    write_csv(tmp / "metadata.csv", rows(), COLUMNS)
 
 
 def summary_line(s: dict) -> str:
