@@ -321,6 +321,14 @@ def test_heading_convention_is_counter_clockwise_with_y_up():
     assert np.allclose(kin.heading_deg(back, front), [0, 90, 180, 270])
 
 
+def test_turn_rates_are_not_angles():
+    from aelens.data.loading import is_angle_column
+
+    assert is_angle_column("body_angle_deg") and is_angle_column("location_polar_deg") and is_angle_column("head_angle_deg")
+    assert not is_angle_column("angular_speed_deg_s") and not is_angle_column("speed") and not is_angle_column("x")
+    assert is_angle_column("angular_speed_deg_s", {"angular_speed_deg_s"})  # the config can still say so
+
+
 def test_metadata_session_names_are_labels(tmp_path):
     np.save(tmp_path / "images.npy", np.zeros((3, 24, 24), dtype=np.uint8))
     (tmp_path / "metadata.csv").write_text("session,x\nday 1,1\nday 2,2\nday 1,3\n")

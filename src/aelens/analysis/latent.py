@@ -42,8 +42,8 @@ def chosen_columns(ds: Dataset, color_by: list[str] | None) -> list[str]:
             raise AelensError(f"{ds.source}: --color-by needs per-frame conditions, and this dataset has none")
         return []
     names = ds.conditions.names
-    if not color_by:
-        return [n for n in names if n not in SKIP_COLUMNS]
+    if not color_by:  # columns with fewer than 2 known values (e.g. a head angle no session could measure) say nothing
+        return [n for n in names if n not in SKIP_COLUMNS and np.isfinite(ds.conditions.column(n)).sum() >= 2]
     unknown = [c for c in color_by if c not in names]
     if unknown:
         raise AelensError(f"--color-by: unknown column {unknown[0]!r}; available: {', '.join(names)}")

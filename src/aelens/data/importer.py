@@ -556,12 +556,19 @@ def _merge(tmp: Path, parts: list[Path], results: list[SessionResult], opts: Imp
     """Concatenate the sessions' crops into images.npy (streamed, flat memory) and their rows into metadata.csv."""
     import shutil
 
-    with NpyAppender(tmp / "images.npy", (opts.channels, opts.size, opts.size)) as out:
-        for p in parts:
-            arr = np.load(p / "images.npy", mmap_mode="r", allow_pickle=False)
-            for s in range(0, arr.shape[0], 4096):
-                out.append(np.asarray(arr[s : s + 4096]))
-            del arr
+    row_shape = (opts.channels, opts.size, opts.size)
+    if len(parts) == 1:  # one session: its file is the result (a rename, no copy)
+        (parts[0] / "images.npy").replace(tmp / "images.npy")
+    else:  # plain reads, not a memory map: mapped pages would count as resident memory
+        with NpyAppender(tmp / "images.npy", row_shape) as out:
+            for p in parts:
+                with open(p / "images.npy", "rb") as fh:
+                    fh.seek(NpyAppender.HEADER)
+                    while True:
+                        block = np.fromfile(fh, dtype=np.uint8, count=4096 * int(np.prod(row_shape)))
+                        if block.size == 0:
+                            break
+                        out.append(block.reshape((-1, *row_shape)))
     for p, r in zip(parts, results):
         for extra in ("preview.mp4", "preview_crops.png"):
             if (p / extra).exists():

@@ -30,9 +30,14 @@ LABEL_COLUMNS = ("session",)
 
 
 def is_angle_column(name: str, extra: tuple[str, ...] | set[str] = ()) -> bool:
-    """Angles (degrees) are columns named like ``*angle*`` or ``*_deg*``, or listed in the config."""
+    """Angles (degrees) are columns named like ``*angle*`` or ``*_deg*``, or listed in the config; rates of turning
+    (``*_deg_s``, ``*speed*``, ``*angular*``) are not angles but signed numbers."""
     low = name.lower()
-    return "angle" in low or "_deg" in low or name in extra
+    if name in extra:
+        return True
+    if low.endswith("_deg_s") or "speed" in low or "angular" in low:
+        return False
+    return "angle" in low or "_deg" in low
 
 
 @dataclass

@@ -381,53 +381,61 @@ def _dlc_from_columns(path: Path, columns: list[tuple], data: np.ndarray, index,
 def _read_csv(path: Path) -> Poses:
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = [r for r in csv.reader(fh) if r]
+            first = next(csv.reader(fh), None)
+            if first is not None and first and first[0].strip().lower() == "scorer":
+                fh.seek(0)
+                return _read_dlc_csv(path, fh)
+            rows = [first] + [r for r in csv.reader(fh) if r] if first else []
     except (UnicodeDecodeError, csv.Error) as exc:
         raise AelensError(f"{path}: cannot read as CSV ({exc})") from None
     if not rows:
         raise AelensError(f"{path}: empty; expected a pose table")
-    first = [c.strip().lower() for c in rows[0]]
-    if first and first[0] == "scorer":
-        return _read_dlc_csv(path, rows)
-    if {"frame", "x", "y"} <= set(first):
-        return _read_plain_csv(path, rows, first)
+    header = [c.strip().lower() for c in rows[0]]
+    if {"frame", "x", "y"} <= set(header):
+        return _read_plain_csv(path, rows, header)
     raise AelensError(
         f"{path}: not a DeepLabCut/LightningPose CSV (first cell 'scorer') nor a plain CSV with columns frame,x,y; "
         f"header: {','.join(rows[0][:6])}"
     )
 
 
-def _read_dlc_csv(path: Path, rows: list[list[str]]) -> Poses:
-    head = []
-    for r in rows:
-        if r[0].strip().lower() in ("scorer", "individuals", "bodyparts", "coords"):
-            head.append(r)
-        else:
-            break
-    kinds = [r[0].strip().lower() for r in head]
-    if kinds not in (["scorer", "bodyparts", "coords"], ["scorer", "individuals", "bodyparts", "coords"]):
-        raise AelensError(f"{path}: header rows {kinds}; expected scorer, [individuals,] bodyparts, coords")
-    width = len(head[0])
-    body = rows[len(head):]
-    if not body:
-        raise AelensError(f"{path}: header only, no rows of points")
-    columns = [tuple(r[j].strip() for r in head) for j in range(1, width)]
-    data = np.full((len(body), width - 1), np.nan)
-    for i, r in enumerate(body):
+def _read_dlc_csv(path: Path, fh) -> Poses:
+    """Header rows, then one row per frame parsed straight into a float array (an hour of video with many body
+    parts is millions of cells: never held as Python strings all at once)."""
+    n_lines = sum(1 for line in fh if line.strip())
+    fh.seek(0)
+    reader = csv.reader(fh)
+    head: list[list[str]] = []
+    data = index = None
+    width = i = 0
+    for r in reader:
+        if not r:
+            continue
+        if data is None:
+            if r[0].strip().lower() in ("scorer", "individuals", "bodyparts", "coords"):
+                head.append(r)
+                continue
+            kinds = [h[0].strip().lower() for h in head]
+            if kinds not in (["scorer", "bodyparts", "coords"], ["scorer", "individuals", "bodyparts", "coords"]):
+                raise AelensError(f"{path}: header rows {kinds}; expected scorer, [individuals,] bodyparts, coords")
+            width = len(head[0])
+            data = np.full((n_lines - len(head), width - 1), np.nan)
+            index = []
         if len(r) != width:
             raise AelensError(f"{path}: row {len(head) + i + 1} has {len(r)} fields; the header has {width}")
+        index.append(r[0])
         for j in range(1, width):
             cell = r[j].strip()
             if cell and cell.lower() not in ("nan", "na"):
                 try:
                     data[i, j - 1] = float(cell)
                 except ValueError:
-                    raise AelensError(
-                        f"{path}: row {len(head) + i + 1}, column {j + 1}: {cell!r} is not a number"
-                    ) from None
-    # the first cell of a labelled-data file is an image path; some exporters split it over three columns
-    index = [r[0] for r in body]
-    return _dlc_from_columns(path, columns, data, index, "deeplabcut-csv")
+                    raise AelensError(f"{path}: row {len(head) + i + 1}, column {j + 1}: {cell!r} is not a number") from None
+        i += 1
+    if data is None or i == 0:
+        raise AelensError(f"{path}: header only, no rows of points")
+    columns = [tuple(h[j].strip() for h in head) for j in range(1, width)]
+    return _dlc_from_columns(path, columns, data[:i], index, "deeplabcut-csv")
 
 
 def _read_plain_csv(path: Path, rows: list[list[str]], header: list[str]) -> Poses:
