@@ -166,7 +166,9 @@ def _aelens_run(data_dir: Path, out: Path, epochs: int, extra: dict | None = Non
     from .storage import read_manifest
     from .train import train
 
-    over = {"data.path": str(data_dir), "train.epochs": epochs, "train.progress": False, **(extra or {})}
+    # the reference's random split: both sides then train and validate on the same frames
+    over = {"data.path": str(data_dir), "train.epochs": epochs, "train.progress": False, "split.kind": "random",
+            **(extra or {})}
     run = train(RunConfig(kind="ae").with_overrides(over), out=out, overwrite=True)
     return run, read_manifest(run)
 
@@ -196,7 +198,8 @@ def peak_rss_training(data_dir: Path, out: Path, steps: int) -> dict:
         "from aelens.config import RunConfig; from aelens.train import train; "
         "from aelens.storage import read_manifest; "
         f"cfg=RunConfig(kind='ae').with_overrides({{'data.path': {str(data_dir)!r}, 'train.epochs': 1, "
-        f"'train.max_steps': {steps}, 'train.progress': False, 'snapshots.enabled': False, 'train.val_every': 1000}}); "
+        f"'train.max_steps': {steps}, 'train.progress': False, 'snapshots.enabled': False, 'train.val_every': 1000, "
+        "'split.kind': 'random'}); "
         f"run=train(cfg, out={str(out)!r}, overwrite=True); m=read_manifest(run); "
         "res={'images_per_s': m['train_images_per_s']}"
     )
