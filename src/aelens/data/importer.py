@@ -303,7 +303,7 @@ def import_session(s: Session, opts: ImportOptions, part: Path, progress: bool =
     bar = _bar(last + 1, name, progress)
     with NpyAppender(part / "images.npy", (opts.channels, opts.size, opts.size)) as out:
         block: list[np.ndarray] = []
-        for fr, frame in enumerate(stream_frames(video, opts.channels, stop=last + 1)):
+        for fr, frame in enumerate(stream_frames(video, opts.channels, stop=last + 1, info=info)):
             n_read += 1
             bar.update(1)
             for i in by_frame.get(fr, ()):
@@ -506,7 +506,6 @@ def import_video(
     if sessions and len(sessions) != len(poses_l):
         raise AelensError(f"--session given {len(sessions)} times for {len(poses_l)} pose files; give one per pose file")
     todo = [Session(p, videos_l[i] if videos_l else None, sessions[i] if sessions else None) for i, p in enumerate(poses_l)]
-    _check_inputs(todo)
     if jobs < 1:
         raise AelensError(f"--jobs must be at least 1, got {jobs}")
     t0 = time.perf_counter()
@@ -541,15 +540,6 @@ def import_video(
         }
         write_json(tmp / "import.json", summary)
     return out
-
-
-def _check_inputs(todo: list[Session]) -> None:
-    for s in todo:
-        p = Path(s.poses)
-        if not p.is_file():
-            raise AelensError(f"{p}: pose file not found" if not p.exists() else f"{p}: is not a file")
-        if s.video is not None and not Path(s.video).is_file():
-            raise AelensError(f"{s.video}: video not found" if not Path(s.video).exists() else f"{s.video}: is not a file")
 
 
 def _merge(tmp: Path, parts: list[Path], results: list[SessionResult], opts: ImportOptions) -> None:

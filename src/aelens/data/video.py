@@ -60,14 +60,16 @@ def _first_line(exc: BaseException) -> str:
     return (lines[-1] if lines else exc.__class__.__name__)[:200]
 
 
-def stream_frames(path: str | Path, channels: int = 1, stop: int | None = None) -> Iterator[np.ndarray]:
-    """Yield every frame in order as uint8 (h, w) for ``channels=1`` or (h, w, 3) for 3, up to frame ``stop``.
+def stream_frames(path: str | Path, channels: int = 1, stop: int | None = None, info: VideoInfo | None = None
+                  ) -> Iterator[np.ndarray]:
+    """Yield every frame in order as uint8 (h, w) for ``channels=1`` or (h, w, 3) for 3, up to frame ``stop``
+    (``info``: the video's :func:`probe`, when the caller has it already).
 
     Example: ``for i, frame in enumerate(stream_frames("v.mp4")): ...``
     """
     import imageio_ffmpeg
 
-    info = probe(path)
+    info = info or probe(path)
     pix_fmt, bpp = ("gray", 8) if channels == 1 else ("rgb24", 24)
     gen = imageio_ffmpeg.read_frames(
         str(path), pix_fmt=pix_fmt, bits_per_pixel=bpp, output_params=["-fps_mode", "passthrough"]
