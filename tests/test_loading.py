@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from aelens.config import RunConfig
 from aelens.data.loading import load_conditions, load_dataset
 from aelens.errors import AelensError
 from conftest import make_images, run_cli
@@ -140,3 +141,100 @@ def test_missing_data_file_exits_2(tmp_path, capsys):
 def test_debug_shows_traceback(tmp_path, capsys):
     code, _, err = run_cli(["--debug", "train", "ae", "--data", tmp_path / "nope.npz"], capsys)
     assert code == 2 and "Traceback" in err
+
+
+# --------------------------------------------------------------------------------------------- several inputs
+
+
+def _session(folder, n, offset, size=28, npy=True, extra_col=None, session=None):
+    """A data folder whose frame i carries its own id (offset + i) in pixel (0, 0) and in the `val` column."""
+    folder.mkdir(parents=True)
+    imgs = np.zeros((n, size, size), np.uint8)
+    vals = offset + np.arange(n)
+    imgs[:, 0, 0] = vals
+    if npy:
+        np.save(folder / "images.npy", imgs)
+    else:
+        np.savez(folder / "images.npz", images=imgs)
+    header = ["frame", "val"] + ([extra_col] if extra_col else []) + (["session"] if session else [])
+    lines = [",".join(header)]
+    for i, v in enumerate(vals):
+        row = [str(i), str(v)] + (["1.5"] if extra_col else []) + ([session] if session else [])
+        lines.append(",".join(row))
+    (folder / "metadata.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_several_inputs_keep_rows_aligned_with_their_conditions(tmp_path):
+    from aelens.data.loading import ConcatFrames, load_dataset_from_config
+
+    a = _session(tmp_path / "day1", 30, 0, extra_col="speed")
+    b = _session(tmp_path / "day2", 45, 100, npy=False)
+    c = _session(tmp_path / "imported", 20, 200, session="mouse7")
+    cfg = RunConfig().with_overrides({"data.path": [str(a), str(b), str(c)]})
+    ds = load_dataset_from_config(cfg.data)
+    assert isinstance(ds.images, ConcatFrames) and isinstance(ds.images.parts[0], np.memmap)  # nothing loaded
+    assert ds.n == 95 and ds.conditions.names == ["session", "frame", "val", "speed"]
+    assert ds.conditions.labels["session"] == ["day1", "day2", "mouse7"]  # directory names, or the import's names
+    rng = np.random.default_rng(0)
+    for idx in (rng.permutation(95)[:40], np.arange(25, 80), np.array([94, 0, 30, 29])):
+        pixel = np.rint(ds.batch(idx).numpy()[:, 0, 0, 0] * 255)
+        np.testing.assert_array_equal(pixel, ds.conditions.column("val")[idx])
+    session = ds.conditions.column("session")
+    np.testing.assert_array_equal(session, [0] * 30 + [1] * 45 + [2] * 20)
+    speed = ds.conditions.column("speed")
+    assert np.all(speed[:30] == 1.5) and np.isnan(speed[30:]).all()  # a column one session lacks is missing there
+
+
+def test_a_text_file_lists_the_sessions(tmp_path):
+    from aelens.data.loading import expand_data_paths, load_dataset_from_config, resolve_data_paths
+
+    _session(tmp_path / "s" / "a", 10, 0)
+    _session(tmp_path / "s" / "b", 12, 50)
+    listing = tmp_path / "s" / "sessions.txt"
+    listing.write_text("# two days\na\n\nb  # the second\n")
+    assert expand_data_paths(str(listing)) == [str(tmp_path / "s" / "a"), str(tmp_path / "s" / "b")]
+    assert resolve_data_paths(str(listing)) == (str(tmp_path / "s" / "a"), str(tmp_path / "s" / "b"))
+    ds = load_dataset_from_config(RunConfig().with_overrides({"data.path": str(listing)}).data)
+    assert ds.n == 22 and ds.conditions.labels["session"] == ["a", "b"]
+
+
+def test_several_inputs_bad_combinations(tmp_path):
+    from aelens.data.loading import expand_data_paths, load_datasets
+
+    a = _session(tmp_path / "a", 10, 0)
+    b = _session(tmp_path / "b", 10, 0, size=32)
+    with pytest.raises(AelensError) as e:
+        load_datasets([a, b])
+    assert str(e.value) == f"{b}: images are 1x32x32 but {a} has 1x28x28; every --data input needs frames of one size"
+    with pytest.raises(AelensError) as e:
+        expand_data_paths([str(a), str(a)])
+    assert str(e.value) == f"--data: {a} is given twice; each session once"
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(AelensError) as e:
+        expand_data_paths(str(tmp_path / "empty.txt"))
+    assert "lists no data paths" in str(e.value)
+    twin = _session(tmp_path / "x" / "a", 10, 0)
+    with pytest.raises(AelensError) as e:
+        load_datasets([a, twin])
+    assert str(e.value) == (f"{twin}: session name 'a' is used by another --data input; give the inputs distinct "
+                            "directory names or a session column")
+
+
+def test_train_with_repeated_data_records_every_session(tmp_path, capsys):
+    a = _session(tmp_path / "a", 40, 0)
+    b = _session(tmp_path / "b", 40, 100)
+    out = tmp_path / "run"
+    code, _, err = run_cli(["train", "ae", "--data", a, "--data", b, "--epochs", "1", "--no-progress", "--out", out,
+                            "--no-snapshots", "--split", "group:session", "--val-fraction", "0.5",
+                            "--test-fraction", "0"], capsys)
+    assert code == 0, err
+    import yaml
+
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["data"]["path"] == [str(a.resolve()), str(b.resolve())]
+    split = np.load(out / "split.npz")
+    sides = [set(np.asarray(split[k]) // 40) for k in ("train", "val")]
+    assert sides[0].isdisjoint(sides[1]) and sides[0] | sides[1] == {0, 1}  # one whole session each
+    code, out_text, err = run_cli(["test", out], capsys)
+    assert code == 0, err

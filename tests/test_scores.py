@@ -179,3 +179,26 @@ def test_knn_tree_and_brute_force_agree_and_exclude_self():
     np.testing.assert_array_equal(same(a[20:]), same(b[20:]))
     np.testing.assert_allclose(da, db, atol=1e-4)
     assert a[10, 0] == 11 and a[11, 0] == 10
+
+
+def test_transfer_decoding_fits_on_one_session_and_scores_on_the_other():
+    """Planted: the same code->angle map in both sessions decodes across them; a map that differs in the new
+    session (the code's axes swapped) does not, and no frame of the new session helps the fit."""
+    from aelens.analysis.scores import transfer_decoding_score
+
+    rng = np.random.default_rng(0)
+    a_deg, b_deg = rng.uniform(0, 360, 800), rng.uniform(0, 360, 500)
+
+    def code(deg, swap=False):
+        r = np.radians(deg)
+        z = np.stack([np.cos(r), np.sin(r)], 1)
+        z = z[:, ::-1] if swap else z
+        return np.concatenate([z, rng.normal(size=(len(deg), 3))], 1) + 0.01 * rng.normal(size=(len(deg), 5))
+
+    same = transfer_decoding_score(code(a_deg), a_deg, code(b_deg), b_deg, is_angle=True)
+    assert same["score"] < 5 and same["chance"] > 60 and same["n_fit"] == 800 and same["n"] == 500
+    moved = transfer_decoding_score(code(a_deg), a_deg, code(b_deg, swap=True), b_deg, is_angle=True)
+    assert moved["score"] > 60
+    lin = transfer_decoding_score(code(a_deg), np.cos(np.radians(a_deg)), code(b_deg), np.cos(np.radians(b_deg)),
+                                  is_angle=False)
+    assert lin["metric"] == "r2" and lin["score"] > 0.95 and abs(lin["chance"]) < 0.1

@@ -1,5 +1,6 @@
 """The one-command study on a tiny synthetic set: every artefact, resume, the report in a real browser."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -22,6 +23,9 @@ ARTEFACTS = [
     "sweep/unfreeze_sweep.csv", "sweep/unfreeze_sweep.png", "sweep/scratch/test/results.json",
     "sweep/unfreeze0/test/results.json", "sweep/unfreeze_all/test/results.json",
     "compare/comparison.json", "compare/comparison.md", "compare/comparison.png",
+    "transfer/other_session/transfer.json", "transfer/other_session/decoding.csv",
+    "transfer/other_session/ae/results.json", "transfer/other_session/tagger/results.json",
+    "transfer/other_session/unfreeze_all/results.json", "transfer/other_session/decoder-umap2/results.json",
 ]
 
 
@@ -29,7 +33,8 @@ ARTEFACTS = [
 def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     data = write_dataset(root / "data", synthesize(300, seed=5, size=32))
-    cfg = load_study_config(None, {"epochs": 1, "max_images": 300, "batch_size": 32})
+    other = write_dataset(root / "other_session", synthesize(120, seed=6, size=32))
+    cfg = load_study_config(None, {"epochs": 1, "max_images": 300, "batch_size": 32, "transfer": [str(other)]})
     lines = []
     results = run_study(data, root / "out", cfg, echo=lines.append)
     return root, data, cfg, results, lines
@@ -40,7 +45,7 @@ def test_study_produces_every_artefact(study):
     out = root / "out"
     for rel in ARTEFACTS:
         assert (out / rel).is_file(), rel
-    assert set(results["answers"]) == {"q1", "q2", "q3"}
+    assert set(results["answers"]) == {"q1", "q2", "q3", "transfer"}
     assert "PCA-16 reaches" in results["answers"]["q2"] and "linear CKA" in results["answers"]["q3"]
     assert len(results["reconstruction"]["rows"]) == 5
     assert [r["run"] for r in results["sweep"]["rows"]] == ["scratch", "unfreeze0", "unfreeze1", "unfreeze2",
@@ -49,8 +54,19 @@ def test_study_produces_every_artefact(study):
     assert 0 <= pair["linear_cka"] <= 1
     html = (out / "report.html").read_text()
     assert html.count("<img src=\"data:image/") >= 10 and "http://" not in html and "https://" not in html
-    for section in ("id='q1'", "id='q2'", "id='q3'"):
+    for section in ("id='q1'", "id='q2'", "id='q3'", "id='transfer'", "Does it hold on a new session?"):
         assert section in html
+    tr = results["transfer"][0]
+    assert tr["name"] == "other_session" and tr["n"] == 120
+    labels = [m["label"] for m in tr["models"]]
+    assert labels[:5] == ["ae", "decoder-pca16", "decoder-pca2", "decoder-umap16", "decoder-umap2"] and "tagger" in labels
+    ae = tr["models"][0]
+    on_new = json.loads((out / "transfer" / "other_session" / "ae" / "results.json").read_text())
+    assert ae["new"]["value"] == on_new["psnr"] and on_new["n"] == 120  # every frame of the new session
+    assert ae["own"]["value"] == json.loads((out / "runs" / "ae" / "test" / "results.json").read_text())["psnr"]
+    text = results["answers"]["transfer"]["other_session"]
+    assert text[0].startswith("The AE reconstructs other_session at ") and any("tagger (from scratch)" in t for t in text)
+    assert {r["model"] for r in tr["decoding"]} == {"ae", "tagger"}
     assert json.loads((out / "results.json").read_text())["answers"] == results["answers"]
 
 
@@ -62,15 +78,15 @@ def test_study_resumes_without_redoing_finished_steps(study):
     lines = []
     run_study(data, out, cfg, echo=lines.append)
     skipped = [line for line in lines if "done earlier, skipped" in line]
-    assert len(skipped) == 9  # of 10 steps: only the representation comparison runs again
-    assert "[10/10] compare AE and tagger representations ..." in lines
+    assert len(skipped) == 10  # of 11 steps: only the representation comparison runs again
+    assert "[10/11] compare AE and tagger representations ..." in lines
     assert (out / "compare" / "comparison.json").is_file()
     assert (out / "runs" / "ae" / "model.safetensors").stat().st_mtime_ns == before
 
 
 def test_study_refuses_other_settings_in_the_same_folder(study):
     root, data, cfg, _, _ = study
-    other = load_study_config(None, {"epochs": 2, "max_images": 300, "batch_size": 32})
+    other = dataclasses.replace(cfg, epochs=2)
     with pytest.raises(AelensError, match=r"holds a study with other settings \(epochs\)"):
         run_study(data, root / "out", other, echo=lambda s: None)
 
@@ -115,3 +131,47 @@ def test_report_renders_in_headless_chromium(study, tmp_path):
     assert broken == []
     assert sections == [True, True, True]
     assert shot.stat().st_size > 10_000
+
+
+RAW = Path(__file__).resolve().parents[2] / "shared" / "raw"
+
+
+def test_study_on_one_fly_session_transfers_to_the_other(tmp_path):
+    """The real pair in ../shared/raw, cut short: import the first 200 frames of each session, train on one, score on
+    the other. The README's full-sized numbers come from the same commands without --stop (see README)."""
+    slp = RAW / "flies_clip" / "clip.predictions.slp"
+    h5 = RAW / "flies_session2" / "predictions.analysis.h5"
+    if not (slp.is_file() and h5.is_file()):
+        pytest.skip(f"raw sessions in {RAW} are not available")
+    pytest.importorskip("sleap_io")
+    from aelens.data.importer import ImportOptions, import_video
+
+    opts = ImportOptions(heading="thorax:head", stop=200)
+    a = import_video(None, slp, tmp_path / "flies_clip", options=opts, progress=False)
+    b = import_video(RAW / "flies_session2" / "20190128_113421.120s.mp4", h5, tmp_path / "flies_session2",
+                     options=opts, progress=False)
+    cfg = load_study_config(None, {"epochs": 1, "sweep_epochs": 1, "max_images": 400, "decoders": ["pca:16"],
+                                   "transfer": [str(b)]})
+    results = run_study(a, tmp_path / "study", cfg, echo=lambda s: None)
+    assert results["ae_test"]["split"]["kind"] == "blocked"  # video frames: never a random split by default
+    tr = results["transfer"][0]
+    assert tr["name"] == "flies_session2" and tr["n"] > 150
+    tagger = next(m for m in tr["models"] if m["label"] == "tagger")
+    assert tagger["new"]["baseline_from"] == "training frames" and 0 <= tagger["new"]["value"] <= 180
+    assert "Does it hold on a new session?" in (tmp_path / "study" / "report.html").read_text()
+
+
+def test_study_transfer_bad_inputs_exit_2_before_any_work(tmp_path, capsys):
+    from conftest import run_cli
+
+    data = write_dataset(tmp_path / "data", synthesize(60, seed=1, size=32))
+    small = write_dataset(tmp_path / "small", synthesize(20, seed=2, size=28))
+    out = tmp_path / "study"
+    code, _, err = run_cli(["study", "--data", data, "--out", out, "--transfer", small], capsys)
+    assert code == 2 and err.strip().endswith(
+        f"--transfer {small.resolve()}: images are 1x28x28 but the training data's are 1x32x32")
+    code, _, err = run_cli(["study", "--data", data, "--out", out, "--transfer", data], capsys)
+    assert code == 2 and "is the training data itself" in err
+    code, _, err = run_cli(["study", "--data", data, "--out", out, "--augment", "spin"], capsys)
+    assert code == 2 and "--augment must be none, all or a comma-separated list" in err
+    assert not out.exists()

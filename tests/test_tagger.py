@@ -160,3 +160,102 @@ def test_linear_probe_starts_from_the_least_squares_readout(tiny_ae, tiny_data, 
                                                             "train.lr": 1e-8, "train.max_steps": 1}), out=tmp_path / "p")
     res = aelens.test_run(run, figures=False)
     assert res["angle_mae_deg"] < 0.9 * res["baselines"]["circular_mean"]["angle_mae_deg"]
+
+
+# --------------------------------------------------------------------------------------------- augmentation recipes
+
+
+def test_augment_recipes_parse_to_canonical_parts_and_bad_ones_are_named():
+    from aelens.data.augment import PARTS, parse_augment
+
+    assert parse_augment("none") == () and parse_augment(False) == ()
+    assert parse_augment(True) == ("rotate", "flip") == parse_augment("true")  # runs made when --augment was on/off
+    assert parse_augment("photometric, flip,rotate") == ("rotate", "flip", "photometric")
+    assert parse_augment("all") == PARTS
+    with pytest.raises(AelensError) as e:
+        parse_augment("rotate,blurr")
+    assert str(e.value) == ("--augment must be none, all or a comma-separated list of rotate, flip, shift, scale, "
+                            "photometric; got 'rotate,blurr'")
+
+
+def _arrow_frames(angles_deg, size=41):
+    """White bar from the centre towards each angle (counter-clockwise, y up) on black: the angle is planted."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    u, v = xx - (size - 1) / 2, (size - 1) / 2 - yy
+    frames = []
+    for a in np.radians(angles_deg):
+        along = u * np.cos(a) + v * np.sin(a)
+        across = -u * np.sin(a) + v * np.cos(a)
+        frames.append(((along > 2) & (along < 15) & (np.abs(across) < 2.5)).astype(np.float32))
+    return torch.tensor(np.stack(frames)[:, None])
+
+
+def _bar_angle(img):
+    s = img.shape[-1]
+    yy, xx = np.mgrid[0:s, 0:s]
+    u, v = xx - (s - 1) / 2, (s - 1) / 2 - yy
+    w = img * (np.hypot(u, v) > 1)
+    return np.degrees(np.arctan2((w * v).sum(), (w * u).sum()))
+
+
+@pytest.mark.parametrize("recipe", ["rotate", "flip", "rotate,flip", "rotate,flip,scale"])
+def test_every_recipe_turns_the_target_with_the_picture(recipe):
+    """After any augmentation, the target vector still points where the bar in the augmented frame points."""
+    from aelens.data.augment import augment_batch, parse_augment
+
+    angles = np.arange(0, 360, 15.0)
+    x = _arrow_frames(angles)
+    gen = torch.Generator().manual_seed(3)
+    xa, ya = augment_batch(x, vec(angles), parse_augment(recipe), gen)
+    seen = np.array([_bar_angle(im[0].numpy()) for im in xa])
+    target = np.degrees(np.arctan2(ya[:, 1].numpy(), ya[:, 0].numpy()))
+    err = np.abs(np.mod(seen - target + 180, 360) - 180)
+    assert np.median(err) < 4 and err.max() < 15, (recipe, err)
+    assert not torch.equal(xa, x)  # it did change the frames
+    if recipe != "flip":
+        assert xa.min() >= 0 and xa.max() <= 1.0 + 1e-6
+
+
+def test_photometric_and_shift_scale_leave_the_target_alone():
+    from aelens.data.augment import augment_batch
+
+    angles = np.arange(0, 360, 30.0)
+    x, y = _arrow_frames(angles), vec(angles)
+    xa, ya = augment_batch(x, y, ("shift", "scale", "photometric"), torch.Generator().manual_seed(0))
+    assert torch.equal(ya, y) and xa.shape == x.shape and 0 <= float(xa.min()) and float(xa.max()) <= 1
+    assert float((xa - x).abs().mean()) > 0.01
+
+
+def test_a_rotation_trained_encoder_cannot_see_the_corners(tiny_data):
+    """With rotate in the recipe the encoder looks through a circular mask: corners (which a rotation blanks) do
+    not change its code; without it they do. The mask is part of the run's config, so inference applies it too."""
+    g = Geometry(1, 32, 32)
+    cfg = quick_config(tiny_data, "tagger", **{"tagger.augment": "rotate"})
+    masked = DirectionTagger(cfg, g).eval()
+    plain = DirectionTagger(quick_config(tiny_data, "tagger"), g).eval()
+    x = torch.rand(4, 1, 32, 32)
+    corners = x.clone()
+    corners[:, :, :4, :4] = 1.0 - corners[:, :, :4, :4]
+    assert torch.equal(masked.encoder(x), masked.encoder(corners))
+    assert not torch.equal(plain.encoder(x), plain.encoder(corners))
+    assert "input_mask" not in masked.state_dict()  # weights stay interchangeable with unmasked runs
+
+
+def test_transfer_baseline_comes_from_the_training_frames(tiny_data, tmp_path):
+    """Scored on another dataset, the tagger's mean-direction baseline is the *training* frames' mean direction."""
+    from aelens.data.synthetic import synthesize, write_dataset
+    from aelens.metrics import circular_mean_deg
+
+    from aelens.data.synthetic import COLUMNS
+
+    other = synthesize(80, seed=11, size=32)
+    other["metadata"][:, COLUMNS.index("body_angle_deg")] = 90.0  # all face up: their own mean would be perfect
+    other_dir = write_dataset(tmp_path / "other", other)
+    run = aelens.train(quick_config(tiny_data, "tagger"), out=tmp_path / "t")
+    res = aelens.test_run(run, data=other_dir, figures=False)
+    ds = aelens.load_dataset(tiny_data)
+    train_idx = np.load(run / "split.npz")["train"]
+    expected = circular_mean_deg(ds.conditions.column("body_angle_deg")[train_idx])
+    base = res["baselines"]["circular_mean"]
+    assert base["direction_deg"] == pytest.approx(expected, abs=1e-3) and base["from"] == "training frames"
+    assert base["angle_mae_deg"] == pytest.approx(abs(((expected - 90) + 180) % 360 - 180), abs=1e-4)

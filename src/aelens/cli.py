@@ -11,7 +11,7 @@ import inspect
 import logging
 import traceback
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -48,7 +48,7 @@ def echo(msg: str = "") -> None:
 
 # (parameter name, type, flag, help, dotted config key)
 TRAIN_OPTIONS = [
-    ("data", Optional[str], "--data", "Images file (.npy/.npz) or data directory holding images.npz.", "data.path"),
+    ("data", Optional[List[str]], "--data", "Images file (.npy/.npz), data directory holding images.npz, or a .txt listing them; repeat for several sessions.", "data.path"),
     ("key", Optional[str], "--key", "Array name inside a multi-array .npz.", "data.key"),
     ("max_pixel_value", Optional[float], "--max-pixel-value", "Divide float images by this (uint8 is always /255).", "data.max_pixel_value"),
     ("metadata", Optional[str], "--metadata", "Conditions file (.csv/.npy); default: beside the images.", "data.metadata"),
@@ -116,6 +116,9 @@ def build_config(kind: str, opts: dict, extra: dict | None = None):
     for name, _, _, _, key in TRAIN_OPTIONS:
         if key is not None and opts.get(name) is not None:
             overrides[key] = opts[name]
+    data = overrides.get("data.path")
+    if isinstance(data, (list, tuple)):  # --data repeated: several sessions; once: one path
+        overrides["data.path"] = (data[0] if len(data) == 1 else list(data)) if data else None
     overrides.update({k: v for k, v in (extra or {}).items() if v is not None})
     return base.with_overrides(overrides)
 
@@ -301,7 +304,7 @@ TAGGER_OPTIONS = [
     ("target_kind", Optional[str], "--kind", "angle | linear [angle].", "tagger.kind"),
     ("init_from", Optional[str], "--init-from", "AE run directory whose encoder starts the tagger.", "tagger.init_from"),
     ("unfreeze", Optional[str], "--unfreeze", "Trainable encoder layers from the top: 0, 1, 2, ... or all [all].", "tagger.unfreeze"),
-    ("augment", Optional[bool], "--augment/--no-augment", "Random rotations and flips with the matching angle [off].", "tagger.augment"),
+    ("augment", Optional[str], "--augment", "Training augmentation: none, all, or parts from rotate,flip,shift,scale,photometric [none].", "tagger.augment"),
 ]
 
 
@@ -352,7 +355,8 @@ def test(
     echo(f"{res['kind']} run, {res['n']} frames ({res['frames']}): " + ", ".join(f"{k} {res[k]:.4g}" for k in keys))
     for name, scores in res.get("baselines", {}).items():
         shown = [k for k in keys if k in scores]
-        echo(f"  baseline {name}: " + ", ".join(f"{k} {scores[k]:.4g}" for k in shown))
+        source = f" (from the {scores['from']})" if "from" in scores else ""
+        echo(f"  baseline {name}{source}: " + ", ".join(f"{k} {scores[k]:.4g}" for k in shown))
     echo(f"results: {Path(out) if out else Path(run_dir) / 'test'}/results.json")
 
 
@@ -472,18 +476,23 @@ def compare(
 
 @app.command("study")
 def study(
-    data: str = typer.Option(..., "--data", help="Images file or data directory (with metadata for the tagger)."),
+    data: Optional[List[str]] = typer.Option(None, "--data", help="Images file or data directory (with metadata for the tagger); repeat for several sessions [the config's data.path]."),
     out: Path = typer.Option(..., "--out", help="Study folder (resumed when it exists)."),
     config: Optional[Path] = typer.Option(None, "--config", help="study.yaml with settings (see README)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs for every model [30]."),
     split: Optional[str] = typer.Option(None, "--split", help="auto | random | blocked | group:COLUMN [auto]."),
     purge: Optional[int] = typer.Option(None, "--purge", help="Frames dropped at block boundaries [1 s of video, else 10]."),
+    transfer: Optional[List[str]] = typer.Option(None, "--transfer", help="A new session (dataset) every model is also scored on; repeatable."),
+    augment: Optional[str] = typer.Option(None, "--augment", help="The taggers' training augmentation (see train tagger --augment)."),
 ):
     """Run the whole pipeline: AE, PCA/UMAP decoders, tagger + unfreeze sweep, latent analysis, comparisons, report."""
     from .config import load_study_config
     from .study import run_study
 
-    cfg = load_study_config(config, {"epochs": epochs, "split": split, "purge": purge})
+    cfg = load_study_config(config, {"epochs": epochs, "split": split, "purge": purge, "augment": augment,
+                                     "transfer": list(transfer) if transfer else None})
+    if not data and cfg.data.path is None:
+        raise AelensError("--data is required (an images file or a data directory), or a --config whose data.path names it")
     res = run_study(data, out, cfg, echo)
     _print_answers(res, out)
 

@@ -21,7 +21,9 @@ KINDS = ("ae", "decoder", "tagger")
 
 @dataclass(frozen=True)
 class DataConfig:
-    path: str | None = None  # an images file (.npy/.npz) or a data directory holding images.npz
+    # an images file (.npy/.npz), a data directory holding images.npz, a .txt file listing such paths, or a list of
+    # them: several sessions read as one dataset with a `session` column
+    path: str | tuple[str, ...] | None = None
     key: str | None = None  # array name inside an .npz with several arrays
     max_pixel_value: float | None = None  # divide float images by this; uint8 images are always divided by 255
     metadata: str | None = None  # conditions file; default: metadata.csv / metadata.npy beside the images
@@ -93,7 +95,7 @@ class TaggerConfig:
     kind: str = "angle"  # angle: predict (cos, sin); linear: regress a standardised scalar
     init_from: str | None = None  # an AE run whose encoder starts the tagger
     unfreeze: str = "all"  # trainable layers from the top: 0 (linear probe), 1 (fc1), 2 (+conv3), ... or all
-    augment: bool = False  # random rotations/flips with the matching angle (top-view crops centred on the animal)
+    augment: str = "none"  # training augmentation: none, all or parts rotate,flip,shift,scale,photometric (data/augment.py)
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,8 @@ class StudyConfig:
     max_images: int = 20000  # frames in latent maps, movies and comparisons
     split: str = "auto"  # every model's split (see SplitConfig.kind); one split shared by all models
     purge: int | None = None
+    augment: str = TaggerConfig.augment  # the taggers' training augmentation (see TaggerConfig.augment)
+    transfer: tuple[str, ...] = ()  # datasets (new sessions) every model is also scored on, never trained on
     data: DataConfig = field(default_factory=DataConfig)
 
     def save(self, path: str | Path) -> None:
@@ -178,6 +182,9 @@ def load_study_config(path: str | Path | None, overrides: dict[str, Any] | None 
         method, _, dim = spec.partition(":")
         if not dim.isdigit() or int(dim) < 1:
             raise AelensError(f"decoders: {spec!r} must be METHOD:DIM, e.g. pca:16")
+    from .data.augment import parse_augment
+
+    parse_augment(cfg.augment)
     return cfg
 
 
@@ -192,6 +199,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
+        if isinstance(value, (list, tuple)):  # str | tuple[str, ...]: a list picks the tuple
+            inner = [a for a in inner if typing.get_origin(a) is tuple] or inner
         return _coerce(value, inner[0], where)
     if is_dataclass(tp):
         if not isinstance(value, dict):
@@ -256,6 +265,7 @@ def load_config(path: str | Path) -> RunConfig:
 
 def validate(cfg: RunConfig, source: str = "config") -> None:
     """Range checks that need no data. Each message names the option as the CLI spells it."""
+    from .data.augment import parse_augment
     from .data.batches import parse_noise  # registry lives with the batches
 
     def bad(opt: str, expected: str, got: Any) -> None:
@@ -307,6 +317,7 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
             bad("--kind", "angle or linear", tg.kind)
         if tg.target_vector and len(tg.target_vector) not in (2, 4):
             bad("--target-vector", "2 columns (X,Y) or 4 (X1,Y1,X2,Y2)", ",".join(tg.target_vector))
+        parse_augment(tg.augment)
         if tg.unfreeze != "all" and not (tg.unfreeze.isdigit()):
             bad("--unfreeze", "a number of layers (0, 1, 2, ...) or 'all'", tg.unfreeze)
 

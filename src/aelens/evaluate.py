@@ -42,6 +42,18 @@ def evaluation_frames(run: Run, dataset: Dataset) -> tuple[np.ndarray, str, dict
     return np.arange(dataset.n), "all frames (not the dataset the run was trained on)", None
 
 
+def training_reference(run: Run) -> tuple[Dataset, dict[str, np.ndarray]] | None:
+    """The run's own training dataset and split, for baselines fitted on training frames when a run is scored on
+    another dataset (a new session); None when that data is no longer where the run recorded it."""
+    try:
+        ds = run.dataset()
+    except AelensError:
+        return None
+    if ds.fingerprint != run.manifest.get("data", {}).get("fingerprint") or not (run.path / SPLIT).is_file():
+        return None
+    return ds, load_split(run.path / SPLIT)
+
+
 def _run_facts(run: Run) -> dict:
     m = run.manifest
     return {
@@ -99,15 +111,21 @@ def reconstruction_scores(run: Run, ds: Dataset, idx: np.ndarray) -> tuple[dict,
 def _test_reconstruction(run: Run, ds: Dataset, idx, split, out: Path, figures: bool) -> dict:
     results, frames, recon, clean = reconstruction_scores(run, ds, idx)
     dim = run.networks.decoder.in_dim
-    train_idx = split["train"] if split is not None else idx
+    fit_ds, train_idx = ds, (split["train"] if split is not None else idx)
+    if split is None:
+        ref = training_reference(run)
+        if ref is not None:
+            fit_ds, train_idx = ref[0], ref[1]["train"]
+            results["baselines_note"] = f"pca{dim} was fitted on the run's training frames ({ref[0].source})"
+        else:
+            results["baselines_note"] = (f"pca{dim} was fitted on the scored frames themselves (the run's training "
+                                         "data is not where it was)")
     baselines = {
         "gaussian_blur": gaussian_blur(frames, sigma=1.0),
-        f"pca{dim}": pca_baseline(ds, train_idx, frames, dim, run.config.seed),
+        f"pca{dim}": pca_baseline(fit_ds, train_idx, frames, dim, run.config.seed),
     }
     if clean is not None:
         baselines = {"noisy_input": frames, **baselines}
-    if split is None:
-        results["baselines_note"] = f"pca{dim} was fitted on the scored frames themselves (no training split here)"
     results["baselines"] = {}
     for name, pred in baselines.items():
         scores = image_metrics(pred, frames) if name != "noisy_input" else {}
@@ -140,18 +158,28 @@ def _test_tagger(run: Run, ds: Dataset, idx, split, out: Path, figures: bool) ->
         raise AelensError(f"{ds.source}: no test frame has a valid target")
     frames = ds.batch(idx).numpy()
     pred = run.predict(frames)
-    train_idx = split["train"] if split is not None else idx
-    train_idx = train_idx[valid[train_idx]]
+    train_values, train_idx, baseline_from = values, (split["train"] if split is not None else idx), "training frames"
+    if split is None:  # another dataset: the baseline still answers what the training frames suggest
+        ref = training_reference(run)
+        if ref is not None:
+            train_values, ref_valid, _ = tagger_targets(run.config.tagger, ref[0].require_conditions("the baseline"))
+            train_idx = ref[1]["train"][ref_valid[ref[1]["train"]]]
+        else:
+            baseline_from = "scored frames (the run's training data is not where it was)"
+    else:
+        train_idx = train_idx[valid[train_idx]]
     if run.config.tagger.kind == "linear":
         true = values[idx, 0]
         results = regression_metrics(pred, true)
-        results["baselines"] = {"training_mean": regression_metrics(np.full_like(true, values[train_idx, 0].mean()), true)}
+        results["baselines"] = {"training_mean": {
+            **regression_metrics(np.full_like(true, train_values[train_idx, 0].mean()), true), "from": baseline_from}}
         return {"n": int(len(idx)), **results}
     true = np.mod(np.degrees(np.arctan2(values[idx, 1], values[idx, 0])), 360.0)
-    train_deg = np.degrees(np.arctan2(values[train_idx, 1], values[train_idx, 0]))
+    train_deg = np.degrees(np.arctan2(train_values[train_idx, 1], train_values[train_idx, 0]))
     mean_dir = circular_mean_deg(train_deg)
     results = angle_metrics(pred, true)
-    results["baselines"] = {"circular_mean": {**angle_metrics(np.full_like(true, mean_dir), true), "direction_deg": mean_dir}}
+    results["baselines"] = {"circular_mean": {**angle_metrics(np.full_like(true, mean_dir), true),
+                                              "direction_deg": mean_dir, "from": baseline_from}}
     if figures:
         from .analysis.figures import save_angle_arrows, save_angle_scatter, save_error_polar
 

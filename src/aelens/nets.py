@@ -18,6 +18,13 @@ from torch import nn
 WIDTH = (64, 64, 128)  # channels of conv1, conv2, conv3 (the reference's)
 
 
+def circle_mask(height: int, width: int) -> torch.Tensor:
+    """(1, 1, h, w): 1 inside the largest centred circle, 0 outside, a one-pixel soft edge."""
+    yy = torch.arange(height, dtype=torch.float32).view(-1, 1) - (height - 1) / 2
+    xx = torch.arange(width, dtype=torch.float32).view(1, -1) - (width - 1) / 2
+    return (min(height, width) / 2 - torch.sqrt(yy**2 + xx**2)).clamp(0.0, 1.0).view(1, 1, height, width)
+
+
 @dataclass(frozen=True)
 class Geometry:
     """Spatial sizes through the encoder for an input of (channels, height, width)."""
@@ -69,10 +76,14 @@ class Encoder(nn.Module):
 
     LAYERS = ("fc1", "conv3", "conv2", "conv1")
 
-    def __init__(self, geometry: Geometry, latent_dim: int = 16):
+    def __init__(self, geometry: Geometry, latent_dim: int = 16, masked: bool = False):
         super().__init__()
         self.geometry = geometry
         self.latent_dim = latent_dim
+        # An encoder trained on rotated crops sees every input through a circular mask (not saved with the weights:
+        # the run's config says whether it is on), so the corners cannot tell how a frame was turned.
+        self.register_buffer("input_mask", circle_mask(geometry.height, geometry.width) if masked else None,
+                             persistent=False)
         self.conv1 = _conv_block(geometry.channels, WIDTH[0])
         self.pool1 = nn.MaxPool2d(2)
         self.conv2 = _conv_block(WIDTH[0], WIDTH[1])
@@ -83,6 +94,8 @@ class Encoder(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_mask is not None:
+            x = x * self.input_mask.to(x.dtype)
         x = self.pool1(self.conv1(x))
         x = self.pool2(self.conv2(x))
         return self.fc1(self.conv3(x))

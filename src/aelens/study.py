@@ -3,6 +3,7 @@
 Layout of a study folder::
 
     study.yaml            the resolved settings (a resumed study must use the same)
+    transfer/NAME/        every model scored on a new session NAME (--transfer), transfer.json
     runs/ae               the autoencoder           runs/decoder-pca16 ...  decoders on embeddings
     sweep/                the tagger from scratch and with 0..all AE layers unfrozen (unfreeze_sweep.csv)
     latent/ae, latent/tagger   maps, decoding scores, the AE's evolution movie
@@ -24,7 +25,7 @@ from typing import Callable
 from .config import RunConfig, StudyConfig, load_study_config
 from .errors import AelensError
 from .storage import read_json, read_manifest, write_json
-from .sweep import ensure_run, ensure_test, unfreeze_sweep
+from .sweep import ensure_run, ensure_test, sweep_settings, unfreeze_sweep
 
 log = logging.getLogger("aelens")
 
@@ -36,11 +37,13 @@ class Step:
     run: Callable[[], object]
 
 
-def _run_config(study: StudyConfig, data: str, kind: str, **over) -> RunConfig:
-    base = RunConfig(kind=kind, seed=study.seed, data=dataclasses.replace(study.data, path=str(data)))
+def _run_config(study: StudyConfig, data, kind: str, **over) -> RunConfig:
+    base = RunConfig(kind=kind, seed=study.seed, data=dataclasses.replace(study.data, path=data))
     values = {"train.epochs": study.epochs, "train.batch_size": study.batch_size, "train.progress": False,
               "snapshots.per_epoch": study.snapshots_per_epoch, "snapshots.max_images": study.max_images,
               "split.kind": study.split, "split.purge": study.purge}
+    if kind == "tagger":
+        values["tagger.augment"] = study.augment
     values.update(over)
     return base.with_overrides(values)
 
@@ -71,18 +74,54 @@ def check_settings(out: Path, cfg: StudyConfig) -> None:
         cfg.save(path)
 
 
-def run_study(data: str | Path, out: str | Path, cfg: StudyConfig, echo: Callable[[str], None] = print) -> dict:
-    """Run (or resume) every step; write ``results.json`` and ``report.html``; return the results."""
+def transfer_names(paths: tuple[str, ...]) -> list[str]:
+    """Folder names under ``transfer/`` for the transfer datasets: each one's directory (or file) name, made unique."""
+    names: list[str] = []
+    for p in paths:
+        path = Path(p)
+        base = path.name if path.suffix.lower() not in (".npy", ".npz") else path.stem
+        name, k = base or "transfer", 2
+        while name in names:
+            name, k = f"{base}-{k}", k + 1
+        names.append(name)
+    return names
+
+
+def _check_transfer(dataset, paths: tuple[str, ...], cfg: StudyConfig) -> None:
+    """Every transfer set must load with the study's data options and have the training frames' shape."""
+    from .data.loading import load_dataset
+
+    d = cfg.data
+    for p in paths:
+        new = load_dataset(p, key=d.key, max_pixel_value=d.max_pixel_value, conditions=d.conditions or None,
+                           angle_columns=d.angle_columns)
+        if new.shape != dataset.shape:
+            raise AelensError(f"--transfer {p}: images are {'x'.join(map(str, new.shape))} but the training data's are "
+                              f"{'x'.join(map(str, dataset.shape))}")
+        if new.fingerprint == dataset.fingerprint:
+            raise AelensError(f"--transfer {p}: is the training data itself; a transfer set is a session never trained on")
+
+
+def run_study(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], None] = print) -> dict:
+    """Run (or resume) every step; write ``results.json`` and ``report.html``; return the results.
+
+    ``data``: one dataset path, several (sessions read as one, with a ``session`` column), or None for the study
+    config's ``data.path``. ``cfg.transfer``: datasets every model is also scored on (see ``analysis.transfer``)."""
     from .analysis.compare import compare_runs
     from .analysis.latent import latent_analysis
     from .analysis.report import collect_results, write_report
-    from .data.loading import load_dataset_from_config
+    from .analysis.transfer import score_transfer
+    from .data.loading import load_dataset_from_config, resolve_data_paths
     from .evaluate import compare_reconstructions
 
     out = Path(out)
-    data = str(data)
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=data))
+    if isinstance(data, (list, tuple)) and len(data) == 1:
+        data = data[0]
+    data = resolve_data_paths(data if data else cfg.data.path)
+    transfer = tuple(str(Path(p).resolve()) for p in cfg.transfer)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=data), transfer=transfer)
     dataset = load_dataset_from_config(cfg.data)  # validate before any work
+    _check_transfer(dataset, transfer, cfg)
     check_settings(out, cfg)
     runs = out / "runs"
     ae = runs / "ae"
@@ -120,6 +159,15 @@ def run_study(data: str | Path, out: str | Path, cfg: StudyConfig, echo: Callabl
                           lambda: compare_runs([ae, tagger, tagger_all], out=out / "compare", max_images=cfg.max_images)))
     else:
         echo(f"no {cfg.target!r} column in the metadata: skipping the tagger, sweep and representation comparison")
+    scored = {"ae": ae, **{decoder_name(s): runs / decoder_name(s) for s in cfg.decoders}}
+    if has_target:
+        scored.update({"tagger": tagger, **{name: sweep_dir / name for name, _ in sweep_settings() if name != "scratch"}})
+    latent_dirs = {"ae": out / "latent" / "ae", "tagger": out / "latent" / "tagger"}
+    for name, path in zip(transfer_names(transfer), transfer):
+        where = out / "transfer" / name
+        steps.append(Step(f"score every model on new session {name}", lambda w=where: (w / "transfer.json").is_file(),
+                          lambda n=name, p=path, w=where: score_transfer(n, p, scored, w, latent_dirs,
+                                                                        max_images=cfg.max_images, seed=cfg.seed)))
     timings = read_json(out / "timings.json") if (out / "timings.json").is_file() else {}
     t_study = time.perf_counter()
     for i, step in enumerate(steps, 1):

@@ -23,7 +23,7 @@ from .analysis.snapshots import LatentSnapshots
 from .callbacks import EpochTimer, RunCheckpoints, RunCSVLogger, SafetensorsCheckpointIO, ValidationImages
 from .config import RunConfig, load_config
 from .data.batches import make_split
-from .data.loading import Dataset, load_dataset_from_config
+from .data.loading import Dataset, load_dataset_from_config, resolve_data_paths
 from .errors import AelensError, TrainingInterrupted
 from .inference import physical_cores, resolve_precision, set_threads
 from .nets import Geometry
@@ -135,7 +135,7 @@ def train(
     else:
         ckpt = None
         if cfg.data.path is not None:  # absolute: `aelens test RUN` works from any folder
-            cfg = cfg.with_overrides({"data.path": str(Path(cfg.data.path).resolve())})
+            cfg = cfg.with_overrides({"data.path": resolve_data_paths(cfg.data.path)})
         if dataset is None:
             dataset = load_dataset_from_config(cfg.data)  # validate data and settings before creating anything
         split, split_info = make_split(dataset, cfg.split.val_fraction, cfg.split.test_fraction, cfg.seed,
@@ -150,7 +150,7 @@ def train(
     if resuming or worker:
         manifest = read_manifest(run_dir)
         if manifest.get("data", {}).get("fingerprint") not in (None, dataset.fingerprint):
-            raise AelensError(f"{cfg.data.path}: not the dataset this run was trained on (fingerprint differs)")
+            raise AelensError(f"{dataset.source}: not the dataset this run was trained on (fingerprint differs)")
         split = load_split(run_dir / SPLIT)
     else:
         cfg.save(run_dir / "config.yaml")

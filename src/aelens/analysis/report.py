@@ -116,6 +116,61 @@ def answer_q3(compare: dict | None, sweep: dict | None) -> str:
     return text + "."
 
 
+PSNR_HOLDS_DB = 1.5  # a reconstruction "holds" on a new session within this many dB of its own test frames
+TAGGER_HOLDS_RATIO = 2.0  # a tagger "holds" within this factor of its own test error (and well under the baseline)
+
+
+def _psnr(h: dict | None) -> float | None:
+    if not h:
+        return None
+    return h.get("value_clean") if h.get("value_clean") is not None else h.get("value")
+
+
+def answer_transfer(tr: dict) -> list[str]:
+    """One sentence per question that the transfer numbers support (see ``analysis.transfer``)."""
+    name = tr["name"]
+    models = {m["label"]: m for m in tr["models"]}
+    out = []
+    ae = models.get("ae")
+    if ae and _psnr(ae["own"]) is not None:
+        own, new = _psnr(ae["own"]), _psnr(ae["new"])
+        holds = own - new <= PSNR_HOLDS_DB
+        gap = f"{abs(own - new):.1f} dB {'below' if new < own else 'above'}"
+        out.append(f"The AE reconstructs {name} at {new:.1f} dB PSNR, {gap} its own test frames ({own:.1f} dB): it "
+                   f"{'holds' if holds else 'does not hold'} on the new session (criterion: within {PSNR_HOLDS_DB} dB).")
+    recon = [m for m in tr["models"] if m["kind"] == "decoder" and _psnr(m["own"]) is not None]
+    if ae and recon:
+        drop_ae = _psnr(ae["own"]) - _psnr(ae["new"])
+        best = max(recon, key=lambda m: _psnr(m["new"]))
+        verdict = "better" if _psnr(best["new"]) > _psnr(ae["new"]) else "worse"
+        out.append(f"Of the encoder replacements, {best['label']} reconstructs {name} best ({_psnr(best['new']):.1f} dB, "
+                   f"{verdict} than the AE; from its own test frames to {name} it changes by "
+                   f"{_psnr(best['new']) - _psnr(best['own']):+.1f} dB, the AE by {-drop_ae:+.1f} dB).")
+    tagger = models.get("tagger")
+    if tagger and tagger["new"].get("value") is not None and tagger["own"]:
+        new, own, base = tagger["new"]["value"], tagger["own"]["value"], tagger["new"].get("baseline")
+        holds = new <= TAGGER_HOLDS_RATIO * max(own, 1e-9) and base is not None and new < 0.5 * base
+        out.append(f"The tagger (from scratch) is off by {new:.1f}° on {name} (median {tagger['new']['median']:.1f}°), "
+                   f"vs {own:.1f}° on its own test frames and {base:.1f}° for always answering the training frames' mean "
+                   f"direction: it {'transfers' if holds else 'does not transfer well'} "
+                   f"(criterion: at most {TAGGER_HOLDS_RATIO:g}x its own error and under half the baseline).")
+        sweep = [m for m in tr["models"] if m["kind"] == "tagger" and m["label"] != "tagger" and m["new"].get("value") is not None]
+        if sweep:
+            best = min(sweep, key=lambda m: m["new"]["value"])
+            out.append(f"Started from the AE encoder, the best tagger on {name} is {best['label']} "
+                       f"({best['new']['value']:.1f}°).")
+    dec = [r for r in tr.get("decoding", []) if r["decoder"] == "ridge" and r["score"] == r["score"]]
+    for model in ("ae", "tagger"):
+        rows = [r for r in dec if r["model"] == model]
+        angle = next((r for r in rows if r["metric"] == "mae_deg" and "body" in r["condition"]), None) or \
+            next((r for r in rows if r["metric"] == "mae_deg"), None)
+        if angle:
+            within = f", within the training data {angle['in_session']:.1f}°" if angle.get("in_session") is not None else ""
+            out.append(f"A ridge readout of {angle['condition']} fitted on the training session's {model} latent scores "
+                       f"{angle['score']:.1f}° on {name} (chance {angle['chance']:.0f}°{within}).")
+    return out
+
+
 def collect_results(out: Path, cfg, timings: dict, seconds: float) -> dict:
     out = Path(out)
     ae_test = _load(out / "runs" / "ae" / "test" / "results.json")
@@ -124,6 +179,7 @@ def collect_results(out: Path, cfg, timings: dict, seconds: float) -> dict:
     latent_tagger = _load(out / "latent" / "tagger" / "summary.json")
     sweep = _load(out / "sweep" / "unfreeze_sweep.json")
     compare = _load(out / "compare" / "comparison.json")
+    transfer = [t for t in (_load(p) for p in sorted((out / "transfer").glob("*/transfer.json"))) if t]
     return {
         "created": _dt.datetime.now().isoformat(timespec="seconds"),
         "settings": dataclasses.asdict(cfg),
@@ -136,7 +192,9 @@ def collect_results(out: Path, cfg, timings: dict, seconds: float) -> dict:
         "latent_tagger": {k: v for k, v in (latent_tagger or {}).items() if k != "files"},
         "sweep": sweep,
         "comparison": compare,
-        "answers": {"q1": answer_q1(latent_ae), "q2": answer_q2(recon), "q3": answer_q3(compare, sweep)},
+        "transfer": transfer,
+        "answers": {"q1": answer_q1(latent_ae), "q2": answer_q2(recon), "q3": answer_q3(compare, sweep),
+                    "transfer": {t["name"]: answer_transfer(t) for t in transfer}},
     }
 
 
@@ -191,6 +249,50 @@ def _score_table(rows: list[dict]) -> str:
     return _table(out, ["condition", "metric", "ridge", "knn", "chance"], ["condition", "metric", "ridge", "k-NN", "chance (shuffled)"])
 
 
+def _split_line(results: dict) -> str:
+    split = (results.get("ae_test") or {}).get("split")
+    if not split:
+        return ""
+    text = f"split: {split.get('kind')}"
+    if split.get("purge"):
+        text += f", purge {split['purge']} frames at block boundaries"
+    if split.get("groups"):
+        text += f", groups {split['groups']}"
+    return f"<p class='meta'>{html.escape(text)} (every model shares this split; test scores are on its test frames)</p>"
+
+
+def _transfer_section(out: Path, results: dict) -> list[str]:
+    transfer = results.get("transfer") or []
+    if not transfer:
+        return []
+    parts = ["<section id='transfer'><h2>4. Does it hold on a new session?</h2>",
+             "<p>Every model scored on data it never saw, beside its own held-out test frames. Readouts of the "
+             "conditions are fitted on the training session's latent and applied to the new one.</p>"]
+    for tr in transfer:
+        name = tr["name"]
+        parts.append(f"<h3>{html.escape(name)} ({tr['n']} frames)</h3>")
+        parts.append("<div class='answer'>" + "<br>".join(html.escape(t) for t in results["answers"]["transfer"].get(name, [])) + "</div>")
+        rows = []
+        for m in tr["models"]:
+            own, new = m["own"] or {}, m["new"]
+            if m["kind"] == "tagger":
+                rows.append({"model": m["label"], "metric": "angle error (deg, mean)", "own test": own.get("value"),
+                             "new session": new.get("value"), "change": (new.get("value") or 0) - (own.get("value") or 0),
+                             "baseline": new.get("baseline")})
+            else:
+                rows.append({"model": m["label"], "metric": "PSNR (dB)", "own test": _psnr(own), "new session": _psnr(new),
+                             "change": (_psnr(new) or 0) - (_psnr(own) or 0), "baseline": None})
+        parts.append(_table(rows, ["model", "metric", "own test", "new session", "change", "baseline"]))
+        dec = [r for r in tr.get("decoding", [])]
+        if dec:
+            parts.append(_table(dec, ["model", "condition", "decoder", "metric", "in_session", "score", "chance"],
+                                ["model", "condition", "decoder", "metric", "within training data", "on the new session", "chance"]))
+        parts.append(_img(out / "transfer" / name / "ae" / "recon_grid.png", f"{name}: frames and the AE's reconstructions."))
+        parts.append(_img(out / "transfer" / name / "tagger" / "angle_arrows.png", f"{name}: the tagger's answers (true vs predicted)."))
+    parts.append("</section>")
+    return parts
+
+
 def write_report(out: Path, results: dict) -> Path:
     out = Path(out)
     a = results["answers"]
@@ -198,7 +300,8 @@ def write_report(out: Path, results: dict) -> Path:
              "<h1>aelens study report</h1>",
              f"<p class='meta'>data: <code>{html.escape(str(results['settings']['data']['path']))}</code> · "
              f"{results['settings']['epochs']} epochs per model · total {results['seconds']:.0f} s of this session's compute · "
-             f"aelens {results['versions']['aelens']}, torch {results['versions']['torch']} · {results['created']}</p>"]
+             f"aelens {results['versions']['aelens']}, torch {results['versions']['torch']} · {results['created']}</p>",
+             _split_line(results)]
     # Q1
     lat = results.get("latent_ae") or {}
     parts += ["<section id='q1'><h2>1. What does the autoencoder's latent encode?</h2>",
@@ -238,8 +341,9 @@ def write_report(out: Path, results: dict) -> Path:
     if sweep:
         parts += [_img(out / "sweep" / "unfreeze_sweep.png", "Tagger test error vs trainable AE encoder layers."),
                   _table(sweep["rows"], ["run", "trainable_layers", "angle_mae_deg", "angle_median_deg", "within_15deg", "within_30deg", "train_seconds"])]
-    parts += ["</section>",
-              "<h2>Reproduce</h2><p>Every run directory holds its <code>config.yaml</code>; "
+    parts.append("</section>")
+    parts += _transfer_section(out, results)
+    parts += ["<h2>Reproduce</h2><p>Every run directory holds its <code>config.yaml</code>; "
               "<code>aelens study --data DATA --out DIR --config DIR/study.yaml</code> repeats (or resumes) this study.</p>",
               f"<p class='meta'>step times (s): {html.escape(', '.join(f'{k}: {v}' for k, v in results['step_seconds'].items()))}</p>",
               "</body></html>"]

@@ -119,6 +119,48 @@ def decoding_score(
     return {"metric": "mae_deg" if is_angle else "r2", "score": score, "chance": chance, "n": int(len(idx))}
 
 
+def transfer_decoding_score(
+    latent_fit: np.ndarray,
+    values_fit: np.ndarray,
+    latent_new: np.ndarray,
+    values_new: np.ndarray,
+    is_angle: bool,
+    method: str = "ridge",
+    n_neighbors: int = 15,
+    max_points: int | None = 5000,
+    random_state: int = 0,
+) -> dict[str, float]:
+    """Decoding across sessions: fit on (``latent_fit``, ``values_fit``) of one session, score on another's.
+
+    No frame of the new session is used for fitting, so no neighbour in time can leak. The latent is standardised
+    with the fitting session's mean and std. ``chance`` fits on shuffled targets. Same metrics as
+    :func:`decoding_score` (angles: MAE in degrees; others: R^2 on the new session).
+    """
+    rng = np.random.default_rng(random_state)
+    metric = "mae_deg" if is_angle else "r2"
+
+    def rows(latent, values):
+        latent = np.asarray(latent, dtype=np.float64)
+        values = np.asarray(values, dtype=np.float64)
+        idx = np.nonzero(np.isfinite(values) & np.isfinite(latent).all(axis=1))[0]
+        if max_points is not None and len(idx) > max_points:
+            idx = np.sort(rng.choice(idx, max_points, replace=False))
+        v = values[idx]
+        y = np.stack([np.cos(np.radians(v)), np.sin(np.radians(v))], 1) if is_angle else v
+        return latent[idx], y
+
+    xa, ya = rows(latent_fit, values_fit)
+    xb, yb = rows(latent_new, values_new)
+    if len(xa) < 2 or len(xb) < 2:
+        return {"metric": metric, "score": float("nan"), "chance": float("nan"), "n_fit": int(len(xa)), "n": int(len(xb))}
+    folds = [(np.arange(len(xa)), np.arange(len(xa), len(xa) + len(xb)))]
+    x = np.concatenate([xa, xb])
+    score = _score(yb, _cv_predict(x, np.concatenate([ya, yb]), method, folds, n_neighbors)[len(xa):], is_angle)
+    ya_shuf = ya[rng.permutation(len(ya))]
+    chance = _score(yb, _cv_predict(x, np.concatenate([ya_shuf, yb]), method, folds, n_neighbors)[len(xa):], is_angle)
+    return {"metric": metric, "score": score, "chance": chance, "n_fit": int(len(xa)), "n": int(len(xb))}
+
+
 # --------------------------------------------------------------------------------------------- similarity
 
 

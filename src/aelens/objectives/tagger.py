@@ -8,7 +8,6 @@ and blind to whole turns (adding 360 degrees changes nothing). ``kind="linear"``
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import RunConfig, TaggerConfig, load_config
+from ..data.augment import augment_batch, format_augment, parse_augment, rotate_batch, uses_circle_mask  # noqa: F401
 from ..data.loading import Conditions
 from ..errors import AelensError
 from ..nets import AngleReadout, Encoder, Geometry
@@ -84,15 +84,6 @@ def trainable_layers(unfreeze: str) -> tuple[str, ...]:
     return layers[:k]
 
 
-def rotate_batch(x: torch.Tensor, angle_rad: torch.Tensor) -> torch.Tensor:
-    """Rotate each frame counter-clockwise (y up) by ``angle_rad`` (b,) about its centre; corners fill with 0."""
-    c, s = torch.cos(angle_rad), torch.sin(angle_rad)
-    zero = torch.zeros_like(c)
-    theta = torch.stack([torch.stack([c, -s, zero], 1), torch.stack([s, c, zero], 1)], 1).to(x.dtype)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
 def check_init_from(ae_dir: str | Path, cfg: RunConfig, geometry: Geometry) -> None:
     """``--init-from`` must name an AE run with the tagger's latent dim and image shape, with weights."""
     from ..runs import weights_file
@@ -121,7 +112,8 @@ class DirectionTagger(Objective):
 
     def __init__(self, cfg: RunConfig, geometry: Geometry):
         super().__init__(cfg, geometry)
-        self.encoder = Encoder(geometry, cfg.model.latent_dim)
+        self.augment_parts = parse_augment(cfg.tagger.augment)
+        self.encoder = Encoder(geometry, cfg.model.latent_dim, masked=uses_circle_mask(self.augment_parts))
         self.readout = AngleReadout(cfg.model.latent_dim, cfg.tagger.kind)
         self.trainable = trainable_layers(cfg.tagger.unfreeze)
         for name in Encoder.LAYERS:
@@ -142,15 +134,7 @@ class DirectionTagger(Objective):
         return self.readout(self.encoder(x))
 
     def _augment(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        gen = self.noise_generator()
-        b = x.shape[0]
-        alpha = torch.rand(b, generator=gen, device=x.device) * (2 * math.pi)
-        flip = torch.rand(b, generator=gen, device=x.device) < 0.5
-        x = torch.where(flip.view(-1, 1, 1, 1), torch.flip(x, dims=[3]), x)
-        y = torch.stack([torch.where(flip, -y[:, 0], y[:, 0]), y[:, 1]], 1)  # mirror: theta -> 180 - theta
-        x = rotate_batch(x, alpha)
-        c, s = torch.cos(alpha), torch.sin(alpha)
-        y = torch.stack([c * y[:, 0] - s * y[:, 1], s * y[:, 0] + c * y[:, 1]], 1)  # theta -> theta + alpha
+        x, y = augment_batch(x, y, self.augment_parts, self.noise_generator())
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else x, y
 
     def loss(self, batch, stage):
@@ -159,7 +143,7 @@ class DirectionTagger(Objective):
             pred = self(x).float()
             target = y[:, 0]
             return F.mse_loss(pred, target), {}
-        if stage == "train" and self.cfg.tagger.augment:
+        if stage == "train" and self.augment_parts:
             x, y = self._augment(x, y)
         pred = self(x).float()
         return angle_loss(pred, y), {"angle_mae_deg": angle_error_deg(pred.detach(), y).mean()}
@@ -229,4 +213,5 @@ class DirectionTagger(Objective):
             check_init_from(cfg.tagger.init_from, cfg, Geometry(*dataset.shape))
 
     def describe(self):
-        return {"trainable_layers": list(self.trainable), "frozen_layers": [n for n in Encoder.LAYERS if n not in self.trainable]}
+        return {"trainable_layers": list(self.trainable), "frozen_layers": [n for n in Encoder.LAYERS if n not in self.trainable],
+                "augment": format_augment(self.augment_parts), "input_mask": "circle" if self.encoder.input_mask is not None else "none"}
