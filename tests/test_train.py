@@ -178,3 +178,19 @@ def test_short_run_denoises_better_than_the_noisy_input(tmp_path):
     res = aelens.test_run(run, figures=False)
     assert res["psnr_clean"] > res["baselines"]["noisy_input"]["psnr_clean"] + 1.0, res
     assert res["ssim_clean"] > res["baselines"]["noisy_input"]["ssim_clean"] + 0.2
+
+
+def test_a_last_training_batch_of_one_frame_joins_the_previous_one(tiny_data, tmp_path):
+    """BatchNorm cannot train on one frame: 112 training frames at batch size 111 give one batch of 112, not 111 + 1
+    (which crashed), every frame still seen once per epoch; validation batches are left as they are."""
+    from aelens.data.batches import IndexBatchSampler
+
+    sampler = IndexBatchSampler(np.arange(112), 111, shuffle=True, seed=0)
+    batches = list(sampler)
+    assert [len(b) for b in batches] == [112] and len(sampler) == 1
+    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(112))
+    assert [len(b) for b in IndexBatchSampler(np.arange(112), 111, shuffle=False)] == [111, 1]
+    assert [len(b) for b in IndexBatchSampler(np.arange(7), 3, shuffle=True)] == [3, 4]
+    run = aelens.train(quick_config(tiny_data, **{"train.batch_size": 111, "snapshots.enabled": False}),
+                       out=tmp_path / "one")
+    assert json.loads((run / "manifest.json").read_text())["status"] == "complete"

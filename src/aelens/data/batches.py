@@ -256,15 +256,23 @@ class IndexBatchSampler(Sampler):
             idx = idx[self.rank :: self.world_size]
         return idx
 
+    def _bounds(self, n: int) -> list[tuple[int, int]]:
+        """(start, stop) of each batch of an epoch of ``n`` indices. In training (``shuffle``) a last batch of a
+        single frame joins the one before it: BatchNorm cannot train on a batch of one."""
+        stop = n - (n % self.batch_size if self.drop_last else 0)
+        bounds = [(start, min(start + self.batch_size, stop)) for start in range(0, stop, self.batch_size)]
+        if self.shuffle and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+            bounds[-2:] = [(bounds[-2][0], bounds[-1][1])]
+        return bounds
+
     def __iter__(self) -> Iterator[np.ndarray]:
         idx = self._epoch_order()
-        stop = len(idx) - (len(idx) % self.batch_size if self.drop_last else 0)
         skip = self._skip[1] if self._skip[0] == self.epoch else 0
         self._skip = (0, 0)
         self.yielded = skip
-        for start in range(skip * self.batch_size, stop, self.batch_size):
+        for start, stop in self._bounds(len(idx))[skip:]:
             self.yielded += 1
-            yield np.sort(idx[start : start + self.batch_size])
+            yield np.sort(idx[start:stop])
 
     def state_dict(self, completed: int | None = None) -> dict:
         return {"epoch": self.epoch, "completed": self.yielded if completed is None else completed}
@@ -275,7 +283,7 @@ class IndexBatchSampler(Sampler):
 
     def __len__(self) -> int:
         n = -(-len(self.indices) // self.world_size) if self.world_size > 1 else len(self.indices)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return len(self._bounds(n))
 
 
 class ArrayBatches(TorchDataset):
