@@ -17,16 +17,18 @@ import typer
 
 from .errors import AelensError, TrainingInterrupted
 
+# rich_markup_mode=None: help texts are plain, so "[auto]" (a default) is shown, not read as a markup tag
 app = typer.Typer(
+    rich_markup_mode=None,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="What do neural networks learn from top-view animal videos? Autoencoders, PCA/UMAP decoders and "
     "direction taggers, compared with figures and numbers.",
 )
-data_app = typer.Typer(no_args_is_help=True, help="Make datasets.")
-train_app = typer.Typer(no_args_is_help=True, help="Train a model: ae, decoder or tagger.")
-sweep_app = typer.Typer(no_args_is_help=True, help="Train families of runs.")
+data_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Make datasets.")
+train_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Train a model: ae, decoder or tagger.")
+sweep_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Train families of runs.")
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 app.add_typer(sweep_app, name="sweep")
@@ -94,7 +96,8 @@ def with_options(options):
         own = [p for p in sig.parameters.values() if p.name != "opts"]
         extra = []
         for name, tp, flag, help_, _ in options:
-            opt = typer.Option(False if tp is bool else None, flag, help=help_, show_default=False)
+            metavar = "PATH" if "List" in str(tp) else None  # repeatable paths, not "<list[str]>"
+            opt = typer.Option(False if tp is bool else None, flag, help=help_, show_default=False, metavar=metavar)
             extra.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=tp))
 
         @functools.wraps(fn)
@@ -476,13 +479,13 @@ def compare(
 
 @app.command("study")
 def study(
-    data: Optional[List[str]] = typer.Option(None, "--data", help="Images file or data directory (with metadata for the tagger); repeat for several sessions [the config's data.path]."),
+    data: Optional[List[str]] = typer.Option(None, "--data", metavar="PATH", help="Images file or data directory (with metadata for the tagger); repeat for several sessions [the config's data.path]."),
     out: Path = typer.Option(..., "--out", help="Study folder (resumed when it exists)."),
     config: Optional[Path] = typer.Option(None, "--config", help="study.yaml with settings (see README)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs for every model [30]."),
     split: Optional[str] = typer.Option(None, "--split", help="auto | random | blocked | group:COLUMN [auto]."),
     purge: Optional[int] = typer.Option(None, "--purge", help="Frames dropped at block boundaries [1 s of video, else 10]."),
-    transfer: Optional[List[str]] = typer.Option(None, "--transfer", help="A new session (dataset) every model is also scored on; repeatable."),
+    transfer: Optional[List[str]] = typer.Option(None, "--transfer", metavar="PATH", help="A new session (dataset) every model is also scored on; repeatable."),
     augment: Optional[str] = typer.Option(None, "--augment", help="The taggers' training augmentation (see train tagger --augment)."),
 ):
     """Run the whole pipeline: AE, PCA/UMAP decoders, tagger + unfreeze sweep, latent analysis, comparisons, report."""
