@@ -392,3 +392,25 @@ def test_real_sleap_sessions_import(tmp_path):
                         options=ImportOptions(stop=300))
     c2 = load_dataset(out2).conditions
     assert np.isnan(c2.column("pose_score")).all() and c2.column("frame").max() < 300
+
+
+def test_transfer_sets_cut_on_another_body_axis_are_named(tmp_path):
+    """A transfer set imported with another body axis shows the animals at another scale: the study warns."""
+    from aelens.data.importer import crop_mismatches
+    from aelens.storage import write_json
+
+    def fake(name, heading, window=None):
+        write_json(tmp_path / name / "import.json", {
+            "options": {"window": window, "egocentric": False},
+            "sessions": [{"session": name, "nodes_used": f"centre thorax; heading {heading}",
+                          "window_rule": "4.0 x median body length"}]})
+        return tmp_path / name
+
+    a, b, c = fake("a", "thorax -> head"), fake("b", "thorax -> head"), fake("c", "abdomen -> head")
+    assert crop_mismatches([a], b) == []
+    assert crop_mismatches([a], c) == [
+        f"{c}: crops cut with body axis heading abdomen -> head, the training data's with heading thorax -> head; "
+        "the animals may appear at another scale or orientation (import both with the same --heading / --window)"]
+    d = fake("d", "thorax -> head", window=120)
+    assert "window 120 px" in crop_mismatches([a], d)[0]
+    assert crop_mismatches([a], tmp_path / "not_imported") == []

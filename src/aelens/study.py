@@ -102,6 +102,14 @@ def _check_transfer(dataset, paths: tuple[str, ...], cfg: StudyConfig) -> None:
             raise AelensError(f"--transfer {p}: is the training data itself; a transfer set is a session never trained on")
 
 
+def transfer_notes(data, path: str) -> list[str]:
+    """Warnings for the report: crops of the transfer set cut differently from the training data's (import.json)."""
+    from .data.importer import crop_mismatches
+    from .data.loading import expand_data_paths
+
+    return crop_mismatches(expand_data_paths(data), path)
+
+
 def run_study(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], None] = print) -> dict:
     """Run (or resume) every step; write ``results.json`` and ``report.html``; return the results.
 
@@ -164,10 +172,13 @@ def run_study(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], Non
         scored.update({"tagger": tagger, **{name: sweep_dir / name for name, _ in sweep_settings() if name != "scratch"}})
     latent_dirs = {"ae": out / "latent" / "ae", "tagger": out / "latent" / "tagger"}
     for name, path in zip(transfer_names(transfer), transfer):
+        for note in transfer_notes(data, path):
+            echo(f"warning: {note}")
         where = out / "transfer" / name
         steps.append(Step(f"score every model on new session {name}", lambda w=where: (w / "transfer.json").is_file(),
                           lambda n=name, p=path, w=where: score_transfer(n, p, scored, w, latent_dirs,
-                                                                        max_images=cfg.max_images, seed=cfg.seed)))
+                                                                        max_images=cfg.max_images, seed=cfg.seed,
+                                                                        notes=transfer_notes(data, p))))
     timings = read_json(out / "timings.json") if (out / "timings.json").is_file() else {}
     t_study = time.perf_counter()
     for i, step in enumerate(steps, 1):

@@ -272,6 +272,7 @@ def _transfer_section(out: Path, results: dict) -> list[str]:
         name = tr["name"]
         parts.append(f"<h3>{html.escape(name)} ({tr['n']} frames)</h3>")
         parts.append("<div class='answer'>" + "<br>".join(html.escape(t) for t in results["answers"]["transfer"].get(name, [])) + "</div>")
+        parts += [f"<p><b>Warning:</b> {html.escape(n)}</p>" for n in tr.get("notes", [])]
         rows = []
         for m in tr["models"]:
             own, new = m["own"] or {}, m["new"]

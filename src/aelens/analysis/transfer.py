@@ -72,7 +72,7 @@ def _in_session_scores(latent_dir: Path | None) -> dict[tuple[str, str], float]:
 
 def score_transfer(name: str, data: str | Path, runs: dict[str, Path], out: str | Path,
                    latent_dirs: dict[str, Path] | None = None, decode: tuple[str, ...] = ("ae", "tagger"),
-                   max_images: int = 20000, seed: int = 0) -> dict:
+                   max_images: int = 20000, seed: int = 0, notes: list[str] | None = None) -> dict:
     """Score every run in ``runs`` (label -> run folder) on the dataset ``data``; decode conditions across sessions
     from the runs labelled in ``decode``. Writes ``out/transfer.json``, ``decoding.csv`` and each run's test folder."""
     from ..runs import Run
@@ -100,6 +100,7 @@ def score_transfer(name: str, data: str | Path, runs: dict[str, Path], out: str 
     if decoding:
         write_csv(out / "decoding.csv", decoding,
                   ["model", "condition", "decoder", "metric", "score", "chance", "in_session", "n_fit", "n"])
-    result = {"name": name, "data": str(data), "n": new.n, "models": models, "decoding": decoding}
+    result = {"name": name, "data": str(data), "n": new.n, "models": models, "decoding": decoding,
+              "notes": list(notes or [])}
     write_json(out / "transfer.json", result)
     return result

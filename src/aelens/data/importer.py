@@ -9,6 +9,7 @@ import succeeds (the output folder is built beside it and renamed into place).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -586,3 +587,38 @@ def summary_line(s: dict) -> str:
         f"({a['cx']:.0f}, {a['cy']:.0f}) r {a['r']:.0f} px, {a['source']}; {s['frames_per_s']:.0f} frames/s"
     )
 
+
+
+def _crop_recipe(folder: Path) -> list[dict] | None:
+    """What shaped the crops of an imported data directory (from its ``import.json``), one dict per session."""
+    path = Path(folder) / "import.json"
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+        opts = summary.get("options", {})
+        return [{"session": s.get("session"),
+                 "heading": next((p for p in s.get("nodes_used", "").split("; ") if p.startswith("heading")), ""),
+                 "window": f"{opts['window']} px" if opts.get("window") else s.get("window_rule"),
+                 "egocentric": opts.get("egocentric")} for s in summary.get("sessions", [])]
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def crop_mismatches(training: list[str | Path], other: str | Path) -> list[str]:
+    """Sentences naming how the crops of ``other`` were cut differently from those of the ``training`` data
+    directories (body axis, window rule, egocentric rotation), when both were imported by aelens. Crops cut on
+    another body axis show the animals at another scale, and a model cannot be expected to transfer across that."""
+    new = _crop_recipe(Path(other))
+    if not new:
+        return []
+    seen = [r for t in training for r in (_crop_recipe(Path(t)) or [])]
+    notes = []
+    for key, what in (("heading", "body axis"), ("window", "window"), ("egocentric", "egocentric rotation")):
+        theirs = {str(r[key]) for r in new}
+        ours = {str(r[key]) for r in seen}
+        if ours and theirs != ours:
+            notes.append(f"{other}: crops cut with {what} {', '.join(sorted(theirs))}, the training data's with "
+                         f"{', '.join(sorted(ours))}; the animals may appear at another scale or orientation "
+                         f"(import both with the same --heading / --window)")
+    return notes
