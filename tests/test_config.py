@@ -38,3 +38,50 @@ def test_bad_config_files(tmp_path, text, message):
     with pytest.raises(AelensError, match=message) as err:
         load_config(tmp_path / "c.yaml")
     assert str(tmp_path / "c.yaml") in str(err.value)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--seed", "-1"], "--seed must be an integer from 0 to 2^32 - 1, got -1"),
+    (["--seed", "99999999999999"], "--seed must be an integer from 0 to 2^32 - 1, got 99999999999999"),
+    (["--threads", "-4"], "--threads must be 0 (one per physical core) or more, got -4"),
+    (["--lr", "inf"], "--lr must be a positive number up to 10, got inf"),
+    (["--lr", "1e6"], "--lr must be a positive number up to 10, got 1000000.0"),
+    (["--noise", "gaussian:inf"], "--noise: 'gaussian:inf' is out of range"),
+    (["--devices", "abc"], "--devices must be a number of devices (1, 2, ...) or auto, got 'abc'"),
+    (["--devices", "0"], "--devices must be a number of devices (1, 2, ...) or auto, got '0'"),
+    (["--num-nodes", "0"], "--num-nodes must be at least 1, got 0"),
+    (["--accelerator", "tpu"], "--accelerator must be auto, cpu, gpu, cuda or mps, got 'tpu'"),
+    (["--strategy", "bogus"], "--strategy must be auto or ddp (ddp_spawn, fsdp and deepspeed are passed to Lightning), got 'bogus'"),
+])
+def test_options_passed_on_unchecked_before_are_refused(tiny_data, tmp_path, capsys, args, message):
+    from conftest import run_cli
+
+    code, _, err = run_cli(["train", "ae", "--data", tiny_data, "--out", tmp_path / "r", *args], capsys)
+    assert code == 2 and message in err.strip() and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--umap-neighbors", "0"], "--umap-neighbors must be at least 2, got 0"),
+    (["--umap-min-dist", "-1"], "--umap-min-dist must be 0 or more, got -1.0"),
+    (["--umap-fit-max", "1"], "--umap-fit-max must be at least 18 frames (dim + 2 and neighbors + 1), got 1"),
+])
+def test_umap_options_are_checked(tiny_data, tmp_path, capsys, args, message):
+    from conftest import run_cli
+
+    code, _, err = run_cli(["train", "decoder", "--data", tiny_data, "--embedding", "umap", "--out", tmp_path / "r",
+                            *args], capsys)
+    assert code == 2 and message in err, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_gpu_accelerator_without_a_gpu_is_refused_before_the_run_folder(tiny_data, tmp_path, capsys):
+    import torch
+
+    from conftest import run_cli
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code, _, err = run_cli(["train", "ae", "--data", tiny_data, "--out", tmp_path / "r", "--accelerator", "gpu"], capsys)
+    assert code == 2 and "--accelerator gpu: this machine has no CUDA GPU that torch can use" in err
+    assert not (tmp_path / "r").exists()

@@ -7,6 +7,7 @@ run. Unknown keys are an error, so a typo never silently falls back to a default
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -273,6 +274,8 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
 
     if cfg.kind not in KINDS:
         bad("kind", f"one of {', '.join(KINDS)}", cfg.kind)
+    if not 0 <= cfg.seed < 2**32:
+        bad("--seed", "an integer from 0 to 2^32 - 1", cfg.seed)
     s = cfg.split
     if not 0.0 < s.val_fraction < 1.0:
         bad("--val-fraction", "in (0, 1)", s.val_fraction)
@@ -289,8 +292,18 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
         bad("--epochs", "at least 1", t.epochs)
     if t.batch_size < 1:
         bad("--batch-size", "at least 1", t.batch_size)
-    if not t.lr > 0:
-        bad("--lr", "positive", t.lr)
+    if not (t.lr > 0 and math.isfinite(t.lr)) or t.lr > 10:
+        bad("--lr", "a positive number up to 10", t.lr)
+    if t.threads < 0:
+        bad("--threads", "0 (one per physical core) or more", t.threads)
+    if t.accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):
+        bad("--accelerator", "auto, cpu, gpu, cuda or mps", t.accelerator)
+    if t.strategy not in ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp", "deepspeed"):
+        bad("--strategy", "auto or ddp (ddp_spawn, fsdp and deepspeed are passed to Lightning)", t.strategy)
+    if t.num_nodes < 1:
+        bad("--num-nodes", "at least 1", t.num_nodes)
+    if not (t.devices == "auto" or (t.devices.isdigit() and int(t.devices) >= 1)):
+        bad("--devices", "a number of devices (1, 2, ...) or auto", t.devices)
     if t.val_every < 1:
         bad("--val-every", "at least 1", t.val_every)
     if t.checkpoint_every < 1:
@@ -309,8 +322,17 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
     for layer in sn.layers:
         if layer not in ("fc1", "fc2"):
             bad("snapshots.layers", "fc1 or fc2", layer)
-    if cfg.kind == "decoder" and cfg.embedding.dim < 1:
-        bad("--dim", "at least 1", cfg.embedding.dim)
+    if cfg.kind == "decoder":
+        e = cfg.embedding
+        if e.dim < 1:
+            bad("--dim", "at least 1", e.dim)
+        if e.umap_neighbors < 2:
+            bad("--umap-neighbors", "at least 2", e.umap_neighbors)
+        if not (0.0 <= e.umap_min_dist and math.isfinite(e.umap_min_dist)):
+            bad("--umap-min-dist", "0 or more", e.umap_min_dist)
+        if e.umap_fit_max < max(e.dim + 2, e.umap_neighbors + 1):
+            bad("--umap-fit-max", f"at least {max(e.dim + 2, e.umap_neighbors + 1)} frames (dim + 2 and neighbors + 1)",
+                e.umap_fit_max)
     if cfg.kind == "tagger":
         tg = cfg.tagger
         if tg.kind not in ("angle", "linear"):

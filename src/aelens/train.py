@@ -89,11 +89,15 @@ def _describe_split(info: dict) -> str:
 
 
 def _accelerator(cfg: RunConfig) -> str:
+    import torch
+
     acc = cfg.train.accelerator
     if acc == "auto":
-        import torch
-
         return "gpu" if torch.cuda.is_available() else "cpu"
+    if acc in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise AelensError(f"--accelerator {acc}: this machine has no CUDA GPU that torch can use; use cpu or auto")
+    if acc == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise AelensError("--accelerator mps: this machine has no Apple GPU that torch can use; use cpu or auto")
     return acc
 
 
@@ -142,6 +146,7 @@ def train(
                                        cfg.split.kind, cfg.split.purge)
         log.info(_describe_split(split_info))
         OBJECTIVES[cfg.kind].check(cfg, dataset, split)
+        _accelerator(cfg)  # an accelerator this machine lacks is an error before the run folder exists
         run_dir = create_run_dir(out if out is not None else default_run_dir(cfg.kind), overwrite)
 
     if dataset is None:

@@ -389,7 +389,7 @@ def parse_noise(spec: str) -> tuple[NoiseFn, float] | None:
         value = float(param)
     except ValueError:
         raise AelensError(f"--noise: {spec!r} needs a number after '{name}:' ({meaning})") from None
-    if not value > 0 or (name == "saltpepper" and value > 1):
+    if not (value > 0 and math.isfinite(value)) or (name == "saltpepper" and value > 1):
         raise AelensError(f"--noise: {spec!r} is out of range ({meaning})")
     return fn, value
 
