@@ -85,3 +85,20 @@ def test_a_gpu_accelerator_without_a_gpu_is_refused_before_the_run_folder(tiny_d
     code, _, err = run_cli(["train", "ae", "--data", tiny_data, "--out", tmp_path / "r", "--accelerator", "gpu"], capsys)
     assert code == 2 and "--accelerator gpu: this machine has no CUDA GPU that torch can use" in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["data", "synth", "{tmp}/s", "--size", "100000"], "--size must be from 24 to 512 pixels, got 100000"),
+    (["data", "synth", "{tmp}/s", "--n", "1000000", "--size", "512"], "--n 1000000 --size 512: 488 GiB of frames; at most 8 GiB"),
+    (["data", "synth", "{tmp}/s", "--seed", "-1"], "--seed must be an integer from 0 to 2^32 - 1, got -1"),
+    (["demo", "--out", "{tmp}/s", "--n", "0"], "--n must be at least 100 frames, got 0"),
+    (["demo", "--out", "{tmp}/s", "--epochs", "0"], "--epochs must be at least 1, got 0"),
+    (["latent", "{tmp}/run", "--max-images", "1"], "--max-images must be at least 20 frames, got 1"),
+    (["compare", "{tmp}/a", "{tmp}/b", "--max-images", "0"], "--max-images must be at least 20 frames, got 0"),
+])
+def test_command_numbers_out_of_range_exit_2(tmp_path, capsys, args, message):
+    from conftest import run_cli
+
+    code, _, err = run_cli([a.replace("{tmp}", str(tmp_path)) for a in args], capsys)
+    assert code == 2 and message in err, err
+    assert not (tmp_path / "s").exists()

@@ -161,6 +161,12 @@ def _summary(run_dir: Path) -> None:
 # --------------------------------------------------------------------------------------------- data
 
 
+def _need(value, low, flag: str, expected: str, high=None) -> None:
+    """A command-line number outside [low, high] is a one-line error naming the option."""
+    if value is not None and (value < low or (high is not None and value > high)):
+        raise AelensError(f"{flag} must be {expected}, got {value}")
+
+
 @data_app.command("synth")
 def data_synth(
     out_dir: Path = typer.Argument(..., help="Folder to write images.npz, clean.npz, metadata.csv/.npy into."),
@@ -175,6 +181,14 @@ def data_synth(
 ):
     """Render the synthetic arena: a rodent-like animal in a round arena with six ports, seen from above."""
     import time
+
+    _need(n, 2, "--n", "at least 2 frames")
+    _need(seed, 0, "--seed", "an integer from 0 to 2^32 - 1", 2**32 - 1)
+    _need(size, 24, "--size", "from 24 to 512 pixels", 512)
+    _need(animals, 1, "--animals", "at least 1")
+    if not video and 2 * n * size * size > 8 * 2**30:  # images + clean frames, uint8
+        raise AelensError(f"--n {n} --size {size}: {2 * n * size * size / 2**30:.0f} GiB of frames; at most 8 GiB "
+                          "(use fewer or smaller frames)")
 
     if video:
         from .data.synthetic_video import synthesize_video
@@ -406,6 +420,8 @@ def latent(
     the movie of the latent over training."""
     from .analysis.latent import latent_analysis
 
+    _need(max_images, 20, "--max-images", "at least 20 frames")
+
     s = latent_analysis(run_dir, data, layer, method, _split_list(color_by), out, evolution, fit, max_images, not no_scores)
     folder = Path(out) if out else Path(run_dir) / "latent"
     echo(f"{s['kind']} latent ({s['layer']}, {s['n']} frames): {s['method']} map in {s['map_seconds']:.1f} s, "
@@ -463,6 +479,8 @@ def compare(
     """Compare the latents of several runs on the same frames: CKA, k-NN overlap, Procrustes, decoding, loop test."""
     from .analysis.compare import compare_runs
 
+    _need(max_images, 20, "--max-images", "at least 20 frames")
+
     res = compare_runs(run_dirs, data, layer, out, max_images, _split_list(color_by))
     for p in res["pairs"]:
         lo, hi = p["linear_cka_ci95"]
@@ -511,6 +529,8 @@ def demo(
 
     from .study import run_demo
 
+    _need(n, 100, "--n", "at least 100 frames")
+    _need(epochs, 1, "--epochs", "at least 1")
     t0 = time.perf_counter()
     res = run_demo(out, n, epochs, echo)
     _print_answers(res, out)

@@ -207,10 +207,11 @@ def run_demo(out: str | Path = "demo", n: int | None = None, epochs: int | None 
 
     out = Path(out)
     data = out / "data"
-    n = n or DEMO["n"]
+    n = DEMO["n"] if n is None else n
     if not (data / "images.npz").is_file():
         echo(f"rendering {n} synthetic arena frames into {data} ...")
         write_dataset(data, synthesize(n, seed=0))
-    cfg = load_study_config(None, {"epochs": epochs or DEMO["epochs"], "sweep_epochs": epochs or DEMO["sweep_epochs"],
+    cfg = load_study_config(None, {"epochs": DEMO["epochs"] if epochs is None else epochs,
+                                   "sweep_epochs": DEMO["sweep_epochs"] if epochs is None else epochs,
                                    "max_images": DEMO["max_images"]})
     return run_study(data, out, cfg, echo)
