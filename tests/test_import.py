@@ -414,3 +414,15 @@ def test_transfer_sets_cut_on_another_body_axis_are_named(tmp_path):
     d = fake("d", "thorax -> head", window=120)
     assert "window 120 px" in crop_mismatches([a], d)[0]
     assert crop_mismatches([a], tmp_path / "not_imported") == []
+
+
+def test_one_import_whose_sessions_use_different_body_axes_warns():
+    from aelens.data.importer import _axis_warnings
+
+    same = [{"session": "a", "nodes_used": "centre thorax; heading thorax -> head"},
+            {"session": "b", "nodes_used": "centre thorax; heading thorax -> head; head thorax -> head"}]
+    assert _axis_warnings(same) == []
+    other = [same[0], {"session": "b", "nodes_used": "centre thorax; heading abdomen -> head"}]
+    assert _axis_warnings(other) == [
+        "the sessions' body axes differ (a: heading thorax -> head; b: heading abdomen -> head), so their crops show "
+        "the animals at different scales; pass one --heading BACK:FRONT that every skeleton has"]

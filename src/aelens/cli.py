@@ -284,6 +284,8 @@ def data_import(
     info = read_json(done / "import.json")
     for s in info["sessions"]:
         echo(summary_line(s))
+    for warning in info.get("warnings", []):
+        echo(f"warning: {warning}")
     echo(f"wrote {info['crops']} crops to {done} ({info['seconds']:.1f} s); next: aelens study --data {done} --out study")
 
 

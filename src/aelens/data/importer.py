@@ -538,9 +538,20 @@ def import_video(
             "columns": COLUMNS,
             "conventions": "x, y: video pixels (x right, y down, pixel centres at integers); angles: degrees "
             "counter-clockwise from +x with y up; dist_from_center: fraction of the arena radius",
+            "warnings": _axis_warnings([r.summary for r in results]),
         }
         write_json(tmp / "import.json", summary)
     return out
+
+
+def _axis_warnings(sessions: list[dict]) -> list[str]:
+    """Sessions whose crops were cut on different body axes show the animals at different scales."""
+    axes = {s["session"]: next((p for p in s["nodes_used"].split("; ") if p.startswith("heading")), "") for s in sessions}
+    if len(set(axes.values())) < 2:
+        return []
+    listed = "; ".join(f"{name}: {axis}" for name, axis in axes.items())
+    return [f"the sessions' body axes differ ({listed}), so their crops show the animals at different scales; "
+            "pass one --heading BACK:FRONT that every skeleton has"]
 
 
 def _merge(tmp: Path, parts: list[Path], results: list[SessionResult], opts: ImportOptions) -> None:
