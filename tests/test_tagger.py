@@ -232,7 +232,7 @@ def test_a_rotation_trained_encoder_cannot_see_the_corners(tiny_data):
     g = Geometry(1, 32, 32)
     cfg = quick_config(tiny_data, "tagger", **{"tagger.augment": "rotate"})
     masked = DirectionTagger(cfg, g).eval()
-    plain = DirectionTagger(quick_config(tiny_data, "tagger"), g).eval()
+    plain = DirectionTagger(quick_config(tiny_data, "tagger", **{"tagger.augment": "flip,photometric"}), g).eval()
     x = torch.rand(4, 1, 32, 32)
     corners = x.clone()
     corners[:, :, :4, :4] = 1.0 - corners[:, :, :4, :4]

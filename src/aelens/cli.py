@@ -323,7 +323,7 @@ TAGGER_OPTIONS = [
     ("target_kind", Optional[str], "--kind", "angle | linear [angle].", "tagger.kind"),
     ("init_from", Optional[str], "--init-from", "AE run directory whose encoder starts the tagger.", "tagger.init_from"),
     ("unfreeze", Optional[str], "--unfreeze", "Trainable encoder layers from the top: 0, 1, 2, ... or all [all].", "tagger.unfreeze"),
-    ("augment", Optional[str], "--augment", "Training augmentation: none, all, or parts from rotate,flip,shift,scale,photometric [none].", "tagger.augment"),
+    ("augment", Optional[str], "--augment", "Training augmentation: none, all, or parts from rotate,flip,shift,scale,photometric [all].", "tagger.augment"),
 ]
 
 
