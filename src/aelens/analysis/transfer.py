@@ -75,13 +75,11 @@ def score_transfer(name: str, data: str | Path, runs: dict[str, Path], out: str 
                    max_images: int = 20000, seed: int = 0, notes: list[str] | None = None) -> dict:
     """Score every run in ``runs`` (label -> run folder) on the dataset ``data``; decode conditions across sessions
     from the runs labelled in ``decode``. Writes ``out/transfer.json``, ``decoding.csv`` and each run's test folder."""
-    from ..runs import Run
-
     out = Path(out)
     models = []
     new = None
     for label, run_dir in runs.items():
-        run: Run = load_run(run_dir)
+        run = load_run(run_dir)
         if new is None:
             new = run.dataset(data)
         own = read_json(Path(run_dir) / "test" / "results.json") if (Path(run_dir) / "test" / "results.json").is_file() else None

@@ -544,9 +544,14 @@ def import_video(
     return out
 
 
+def _heading_of(nodes_used: str) -> str:
+    """'centre thorax; heading thorax -> head; ...' -> 'heading thorax -> head' (the body axis of a session)."""
+    return next((p for p in nodes_used.split("; ") if p.startswith("heading")), "")
+
+
 def _axis_warnings(sessions: list[dict]) -> list[str]:
     """Sessions whose crops were cut on different body axes show the animals at different scales."""
-    axes = {s["session"]: next((p for p in s["nodes_used"].split("; ") if p.startswith("heading")), "") for s in sessions}
+    axes = {s["session"]: _heading_of(s["nodes_used"]) for s in sessions}
     if len(set(axes.values())) < 2:
         return []
     listed = "; ".join(f"{name}: {axis}" for name, axis in axes.items())
@@ -609,7 +614,7 @@ def _crop_recipe(folder: Path) -> list[dict] | None:
         summary = json.loads(path.read_text())
         opts = summary.get("options", {})
         return [{"session": s.get("session"),
-                 "heading": next((p for p in s.get("nodes_used", "").split("; ") if p.startswith("heading")), ""),
+                 "heading": _heading_of(s.get("nodes_used", "")),
                  "window": f"{opts['window']} px" if opts.get("window") else s.get("window_rule"),
                  "egocentric": opts.get("egocentric")} for s in summary.get("sessions", [])]
     except (OSError, ValueError, AttributeError):
