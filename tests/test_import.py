@@ -11,7 +11,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import run_cli
 
 from aelens.data import kinematics as kin
 from aelens.data.importer import ImportOptions, crop, import_video
@@ -21,6 +20,7 @@ from aelens.data.synthetic import Arena, render, simulate_trajectory
 from aelens.data.synthetic_video import synthesize_video
 from aelens.errors import AelensError
 from aelens.storage import NpyAppender
+from conftest import run_cli
 
 RAW = Path(__file__).resolve().parents[2] / "shared" / "raw"
 N = 48  # frames per synthetic video: seconds to render, encode and import
@@ -110,7 +110,7 @@ def test_crop_pads_at_the_border_without_shifting():
 
 
 def test_two_sessions_keep_rows_and_names(videos, tmp_path):
-    (f1, w1), (f2, w2) = videos[1], videos[2]
+    (_, w1), (_, w2) = videos[1], videos[2]
     out = import_video([w1["video"], w2["video"]], [w1["deeplabcut-csv"], w2["sleap-analysis-h5"]], tmp_path / "both",
                        sessions=["one", "two"], jobs=2, progress=False)
     ds = load_dataset(out)

@@ -2,7 +2,16 @@ import pytest
 import torch
 
 from aelens.inference import inference_copy
-from aelens.nets import AngleReadout, Decoder, Encoder, Geometry, Networks, OverlapAddConvTranspose2d, fast_inference_layout, fold_batchnorm
+from aelens.nets import (
+    AngleReadout,
+    Decoder,
+    Encoder,
+    Geometry,
+    Networks,
+    OverlapAddConvTranspose2d,
+    fast_inference_layout,
+    fold_batchnorm,
+)
 
 
 @pytest.mark.parametrize("c,h,w", [(1, 50, 50), (1, 24, 24), (3, 37, 61), (2, 64, 48), (1, 51, 25)])

@@ -25,12 +25,12 @@ def test_unbiased_hsic_matches_the_n_squared_formula():
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=(30, 4)), rng.normal(size=(30, 3))
     x, y = x - x.mean(0), y - y.mean(0)
-    k, l = x @ x.T, y @ y.T
+    k, lm = x @ x.T, y @ y.T
     np.fill_diagonal(k, 0)
-    np.fill_diagonal(l, 0)
+    np.fill_diagonal(lm, 0)
     n = 30
     one = np.ones(n)
-    ref = (np.trace(k @ l) + (one @ k @ one) * (one @ l @ one) / ((n - 1) * (n - 2)) - 2 / (n - 2) * (one @ k @ l @ one)) / (n * (n - 3))
+    ref = (np.trace(k @ lm) + (one @ k @ one) * (one @ lm @ one) / ((n - 1) * (n - 2)) - 2 / (n - 2) * (one @ k @ lm @ one)) / (n * (n - 3))
     assert S._hsic_unbiased_linear(x, y) == pytest.approx(ref, rel=1e-10)
 
 

@@ -9,7 +9,7 @@ import pytest
 from aelens.data.batches import make_split
 from aelens.data.loading import Conditions, Dataset
 from aelens.errors import AelensError
-from aelens.train import save_split, split_kind
+from aelens.storage import save_split, split_info
 
 
 def dataset(n: int, columns: dict[str, np.ndarray], labels: dict | None = None, images=None) -> Dataset:
@@ -108,9 +108,9 @@ def test_auto_is_random_without_a_time_column_and_old_splits_read_as_random(tmp_
     split, info = make_split(dataset(100, {"x": np.arange(100)}), 0.2, 0.1, 0)
     assert info["kind"] == "random"
     np.savez(tmp_path / "old.npz", **split)  # a split.npz from before split kinds
-    assert split_kind(tmp_path / "old.npz") == {"kind": "random", "purge": 0}
+    assert split_info(tmp_path / "old.npz") == {"kind": "random", "purge": 0}
     save_split(tmp_path / "new.npz", split, {"kind": "blocked", "purge": 7})
-    assert split_kind(tmp_path / "new.npz") == {"kind": "blocked", "purge": 7}
+    assert split_info(tmp_path / "new.npz") == {"kind": "blocked", "purge": 7}
 
 
 def test_bad_split_settings():

@@ -15,7 +15,7 @@ from aelens.study import run_study
 ARTEFACTS = [
     "study.yaml", "results.json", "report.html", "timings.json",
     "runs/ae/model.safetensors", "runs/ae/test/results.json",
-    "runs/decoder-pca16/test/results.json", "runs/decoder-pca2/test/results.json",
+    "runs/decoder-pca8/test/results.json", "runs/decoder-pca2/test/results.json",
     "runs/decoder-umap16/reducer/umap.joblib", "runs/decoder-umap2/test/results.json",
     "recon/recon_comparison.csv", "recon/recon_comparison.md", "recon/recon_comparison.png",
     "latent/ae/overview.png", "latent/ae/encoding_scores.csv", "latent/ae/evolution.gif", "latent/ae/evolution.mp4",
@@ -34,7 +34,10 @@ def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     data = write_dataset(root / "data", synthesize(300, seed=5, size=32))
     other = write_dataset(root / "other_session", synthesize(120, seed=6, size=32))
-    cfg = load_study_config(None, {"epochs": 1, "max_images": 300, "batch_size": 32, "transfer": [str(other)]})
+    # not the defaults, so that the report must take latent size, target and decoder names from the settings
+    cfg = load_study_config(None, {"epochs": 1, "max_images": 300, "batch_size": 32, "transfer": [str(other)],
+                                   "latent_dim": 8, "target": "head_angle_deg",
+                                   "decoders": ["pca:8", "pca:2", "umap:16", "umap:2"]})
     lines = []
     results = run_study(data, root / "out", cfg, echo=lines.append)
     return root, data, cfg, results, lines
@@ -46,7 +49,7 @@ def test_study_produces_every_artefact(study):
     for rel in ARTEFACTS:
         assert (out / rel).is_file(), rel
     assert set(results["answers"]) == {"q1", "q2", "q3", "transfer"}
-    assert "PCA-16 reaches" in results["answers"]["q2"] and "linear CKA" in results["answers"]["q3"]
+    assert "PCA-8 reaches" in results["answers"]["q2"] and "linear CKA" in results["answers"]["q3"]
     assert len(results["reconstruction"]["rows"]) == 5
     assert [r["run"] for r in results["sweep"]["rows"]] == ["scratch", "unfreeze0", "unfreeze1", "unfreeze2",
                                                             "unfreeze3", "unfreeze_all"]
@@ -59,7 +62,7 @@ def test_study_produces_every_artefact(study):
     tr = results["transfer"][0]
     assert tr["name"] == "other_session" and tr["n"] == 120
     labels = [m["label"] for m in tr["models"]]
-    assert labels[:5] == ["ae", "decoder-pca16", "decoder-pca2", "decoder-umap16", "decoder-umap2"] and "tagger" in labels
+    assert labels[:5] == ["ae", "decoder-pca8", "decoder-pca2", "decoder-umap16", "decoder-umap2"] and "tagger" in labels
     ae = tr["models"][0]
     on_new = json.loads((out / "transfer" / "other_session" / "ae" / "results.json").read_text())
     assert ae["new"]["value"] == on_new["psnr"] and on_new["n"] == 120  # every frame of the new session
@@ -134,6 +137,23 @@ def test_report_renders_in_headless_chromium(study, tmp_path):
 
 
 RAW = Path(__file__).resolve().parents[2] / "shared" / "raw"
+
+
+def test_report_names_come_from_the_study_settings(study):
+    """The fixture's study has an 8-D latent, head angle as the taggers' target and a PCA-8 decoder: the report says
+    so everywhere (it used to print "16-D", show body-angle figures and look for decoder-pca16)."""
+    root, _, _, results, _ = study
+    out = root / "out"
+    assert "latent_dim: 8" in (out / "runs" / "ae" / "config.yaml").read_text()
+    assert "target: head_angle_deg" in (out / "sweep" / "scratch" / "config.yaml").read_text()
+    assert results["answers"]["q1"].startswith("The AE's 8-D latent encodes ")
+    assert results["comparison"]["loop_condition"] == "head_angle_deg"
+    assert "head_angle_deg is decoded from the tagger latent" in results["answers"]["q3"]
+    html = (out / "report.html").read_text()
+    assert "16-D" not in html and "body angle" not in html
+    assert 'alt="Coloured by head_angle_deg (the taggers&#x27; target)' in html  # the figure is there, embedded
+    assert 'alt="The AE latent (UMAP), coloured by each condition' in html
+    assert "explained variance of PCA on the training frames (decoder-pca8)" in html
 
 
 def test_study_on_one_fly_session_transfers_to_the_other(tmp_path):

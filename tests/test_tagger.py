@@ -13,7 +13,7 @@ from aelens.data.loading import Conditions
 from aelens.errors import AelensError
 from aelens.nets import Encoder, Geometry
 from aelens.objectives.tagger import DirectionTagger, angle_loss, rotate_batch, tagger_targets, trainable_layers
-from aelens.runs import load_state_dict
+from aelens.storage import load_state_dict
 from conftest import quick_config, run_cli
 
 
@@ -166,7 +166,8 @@ def test_linear_probe_starts_from_the_least_squares_readout(tiny_ae, tiny_data, 
 
 
 def test_augment_recipes_parse_to_canonical_parts_and_bad_ones_are_named():
-    from aelens.data.augment import PARTS, parse_augment
+    from aelens.options import AUGMENT_PARTS as PARTS
+    from aelens.options import parse_augment
 
     assert parse_augment("none") == () and parse_augment(False) == ()
     assert parse_augment(True) == ("rotate", "flip") == parse_augment("true")  # runs made when --augment was on/off
@@ -201,7 +202,8 @@ def _bar_angle(img):
 @pytest.mark.parametrize("recipe", ["rotate", "flip", "rotate,flip", "rotate,flip,scale"])
 def test_every_recipe_turns_the_target_with_the_picture(recipe):
     """After any augmentation, the target vector still points where the bar in the augmented frame points."""
-    from aelens.data.augment import augment_batch, parse_augment
+    from aelens.data.augment import augment_batch
+    from aelens.options import parse_augment
 
     angles = np.arange(0, 360, 15.0)
     x = _arrow_frames(angles)
@@ -243,10 +245,8 @@ def test_a_rotation_trained_encoder_cannot_see_the_corners(tiny_data):
 
 def test_transfer_baseline_comes_from_the_training_frames(tiny_data, tmp_path):
     """Scored on another dataset, the tagger's mean-direction baseline is the *training* frames' mean direction."""
-    from aelens.data.synthetic import synthesize, write_dataset
+    from aelens.data.synthetic import COLUMNS, synthesize, write_dataset
     from aelens.metrics import circular_mean_deg
-
-    from aelens.data.synthetic import COLUMNS
 
     other = synthesize(80, seed=11, size=32)
     other["metadata"][:, COLUMNS.index("body_angle_deg")] = 90.0  # all face up: their own mean would be perfect

@@ -9,8 +9,7 @@ import torch
 
 import aelens
 from aelens.errors import AelensError, TrainingInterrupted
-from aelens.runs import load_state_dict
-from aelens.storage import read_manifest, save_tensors
+from aelens.storage import load_state_dict, read_manifest, save_tensors
 from conftest import quick_config, run_cli, shared_dataset
 
 EXPECTED_FILES = [

@@ -13,8 +13,7 @@ The Python API mirrors the command line::
     data_dir = aelens.import_video("fly.mp4", "fly.analysis.h5", "data/fly")   # video + poses -> crops
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__  # noqa: E402,F401
 from .config import RunConfig, load_config  # noqa: E402
 from .data.importer import ImportOptions, import_video  # noqa: E402
 from .data.loading import Dataset, load_dataset  # noqa: E402

@@ -21,7 +21,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .inference import INFER_BATCH, cpu_flags, inference_copy, physical_cores, resolve_precision, run_batched, set_threads
+from .inference import (
+    INFER_BATCH,
+    cpu_flags,
+    inference_copy,
+    physical_cores,
+    resolve_precision,
+    run_batched,
+    set_threads,
+)
 from .nets import Decoder, Encoder, Geometry, Networks
 from .storage import write_json, write_text
 
@@ -69,7 +77,7 @@ def reference_train(
     warmup, steps, images, timed = 3, 0, 0, 0.0
     t_start = time.perf_counter()
     val_mse, losses = [], []
-    for epoch in range(epochs):
+    for _ in range(epochs):
         for x, y in loader:
             t0 = time.perf_counter()
             x, y = x.to(device), y.to(device)

@@ -507,12 +507,15 @@ def study(
     purge: Optional[int] = typer.Option(None, "--purge", help="Frames dropped at block boundaries [1 s of video, else 10]."),
     transfer: Optional[List[str]] = typer.Option(None, "--transfer", metavar="PATH", help="A new session (dataset) every model is also scored on; repeatable."),
     augment: Optional[str] = typer.Option(None, "--augment", help="The taggers' training augmentation (see train tagger --augment)."),
+    latent_dim: Optional[int] = typer.Option(None, "--latent-dim", help="Latent size of the AE and the taggers [16]."),
+    target: Optional[str] = typer.Option(None, "--target", help="The taggers' angle column [body_angle_deg]."),
 ):
     """Run the whole pipeline: AE, PCA/UMAP decoders, tagger + unfreeze sweep, latent analysis, comparisons, report."""
     from .config import load_study_config
     from .study import run_study
 
     cfg = load_study_config(config, {"epochs": epochs, "split": split, "purge": purge, "augment": augment,
+                                     "latent_dim": latent_dim, "target": target,
                                      "transfer": list(transfer) if transfer else None})
     if not data and cfg.data.path is None:
         raise AelensError("--data is required (an images file or a data directory), or a --config whose data.path names it")

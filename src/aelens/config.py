@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AelensError
+from .options import parse_augment, parse_noise_spec
 from .storage import read_yaml, write_yaml
 
 KINDS = ("ae", "decoder", "tagger")
@@ -146,6 +147,7 @@ class StudyConfig:
     epochs: int = 30  # every model trains this long (the reference trained 150; see README for the trade-off)
     sweep_epochs: int | None = None  # tagger and unfreeze-sweep epochs (None: epochs)
     batch_size: int = 64
+    latent_dim: int = ModelConfig.latent_dim  # the AE's and the taggers' latent size (decoders: their own dims)
     seed: int = 42  # one seed for every model: they all share the split and test frames
     decoders: tuple[str, ...] = ("pca:16", "pca:2", "umap:16", "umap:2")  # METHOD:DIM embeddings for the decoder
     umap_fit_max: int = 20000
@@ -181,18 +183,15 @@ def load_study_config(path: str | Path | None, overrides: dict[str, Any] | None 
         raise AelensError(f"{path or 'study options'}: {exc}") from None
     if cfg.epochs < 1 or (cfg.sweep_epochs is not None and cfg.sweep_epochs < 1):
         raise AelensError(f"--epochs must be at least 1, got {cfg.epochs}")
+    if cfg.latent_dim < 1:
+        raise AelensError(f"--latent-dim must be at least 1, got {cfg.latent_dim}")
     for spec in cfg.decoders:
         method, _, dim = spec.partition(":")
         if not dim.isdigit() or int(dim) < 1:
             raise AelensError(f"decoders: {spec!r} must be METHOD:DIM, e.g. pca:16")
-    from .data.augment import parse_augment
-
     parse_augment(cfg.augment)
     return cfg
 
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -268,9 +267,6 @@ def load_config(path: str | Path) -> RunConfig:
 
 def validate(cfg: RunConfig, source: str = "config") -> None:
     """Range checks that need no data. Each message names the option as the CLI spells it."""
-    from .data.augment import parse_augment
-    from .data.batches import parse_noise  # registry lives with the batches
-
     def bad(opt: str, expected: str, got: Any) -> None:
         raise AelensError(f"{opt} must be {expected}, got {got!r}")
 
@@ -315,7 +311,7 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
     parse_schedule(t.lr_schedule)
     if cfg.model.latent_dim < 1:
         bad("--latent-dim", "at least 1", cfg.model.latent_dim)
-    parse_noise(cfg.noise)
+    parse_noise_spec(cfg.noise)
     sn = cfg.snapshots
     if sn.per_epoch < 1:
         bad("--snapshots-per-epoch", "at least 1", sn.per_epoch)

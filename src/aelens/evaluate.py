@@ -15,6 +15,7 @@ import numpy as np
 
 from .data.loading import Dataset
 from .errors import AelensError
+from .layout import RECON_RESULT, RunDir
 from .metrics import (
     angle_metrics,
     circular_mean_deg,
@@ -23,8 +24,7 @@ from .metrics import (
     regression_metrics,
 )
 from .runs import Run, check_same_image_shape, load_run
-from .storage import markdown_table, write_csv, write_json, write_text
-from .train import SPLIT, load_split
+from .storage import write_json, write_table
 
 log = logging.getLogger("aelens")
 PCA_BASELINE_MAX_FIT = 20000  # frames; PCA on more adds nothing to a baseline
@@ -33,9 +33,9 @@ PCA_BASELINE_MAX_FIT = 20000  # frames; PCA on more adds nothing to a baseline
 def evaluation_frames(run: Run, dataset: Dataset) -> tuple[np.ndarray, str, dict[str, np.ndarray] | None]:
     """Which frames to score: the run's test split when ``dataset`` is the training dataset (else its validation
     split if it had no test split); every frame of any other dataset. Returns (indices, description, split)."""
-    fp = run.manifest.get("data", {}).get("fingerprint")
-    if fp == dataset.fingerprint and (run.path / SPLIT).is_file():
-        split = load_split(run.path / SPLIT)
+    rd = RunDir(run.path)
+    if run.manifest.fingerprint == dataset.fingerprint and rd.split_file.is_file():
+        split = rd.split()
         if len(split["test"]):
             return split["test"], "test split", split
         return split["val"], "validation split (the run has no test split)", split
@@ -49,9 +49,10 @@ def training_reference(run: Run) -> tuple[Dataset, dict[str, np.ndarray]] | None
         ds = run.dataset()
     except AelensError:
         return None
-    if ds.fingerprint != run.manifest.get("data", {}).get("fingerprint") or not (run.path / SPLIT).is_file():
+    rd = RunDir(run.path)
+    if ds.fingerprint != run.manifest.fingerprint or not rd.split_file.is_file():
         return None
-    return ds, load_split(run.path / SPLIT)
+    return ds, rd.split()
 
 
 def _run_facts(run: Run) -> dict:
@@ -72,13 +73,13 @@ def test_run(run_dir: str | Path, data: str | Path | None = None, out: str | Pat
     run = load_run(run_dir)
     ds = run.dataset(data, dataset)
     idx, which, split = evaluation_frames(run, ds)
-    out = Path(out) if out is not None else run.path / "test"
+    out = Path(out) if out is not None else RunDir(run.path).test_dir
     if run.kind == "tagger":
         results = _test_tagger(run, ds, idx, split, out, figures)
     else:
         results = _test_reconstruction(run, ds, idx, split, out, figures)
     results = {"n": results.pop("n"), "frames": which, **results, **_run_facts(run)}
-    write_json(out / "results.json", results)
+    write_json(out / RunDir.RESULTS, results)
     return results
 
 
@@ -259,11 +260,10 @@ def compare_reconstructions(run_dirs: list, data=None, out=None, color_by: str |
     save_recon_comparison(ds.batch(show).numpy(), recons, maps, values, is_angle, [r["model"] for r in rows],
                           color_by or "", out / "recon_comparison.png")
     result = {"n": int(len(idx)), "frames": which, "rows": rows, "color_by": color_by}
-    write_json(out / "recon_comparison.json", result)
+    write_json(out / RECON_RESULT, result)
     return result
 
 
-def write_table(out: Path, name: str, rows: list[dict], fields: list[str]) -> None:
-    """``out/name.csv`` and ``out/name.md`` with the same rows."""
-    write_csv(out / f"{name}.csv", rows, fields)
-    write_text(out / f"{name}.md", markdown_table(rows, fields))
+def ensure_test(run_dir: str | Path, data=None) -> dict:
+    """The run's test results, scored now unless ``test/results.json`` exists."""
+    return RunDir(run_dir).test_result() or test_run(run_dir, data=data)

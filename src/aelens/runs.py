@@ -14,55 +14,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import RunConfig, load_config
+from .config import RunConfig
 from .data.loading import Dataset
 from .errors import AelensError
 from .inference import INFER_BATCH, default_device, inference_copy, resolve_precision, run_batched
+from .layout import Manifest, RunDir
 from .nets import Geometry, Networks
-from .storage import MANIFEST, load_tensors, load_tree, read_manifest
-
-WEIGHTS = "model.safetensors"
+from .storage import MANIFEST, load_into, load_state_dict
 
 
-def weights_file(run_dir: str | Path) -> Path:
-    """The final weights, or the last checkpoint of a run that did not finish."""
-    run_dir = Path(run_dir)
-    for path in (run_dir / WEIGHTS, run_dir / "checkpoints" / "last.safetensors"):
-        if path.is_file():
-            return path
-    raise AelensError(f"{run_dir}: no weights ({WEIGHTS} or checkpoints/last.safetensors); did the run start training?")
-
-
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(path)
-    if path.name == WEIGHTS:
-        tensors, _ = load_tensors(path)
-        return tensors
-    tree = load_tree(path)
-    if not isinstance(tree, dict) or "state_dict" not in tree:
-        raise AelensError(f"{path}: checkpoint has no model state")
-    return tree["state_dict"]
-
-
-def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
-    """``module.load_state_dict(state)`` with a one-line error naming the first mismatch."""
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected:
-        detail = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
-        raise AelensError(f"{source}: checkpoint does not match the model architecture ({detail})")
-    for key, value in own.items():
-        if tuple(state[key].shape) != tuple(value.shape):
-            raise AelensError(
-                f"{source}: checkpoint does not match the model ({key}: file has {tuple(state[key].shape)}, "
-                f"model expects {tuple(value.shape)}); was it trained on another image size, channel count or latent dim?"
-            )
-    module.load_state_dict(state)
-
-
-def run_geometry(manifest: dict, run_dir: str | Path) -> Geometry:
-    shape = manifest.get("image_shape")
+def run_geometry(manifest: Manifest, run_dir: str | Path) -> Geometry:
+    shape = manifest.image_shape
     if not shape or len(shape) != 3:
         raise AelensError(f"{Path(run_dir) / MANIFEST}: no image_shape recorded")
     return Geometry(*map(int, shape))
@@ -72,13 +34,13 @@ def build_objective(run_dir: str | Path, weights: bool = True):
     """(objective with weights loaded, config, manifest) for a run directory."""
     from .objectives import OBJECTIVES
 
-    run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir)
-    cfg = load_config(run_dir / "config.yaml")
+    rd = RunDir(run_dir)
+    manifest = rd.manifest()
+    cfg = rd.config()
     geometry = run_geometry(manifest, run_dir)
     objective = OBJECTIVES[cfg.kind](cfg, geometry)
     if weights:
-        path = weights_file(run_dir)
+        path = rd.weights_file()
         load_into(objective, load_state_dict(path), path)
     objective.eval()
     return objective, cfg, manifest
@@ -215,7 +177,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> Run:
 
 def check_same_image_shape(runs: list[Run]) -> None:
     """Runs compared with each other must have been trained on frames of one shape."""
-    shapes = {tuple(r.manifest.get("image_shape", [])) for r in runs}
+    shapes = {r.manifest.image_shape for r in runs}
     if len(shapes) > 1:
         raise AelensError("runs were trained on different image shapes: " + "; ".join(
-            f"{r.path}: {'x'.join(map(str, r.manifest.get('image_shape', [])))}" for r in runs))
+            f"{r.path}: {'x'.join(map(str, r.manifest.image_shape or ()))}" for r in runs))

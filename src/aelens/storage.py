@@ -29,6 +29,7 @@ from .errors import AelensError
 
 MANIFEST = "manifest.json"
 TREE_FORMAT = "aelens-tree-1"
+WEIGHTS_NAME = "model.safetensors"  # a run's final weights (flat safetensors; checkpoints are trees)
 
 
 # --------------------------------------------------------------------------------------------- atomic writes
@@ -154,6 +155,12 @@ def markdown_table(rows: list[dict], fields: list[str]) -> str:
     lines = ["| " + " | ".join(fields) + " |", "|" + "---|" * len(fields)]
     lines += ["| " + " | ".join(format_cell(r.get(k)) for k in fields) + " |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def write_table(out: Path, name: str, rows: list[dict], fields: list[str]) -> None:
+    """``out/name.csv`` and ``out/name.md`` with the same rows."""
+    write_csv(out / f"{name}.csv", rows, fields)
+    write_text(out / f"{name}.md", markdown_table(rows, fields))
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -297,7 +304,7 @@ def versions() -> dict[str, str]:
     import lightning
     import sklearn
 
-    from . import __version__
+    from ._version import __version__
 
     return {
         "aelens": __version__,
@@ -357,6 +364,63 @@ def update_manifest(run_dir: str | os.PathLike, **fields: Any) -> dict:
 def record_file_hashes(run_dir: str | os.PathLike, relpaths: list[str]) -> dict:
     run_dir = Path(run_dir)
     return update_manifest(run_dir, files={p: sha256_file(run_dir / p) for p in relpaths if (run_dir / p).is_file()})
+
+
+# --------------------------------------------------------------------------------------------- splits and weights
+
+
+def save_split(path: Path, split: dict[str, np.ndarray], info: dict | None = None) -> None:
+    """train / val / test indices, and the split's kind and purge (plain arrays: no pickle)."""
+    extra = {"kind": np.array(str((info or {}).get("kind", "random"))), "purge": np.array(int((info or {}).get("purge", 0)))}
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **split, **extra)
+
+
+def split_info(path: Path) -> dict:
+    """The kind and purge recorded in ``split.npz``; runs from before splits had kinds were random."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            kind = str(z["kind"]) if "kind" in z.files else "random"
+            return {"kind": kind, "purge": int(z["purge"]) if "purge" in z.files else 0}
+    except (OSError, ValueError) as exc:
+        raise AelensError(f"{path}: cannot read the run's split ({exc})") from None
+
+
+def load_split(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k].astype(np.int64) for k in ("train", "val", "test")}
+    except (OSError, KeyError, ValueError) as exc:
+        raise AelensError(f"{path}: cannot read the run's split ({exc})") from None
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The model weights of a run's ``model.safetensors`` or of a training checkpoint (safetensors tree)."""
+    path = Path(path)
+    if path.name == WEIGHTS_NAME:
+        tensors, _ = load_tensors(path)
+        return tensors
+    tree = load_tree(path)
+    if not isinstance(tree, dict) or "state_dict" not in tree:
+        raise AelensError(f"{path}: checkpoint has no model state")
+    return tree["state_dict"]
+
+
+def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
+    """``module.load_state_dict(state)`` with a one-line error naming the first mismatch."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        detail = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+        raise AelensError(f"{source}: checkpoint does not match the model architecture ({detail})")
+    for key, value in own.items():
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise AelensError(
+                f"{source}: checkpoint does not match the model ({key}: file has {tuple(state[key].shape)}, "
+                f"model expects {tuple(value.shape)}); was it trained on another image size, channel count or latent dim?"
+            )
+    module.load_state_dict(state)
 
 
 # --------------------------------------------------------------------------------------------- growing arrays

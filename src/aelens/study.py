@@ -24,8 +24,11 @@ from typing import Callable
 
 from .config import RunConfig, StudyConfig, load_study_config
 from .errors import AelensError
-from .storage import read_json, read_manifest, write_json
-from .sweep import ensure_run, ensure_test, sweep_settings, unfreeze_sweep
+from .evaluate import ensure_test
+from .layout import RunDir, StudyLayout
+from .storage import read_json, write_json
+from .sweep import sweep_settings, unfreeze_sweep
+from .train import ensure_run
 
 log = logging.getLogger("aelens")
 
@@ -40,6 +43,7 @@ class Step:
 def _run_config(study: StudyConfig, data, kind: str, **over) -> RunConfig:
     base = RunConfig(kind=kind, seed=study.seed, data=dataclasses.replace(study.data, path=data))
     values = {"train.epochs": study.epochs, "train.batch_size": study.batch_size, "train.progress": False,
+              "model.latent_dim": study.latent_dim,
               "snapshots.per_epoch": study.snapshots_per_epoch, "snapshots.max_images": study.max_images,
               "split.kind": study.split, "split.purge": study.purge}
     if kind == "tagger":
@@ -48,21 +52,16 @@ def _run_config(study: StudyConfig, data, kind: str, **over) -> RunConfig:
     return base.with_overrides(values)
 
 
-def _complete(run_dir: Path) -> bool:
+def _complete(run: RunDir) -> bool:
     try:
-        return read_manifest(run_dir).get("status") == "complete" and (run_dir / "test" / "results.json").is_file()
+        return run.is_tested()
     except AelensError:
         return False
 
 
-def decoder_name(spec: str) -> str:
-    method, _, dim = spec.partition(":")
-    return f"decoder-{method}{dim}"
-
-
 def check_settings(out: Path, cfg: StudyConfig) -> None:
     """A study folder keeps its settings: resuming with other settings would mix incomparable runs."""
-    path = out / "study.yaml"
+    path = StudyLayout(out).config
     if path.is_file():
         saved = load_study_config(path)
         if saved != cfg:
@@ -131,55 +130,55 @@ def run_study(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], Non
     dataset = load_dataset_from_config(cfg.data)  # validate before any work
     _check_transfer(dataset, transfer, cfg)
     check_settings(out, cfg)
-    runs = out / "runs"
-    ae = runs / "ae"
-    sweep_dir = out / "sweep"
-    tagger = sweep_dir / "scratch"
-    tagger_all = sweep_dir / "unfreeze_all"
+    lay = StudyLayout(out)
+    ae, tagger, tagger_all = lay.ae, lay.tagger, lay.sweep_run("unfreeze_all")
     sweep_epochs = cfg.sweep_epochs or cfg.epochs
     has_target = dataset.conditions is not None and cfg.target in dataset.conditions.names
 
-    def train_test(run_cfg: RunConfig, run_dir: Path):
-        ensure_run(run_cfg, run_dir)
-        ensure_test(run_dir)
+    def train_test(run_cfg: RunConfig, run: RunDir):
+        ensure_run(run_cfg, run.path)
+        ensure_test(run.path)
+
+    def latent_step(name: str, run: RunDir, what: str) -> Step:
+        return Step(f"latent analysis of the {what}", lambda: lay.latent_summary(name).is_file(),
+                    lambda: latent_analysis(run.path, method=cfg.latent_method, out=lay.latent(name), evolution=True,
+                                            fit=cfg.evolution_fit, max_images=cfg.max_images))
 
     steps = [Step("train + test AE", lambda: _complete(ae), lambda: train_test(_run_config(cfg, data, "ae"), ae))]
     for spec in cfg.decoders:
         method, _, dim = spec.partition(":")
-        d = runs / decoder_name(spec)
+        d = lay.decoder(spec)
         dc = _run_config(cfg, data, "decoder", **{"embedding.method": method, "embedding.dim": int(dim),
                                                   "embedding.umap_fit_max": cfg.umap_fit_max, "snapshots.enabled": False})
         steps.append(Step(f"train + test decoder {spec}", lambda d=d: _complete(d), lambda dc=dc, d=d: train_test(dc, d)))
-    recon_runs = [ae] + [runs / decoder_name(s) for s in cfg.decoders]
-    steps.append(Step("compare reconstructions", lambda: (out / "recon" / "recon_comparison.json").is_file(),
-                      lambda: compare_reconstructions(recon_runs, out=out / "recon", color_by=cfg.target if has_target else None)))
-    steps.append(Step("latent analysis of the AE (with evolution movie)", lambda: (out / "latent" / "ae" / "summary.json").is_file(),
-                      lambda: latent_analysis(ae, method=cfg.latent_method, out=out / "latent" / "ae", evolution=True,
-                                              fit=cfg.evolution_fit, max_images=cfg.max_images)))
+    recon_runs = [ae.path] + [lay.decoder(s).path for s in cfg.decoders]
+    steps.append(Step("compare reconstructions", lambda: lay.recon_result.is_file(),
+                      lambda: compare_reconstructions(recon_runs, out=lay.recon, color_by=cfg.target if has_target else None)))
+    steps.append(latent_step("ae", ae, "AE (with evolution movie)"))
     if has_target:
         tcfg = _run_config(cfg, data, "tagger", **{"train.epochs": sweep_epochs, "tagger.target": cfg.target})
-        steps.append(Step("tagger from scratch + unfreeze sweep", lambda: (sweep_dir / "unfreeze_sweep.json").is_file(),
-                          lambda: unfreeze_sweep(tcfg, ae, sweep_dir)))
-        steps.append(Step("latent analysis of the tagger", lambda: (out / "latent" / "tagger" / "summary.json").is_file(),
-                          lambda: latent_analysis(tagger, method=cfg.latent_method, out=out / "latent" / "tagger",
-                                                  evolution=True, fit=cfg.evolution_fit, max_images=cfg.max_images)))
-        steps.append(Step("compare AE and tagger representations", lambda: (out / "compare" / "comparison.json").is_file(),
-                          lambda: compare_runs([ae, tagger, tagger_all], out=out / "compare", max_images=cfg.max_images)))
+        steps.append(Step("tagger from scratch + unfreeze sweep", lambda: lay.sweep_result.is_file(),
+                          lambda: unfreeze_sweep(tcfg, ae.path, lay.sweep)))
+        steps.append(latent_step("tagger", tagger, "tagger"))
+        steps.append(Step("compare AE and tagger representations", lambda: lay.compare_result.is_file(),
+                          lambda: compare_runs([ae.path, tagger.path, tagger_all.path], out=lay.compare,
+                                               max_images=cfg.max_images, loop_on=cfg.target)))
     else:
         echo(f"no {cfg.target!r} column in the metadata: skipping the tagger, sweep and representation comparison")
-    scored = {"ae": ae, **{decoder_name(s): runs / decoder_name(s) for s in cfg.decoders}}
+    scored = {"ae": ae.path, **{lay.decoder(s).path.name: lay.decoder(s).path for s in cfg.decoders}}
     if has_target:
-        scored.update({"tagger": tagger, **{name: sweep_dir / name for name, _ in sweep_settings() if name != "scratch"}})
-    latent_dirs = {"ae": out / "latent" / "ae", "tagger": out / "latent" / "tagger"}
+        scored.update({"tagger": tagger.path,
+                       **{name: lay.sweep_run(name).path for name, _ in sweep_settings() if name != "scratch"}})
+    latent_dirs = {"ae": lay.latent("ae"), "tagger": lay.latent("tagger")}
     for name, path in zip(transfer_names(transfer), transfer):
         for note in transfer_notes(data, path):
             echo(f"warning: {note}")
-        where = out / "transfer" / name
-        steps.append(Step(f"score every model on new session {name}", lambda w=where: (w / "transfer.json").is_file(),
+        where = lay.transfer(name)
+        steps.append(Step(f"score every model on new session {name}", lambda n=name: lay.transfer_result(n).is_file(),
                           lambda n=name, p=path, w=where: score_transfer(n, p, scored, w, latent_dirs,
                                                                         max_images=cfg.max_images, seed=cfg.seed,
                                                                         notes=transfer_notes(data, p))))
-    timings = read_json(out / "timings.json") if (out / "timings.json").is_file() else {}
+    timings = read_json(lay.timings) if lay.timings.is_file() else {}
     t_study = time.perf_counter()
     for i, step in enumerate(steps, 1):
         if step.done():
@@ -189,10 +188,10 @@ def run_study(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], Non
         t0 = time.perf_counter()
         step.run()
         timings[step.name] = round(time.perf_counter() - t0, 2)
-        write_json(out / "timings.json", timings)
+        write_json(lay.timings, timings)
         echo(f"[{i}/{len(steps)}] {step.name}: {timings[step.name]:.1f} s")
     results = collect_results(out, cfg, timings, time.perf_counter() - t_study)
-    write_json(out / "results.json", results)
+    write_json(lay.results, results)
     write_report(out, results)
     return results
 
@@ -206,7 +205,7 @@ def run_demo(out: str | Path = "demo", n: int | None = None, epochs: int | None 
     from .data.synthetic import synthesize, write_dataset
 
     out = Path(out)
-    data = out / "data"
+    data = StudyLayout(out).data
     n = DEMO["n"] if n is None else n
     if not (data / "images.npz").is_file():
         echo(f"rendering {n} synthetic arena frames into {data} ...")

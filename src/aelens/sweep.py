@@ -9,10 +9,11 @@ from pathlib import Path
 
 from .config import RunConfig
 from .errors import AelensError
-from .evaluate import test_run
+from .evaluate import ensure_test
+from .layout import SWEEP_RESULT
 from .nets import Encoder
-from .storage import MANIFEST, read_json, read_manifest, write_json
-from .train import train
+from .storage import read_manifest, write_json, write_table
+from .train import ensure_run
 
 log = logging.getLogger("aelens")
 
@@ -23,31 +24,10 @@ def sweep_settings() -> list[tuple[str, str | None]]:
     return [("scratch", None)] + [(f"unfreeze{k}", str(k)) for k in range(n)] + [("unfreeze_all", "all")]
 
 
-def ensure_run(cfg: RunConfig, run_dir: Path) -> Path:
-    """Train ``cfg`` into ``run_dir`` unless it is already complete; resume it when it was interrupted."""
-    if (run_dir / MANIFEST).is_file():
-        manifest = read_manifest(run_dir)
-        if manifest.get("status") == "complete":
-            return run_dir
-        if (run_dir / "checkpoints" / "last.safetensors").is_file():
-            log.info("resuming %s", run_dir)
-            return train(cfg, resume=run_dir)
-        return train(cfg, out=run_dir, overwrite=True)
-    return train(cfg, out=run_dir)
-
-
-def ensure_test(run_dir: Path, data=None) -> dict:
-    path = run_dir / "test" / "results.json"
-    if path.is_file():
-        return read_json(path)
-    return test_run(run_dir, data=data)
-
-
 def unfreeze_sweep(base: RunConfig, init_from: str | Path, out: str | Path, data=None) -> dict:
     """Train and test every sweep run under ``out`` (skipping finished ones); write ``unfreeze_sweep.csv`` and
     ``unfreeze_sweep.png``. ``base`` is a tagger config (data, target, epochs, ...)."""
     from .analysis.figures import save_sweep_plot
-    from .evaluate import write_table
 
     if base.tagger.kind != "angle":
         raise AelensError("sweep unfreeze scores angle errors; use an angle target (--kind angle)")
@@ -75,5 +55,5 @@ def unfreeze_sweep(base: RunConfig, init_from: str | Path, out: str | Path, data
     write_table(out, "unfreeze_sweep", rows, fields)
     save_sweep_plot(rows, baseline, out / "unfreeze_sweep.png")
     result = {"rows": rows, "circular_mean_mae_deg": baseline, "init_from": str(init_from)}
-    write_json(out / "unfreeze_sweep.json", result)
+    write_json(out / SWEEP_RESULT, result)
     return result

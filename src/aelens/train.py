@@ -8,6 +8,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -19,18 +20,26 @@ import numpy as np
 from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from .analysis.snapshots import LatentSnapshots
-from .callbacks import EpochTimer, RunCheckpoints, RunCSVLogger, SafetensorsCheckpointIO, ValidationImages
-from .config import RunConfig, load_config
+from .callbacks import (
+    EpochTimer,
+    LatentSnapshots,
+    RunCheckpoints,
+    RunCSVLogger,
+    SafetensorsCheckpointIO,
+    ValidationImages,
+)
+from .config import RunConfig
 from .data.batches import make_split
 from .data.loading import Dataset, load_dataset_from_config, resolve_data_paths
 from .errors import AelensError, TrainingInterrupted
 from .inference import physical_cores, resolve_precision, set_threads
+from .layout import RunDir
 from .nets import Geometry
 from .objectives import OBJECTIVES
 from .storage import (
     create_run_dir,
     default_run_dir,
+    load_tree,
     read_manifest,
     record_file_hashes,
     save_tensors,
@@ -40,39 +49,11 @@ from .storage import (
 
 log = logging.getLogger("aelens")
 RUN_DIR_ENV = "AELENS_RUN_DIR"  # how DDP worker processes (re-launched by Lightning) find rank 0's run directory
-SPLIT = "split.npz"
 
 
 def is_worker() -> bool:
     """True in a DDP process other than rank 0 of node 0 (Lightning re-launches the command for those)."""
     return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
-
-
-def save_split(path: Path, split: dict[str, np.ndarray], info: dict | None = None) -> None:
-    """train / val / test indices, and the split's kind and purge (plain arrays: no pickle)."""
-    from .storage import atomic_path
-
-    extra = {"kind": np.array(str((info or {}).get("kind", "random"))), "purge": np.array(int((info or {}).get("purge", 0)))}
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **split, **extra)
-
-
-def split_kind(path: Path) -> dict:
-    """The kind and purge recorded in ``split.npz``; runs from before splits had kinds were random."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            kind = str(z["kind"]) if "kind" in z.files else "random"
-            return {"kind": kind, "purge": int(z["purge"]) if "purge" in z.files else 0}
-    except (OSError, ValueError) as exc:
-        raise AelensError(f"{path}: cannot read the run's split ({exc})") from None
-
-
-def load_split(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k].astype(np.int64) for k in ("train", "val", "test")}
-    except (OSError, KeyError, ValueError) as exc:
-        raise AelensError(f"{path}: cannot read the run's split ({exc})") from None
 
 
 def _describe_split(info: dict) -> str:
@@ -105,112 +86,98 @@ def _devices(spec: str):
     return spec if spec == "auto" else int(spec)
 
 
-def train(
-    cfg: RunConfig,
-    out: str | Path | None = None,
-    overwrite: bool = False,
-    resume: str | Path | None = None,
-    dataset: Dataset | None = None,
-) -> Path:
-    """Train the objective ``cfg.kind`` and return the run directory.
+@dataclasses.dataclass
+class _Start:
+    """What a training process starts from: a new run, a resumed one, or (DDP) rank 0's run seen by a worker."""
 
-    ``resume``: continue an existing run from ``checkpoints/last.safetensors`` with its optimiser and schedule state
-    (``cfg`` then only supplies a new ``train.epochs``, and may be None).
-    """
+    cfg: RunConfig
+    run: RunDir
+    dataset: Dataset
+    split: dict[str, np.ndarray]
+    ckpt: Path | None = None  # the checkpoint to resume from
+    resuming: bool = False
+    worker: bool = False
+
+    @property
+    def continuing(self) -> bool:
+        """The run folder exists already (resume, or a DDP worker joining rank 0's run)."""
+        return self.resuming or self.worker
+
+
+def _start(cfg: RunConfig | None, out, overwrite: bool, resume, dataset: Dataset | None) -> _Start:
+    """Decide the mode and prepare the run folder; every check on data and options happens before it is created."""
     worker = is_worker() and RUN_DIR_ENV in os.environ
-    resuming = resume is not None
-    if resuming:
-        run_dir = Path(resume)
-        manifest = read_manifest(run_dir)
-        saved = load_config(run_dir / "config.yaml")
-        epochs = cfg.train.epochs if cfg is not None else saved.train.epochs
-        cfg = saved.with_overrides({"train.epochs": epochs})
-        ckpt = run_dir / "checkpoints" / "last.safetensors"
-        if not ckpt.is_file():
-            raise AelensError(f"--resume {run_dir}: no checkpoints/last.safetensors to resume from")
-        if manifest.get("status") == "complete" and manifest.get("epochs", 0) >= cfg.train.epochs:
-            raise AelensError(f"--resume {run_dir}: the run already finished {manifest.get('epochs')} epochs; pass a larger --epochs")
+    if resume is not None:
+        rd = RunDir(resume)
+        manifest = rd.manifest()
+        saved = rd.config()
+        cfg = saved.with_overrides({"train.epochs": cfg.train.epochs if cfg is not None else saved.train.epochs})
+        if not rd.last_checkpoint.is_file():
+            raise AelensError(f"--resume {rd.path}: no {rd.CHECKPOINTS}/{rd.LAST} to resume from")
+        if manifest.status == "complete" and manifest.epochs >= cfg.train.epochs:
+            raise AelensError(f"--resume {rd.path}: the run already finished {manifest.epochs} epochs; pass a larger --epochs")
         if not worker:
-            cfg.save(run_dir / "config.yaml")
-    elif worker:
-        run_dir = Path(os.environ[RUN_DIR_ENV])
-        cfg = load_config(run_dir / "config.yaml")
-        ckpt = None
-    else:
-        ckpt = None
-        if cfg.data.path is not None:  # absolute: `aelens test RUN` works from any folder
-            cfg = cfg.with_overrides({"data.path": resolve_data_paths(cfg.data.path)})
-        if dataset is None:
-            dataset = load_dataset_from_config(cfg.data)  # validate data and settings before creating anything
-        split, split_info = make_split(dataset, cfg.split.val_fraction, cfg.split.test_fraction, cfg.seed,
-                                       cfg.split.kind, cfg.split.purge)
-        log.info(_describe_split(split_info))
-        OBJECTIVES[cfg.kind].check(cfg, dataset, split)
-        _accelerator(cfg)  # an accelerator this machine lacks is an error before the run folder exists
-        run_dir = create_run_dir(out if out is not None else default_run_dir(cfg.kind), overwrite)
+            cfg.save(rd.config_file)
+        return _existing(cfg, rd, dataset, ckpt=rd.last_checkpoint, resuming=True, worker=worker)
+    if worker:
+        rd = RunDir(os.environ[RUN_DIR_ENV])
+        return _existing(rd.config(), rd, dataset, ckpt=None, resuming=False, worker=True)
+    return _new(cfg, out, overwrite, dataset)
 
+
+def _existing(cfg: RunConfig, rd: RunDir, dataset: Dataset | None, **mode) -> _Start:
+    dataset = dataset if dataset is not None else load_dataset_from_config(cfg.data)
+    if rd.manifest().fingerprint not in (None, dataset.fingerprint):
+        raise AelensError(f"{dataset.source}: not the dataset this run was trained on (fingerprint differs)")
+    return _Start(cfg, rd, dataset, rd.split(), **mode)
+
+
+def _new(cfg: RunConfig, out, overwrite: bool, dataset: Dataset | None) -> _Start:
+    if cfg.data.path is not None:  # absolute: `aelens test RUN` works from any folder
+        cfg = cfg.with_overrides({"data.path": resolve_data_paths(cfg.data.path)})
     if dataset is None:
-        dataset = load_dataset_from_config(cfg.data)
-    geometry = Geometry(*dataset.shape)
-    if resuming or worker:
-        manifest = read_manifest(run_dir)
-        if manifest.get("data", {}).get("fingerprint") not in (None, dataset.fingerprint):
-            raise AelensError(f"{dataset.source}: not the dataset this run was trained on (fingerprint differs)")
-        split = load_split(run_dir / SPLIT)
-    else:
-        cfg.save(run_dir / "config.yaml")
-        save_split(run_dir / SPLIT, split, split_info)
-        write_manifest(
-            run_dir,
-            cfg.kind,
-            cfg.seed,
-            {
-                "image_shape": list(dataset.shape),
-                "data": {"path": str(dataset.source), "n": dataset.n, "fingerprint": dataset.fingerprint,
-                         "dtype": str(dataset.images.dtype)},
-                "split_sizes": {k: int(len(v)) for k, v in split.items()},
-                "split": split_info,
-            },
-        )
-        os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
+        dataset = load_dataset_from_config(cfg.data)  # validate data and settings before creating anything
+    s = cfg.split
+    split, info = make_split(dataset, s.val_fraction, s.test_fraction, cfg.seed, s.kind, s.purge)
+    log.info(_describe_split(info))
+    OBJECTIVES[cfg.kind].check(cfg, dataset, split)
+    _accelerator(cfg)  # an accelerator this machine lacks is an error before the run folder exists
+    rd = RunDir(create_run_dir(out if out is not None else default_run_dir(cfg.kind), overwrite))
+    cfg.save(rd.config_file)
+    rd.save_split(split, info)
+    data = {"path": str(dataset.source), "n": dataset.n, "fingerprint": dataset.fingerprint,
+            "dtype": str(dataset.images.dtype)}
+    write_manifest(rd.path, cfg.kind, cfg.seed, {"image_shape": list(dataset.shape), "data": data,
+                                                 "split_sizes": {k: int(len(v)) for k, v in split.items()}, "split": info})
+    os.environ[RUN_DIR_ENV] = str(rd.path.resolve())
+    return _Start(cfg, rd, dataset, split)
 
-    accelerator = _accelerator(cfg)
-    procs = int(cfg.train.devices) if cfg.train.devices.isdigit() and accelerator == "cpu" else 1
-    set_threads(cfg.train.threads or max(1, physical_cores() // procs))  # CPU DDP: share the cores
-    L.seed_everything(cfg.seed, workers=False, verbose=False)
-    objective = OBJECTIVES[cfg.kind](cfg, geometry)
-    objective.prepare(dataset, split, run_dir, resuming=resuming or worker)
 
-    precision = resolve_precision(cfg.train.precision, accelerator)
-    if cfg.train.precision == "auto" and precision == "fp32" and not worker:
-        log.info("precision: fp32 (this device has no fast bf16)")
-    if cfg.train.channels_last:
-        import torch
+@dataclasses.dataclass
+class _Hooks:
+    """The callbacks whose results the run records."""
 
-        objective = objective.to(memory_format=torch.channels_last)
+    ckpts: RunCheckpoints
+    timer: EpochTimer
+    snapshots: LatentSnapshots | None
 
-    ckpts = RunCheckpoints(run_dir / "checkpoints", cfg.train.checkpoint_every)
-    timer = EpochTimer()
-    callbacks: list = [ckpts, timer, LearningRateMonitor(logging_interval="epoch")]
+
+def _trainer(st: _Start, objective, accelerator: str, precision: str) -> tuple[L.Trainer, _Hooks]:
+    cfg, rd = st.cfg, st.run
+    hooks = _Hooks(RunCheckpoints(rd.checkpoints, cfg.train.checkpoint_every), EpochTimer(), None)
+    callbacks: list = [hooks.ckpts, hooks.timer, LearningRateMonitor(logging_interval="epoch")]
     if objective.has_decoder:
-        callbacks.append(ValidationImages(run_dir / "images"))
-    snapshots = None
+        callbacks.append(ValidationImages(rd.images))
     if cfg.snapshots.enabled and objective.has_encoder:
         sn = cfg.snapshots
         layers = tuple(layer for layer in sn.layers if layer == "fc1" or objective.has_decoder)
-        snapshots = LatentSnapshots(run_dir, layers, sn.per_epoch, sn.max_images, cfg.seed, precision == "bf16")
-        callbacks.append(snapshots)
+        hooks.snapshots = LatentSnapshots(rd.snapshots, layers, sn.per_epoch, sn.max_images, cfg.seed, precision == "bf16")
+        callbacks.append(hooks.snapshots)
     if cfg.train.progress:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, cfg.train.log_every // 5)))
-    resume_step = None
-    if resuming:
-        from .storage import load_tree
-
-        resume_step = int(load_tree(ckpt).get("global_step", 0))
-    loggers = [
-        RunCSVLogger(run_dir / "metrics.csv", resume_step=resume_step),
-        TensorBoardLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False),
-    ]
+    resume_step = int(load_tree(st.ckpt).get("global_step", 0)) if st.resuming else None
+    loggers = [RunCSVLogger(rd.metrics, resume_step=resume_step),
+               TensorBoardLogger(save_dir=str(rd.path), name="tb", version="", default_hp_metric=False)]
     trainer = L.Trainer(
         max_epochs=cfg.train.epochs,
         max_steps=cfg.train.max_steps,
@@ -230,8 +197,13 @@ def train(
         num_sanity_val_steps=0,
         enable_progress_bar=cfg.train.progress,
         enable_model_summary=False,
-        default_root_dir=str(run_dir),
+        default_root_dir=str(rd.path),
     )
+    return trainer, hooks
+
+
+def _fit(trainer: L.Trainer, objective, st: _Start, hooks: _Hooks) -> float:
+    """``trainer.fit`` with Lightning's noise filtered; Ctrl-C marks the run interrupted. Returns the seconds."""
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -239,20 +211,23 @@ def train(
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
         warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # frozen tagger layers, on purpose
         try:
-            trainer.fit(objective, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
+            trainer.fit(objective, ckpt_path=str(st.ckpt) if st.ckpt else None, weights_only=True)
         except SystemExit:
             if trainer.interrupted and trainer.is_global_zero:
-                update_manifest(run_dir, status="interrupted")
-                raise TrainingInterrupted(run_dir, ckpts.saved_on_exception or ckpts.path("last")) from None
+                update_manifest(st.run.path, status="interrupted")
+                raise TrainingInterrupted(st.run.path, hooks.ckpts.saved_on_exception or hooks.ckpts.path("last")) from None
             raise
-    seconds = time.perf_counter() - t0
-    if not trainer.is_global_zero:
-        return run_dir
+    return time.perf_counter() - t0
 
-    save_tensors(run_dir / "model.safetensors", objective.state_dict())
-    previous = read_manifest(run_dir)
-    train_seconds = previous.get("train_seconds", 0.0) * resuming + seconds
-    epoch_seconds = previous.get("epoch_seconds", []) * resuming + [round(s, 3) for s in timer.epoch_seconds]
+
+def _record(st: _Start, objective, trainer: L.Trainer, hooks: _Hooks, seconds: float, precision: str) -> None:
+    """Final weights and the manifest's facts (times add up over resumes), then the files' hashes."""
+    rd = st.run
+    save_tensors(rd.weights, objective.state_dict())
+    previous = read_manifest(rd.path)
+    train_seconds = previous.get("train_seconds", 0.0) * st.resuming + seconds
+    epoch_seconds = previous.get("epoch_seconds", []) * st.resuming + [round(s, 3) for s in hooks.timer.epoch_seconds]
+    ckpts = hooks.ckpts
     facts = {
         "status": "complete",
         "epochs": trainer.current_epoch,
@@ -260,21 +235,67 @@ def train(
         "train_seconds": round(train_seconds, 3),
         "epoch_seconds": epoch_seconds,
         "seconds_per_epoch": round(float(np.mean(epoch_seconds)), 4) if epoch_seconds else None,
-        "train_images_per_s": round(timer.images_per_s, 2),
+        "train_images_per_s": round(hooks.timer.images_per_s, 2),
         "precision": precision,
         "best_val_loss": ckpts.best_score if np.isfinite(ckpts.best_score) else None,
         "best_epoch": ckpts.best_epoch,
         "world_size": trainer.world_size,
         **objective.describe(),
-        **objective.finish(run_dir),
+        **objective.finish(rd.path),
     }
-    if snapshots is not None:
-        snap = previous.get("snapshot_seconds", 0.0) * resuming + snapshots.seconds
+    if hooks.snapshots is not None:
+        snap = previous.get("snapshot_seconds", 0.0) * st.resuming + hooks.snapshots.seconds
         facts["snapshot_seconds"] = round(snap, 3)
         facts["snapshot_overhead"] = round(snap / max(train_seconds - snap, 1e-9), 4)
-    update_manifest(run_dir, **facts)
-    record_file_hashes(run_dir, ["model.safetensors", "config.yaml", SPLIT])
-    return run_dir
+    update_manifest(rd.path, **facts)
+    record_file_hashes(rd.path, [rd.WEIGHTS, rd.CONFIG, rd.SPLIT])
+
+
+def train(
+    cfg: RunConfig,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    resume: str | Path | None = None,
+    dataset: Dataset | None = None,
+) -> Path:
+    """Train the objective ``cfg.kind`` and return the run directory.
+
+    ``resume``: continue an existing run from ``checkpoints/last.safetensors`` with its optimiser and schedule state
+    (``cfg`` then only supplies a new ``train.epochs``, and may be None).
+    """
+    st = _start(cfg, out, overwrite, resume, dataset)
+    cfg = st.cfg
+    accelerator = _accelerator(cfg)
+    procs = int(cfg.train.devices) if cfg.train.devices.isdigit() and accelerator == "cpu" else 1
+    set_threads(cfg.train.threads or max(1, physical_cores() // procs))  # CPU DDP: share the cores
+    L.seed_everything(cfg.seed, workers=False, verbose=False)
+    objective = OBJECTIVES[cfg.kind](cfg, Geometry(*st.dataset.shape))
+    objective.prepare(st.dataset, st.split, st.run.path, resuming=st.continuing)
+    precision = resolve_precision(cfg.train.precision, accelerator)
+    if cfg.train.precision == "auto" and precision == "fp32" and not st.worker:
+        log.info("precision: fp32 (this device has no fast bf16)")
+    if cfg.train.channels_last:
+        import torch
+
+        objective = objective.to(memory_format=torch.channels_last)
+    trainer, hooks = _trainer(st, objective, accelerator, precision)
+    seconds = _fit(trainer, objective, st, hooks)
+    if trainer.is_global_zero:
+        _record(st, objective, trainer, hooks, seconds, precision)
+    return st.run.path
+
+
+def ensure_run(cfg: RunConfig, run_dir: str | Path) -> Path:
+    """Train ``cfg`` into ``run_dir`` unless it is already complete; resume it when it was interrupted."""
+    rd = RunDir(run_dir)
+    if not rd.exists():
+        return train(cfg, out=rd.path)
+    if rd.is_complete():
+        return rd.path
+    if rd.last_checkpoint.is_file():
+        log.info("resuming %s", rd.path)
+        return train(cfg, resume=rd.path)
+    return train(cfg, out=rd.path, overwrite=True)
 
 
 def train_autoencoder(cfg: RunConfig, **kwargs) -> Path:

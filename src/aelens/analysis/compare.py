@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AelensError
+from ..layout import COMPARE_RESULT
 from ..runs import check_same_image_shape, load_run
 from ..storage import write_json, write_text
 from . import figures
@@ -32,17 +33,18 @@ def run_label(run) -> str:
 
 def check_comparable(runs) -> None:
     check_same_image_shape(runs)
-    prints = {r.manifest.get("data", {}).get("fingerprint") for r in runs}
+    prints = {r.manifest.fingerprint for r in runs}
     if len(prints) > 1:
         raise AelensError("runs were trained on different datasets: " + "; ".join(
-            f"{r.path}: {r.manifest.get('data', {}).get('path')} ({r.manifest.get('data', {}).get('fingerprint')})"
+            f"{r.path}: {r.manifest.get('data', {}).get('path')} ({r.manifest.fingerprint})"
             for r in runs))
 
 
 def compare_runs(run_dirs: list, data=None, layer: str = "fc1", out=None, max_images: int = 10000,
-                 color_by: list[str] | None = None, n_boot: int = 200, seed: int = 0) -> dict:
+                 color_by: list[str] | None = None, n_boot: int = 200, seed: int = 0, loop_on: str | None = None) -> dict:
     """Pairwise CKA (linear and debiased, bootstrap 95% interval, permutation baseline), mutual k-NN overlap and
-    Procrustes distance; per run and condition the decoding scores; the loop test of each run's 2-D map.
+    Procrustes distance; per run and condition the decoding scores; the loop test of each run's 2-D map (on the
+    angle column ``loop_on``, e.g. the taggers' target, else the first angle column).
     Writes ``comparison.json``, ``comparison.md`` and ``comparison.png`` to ``out``."""
     if len(run_dirs) < 2:
         raise AelensError("compare needs at least two run directories")
@@ -64,7 +66,8 @@ def compare_runs(run_dirs: list, data=None, layer: str = "fc1", out=None, max_im
                       "knn_chance": 10 / (len(a) - 1), "procrustes_distance": procrustes_distance(a, b)})
     decoding = {lab: encoding_scores(c, ds, idx, columns, seed=seed) for lab, c in zip(labels, codes)}
     maps = [c[:, :2].astype(np.float32) if c.shape[1] == 2 else embed(c, "umap", random_state=seed)[0] for c in codes]
-    angle_col = next((c for c in columns if ds.conditions.is_angle(c)), None)
+    angles = [c for c in columns if ds.conditions.is_angle(c)]
+    angle_col = loop_on if loop_on in angles else next(iter(angles), None)
     loops = {}
     if angle_col is not None:
         loops = {lab: loop_score(ds.conditions.column(angle_col)[idx], xy, random_state=seed)
@@ -74,7 +77,7 @@ def compare_runs(run_dirs: list, data=None, layer: str = "fc1", out=None, max_im
     figures.save_comparison_grid(maps, labels, panels, out / "comparison.png", notes)
     result = {"runs": [str(r.path) for r in runs], "labels": labels, "layer": layer, "n": int(len(idx)),
               "pairs": pairs, "decoding": decoding, "loop": loops, "loop_condition": angle_col}
-    write_json(out / "comparison.json", result)
+    write_json(out / COMPARE_RESULT, result)
     write_text(out / "comparison.md", comparison_markdown(result))
     return result
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..data.loading import Dataset
 from ..errors import AelensError
+from ..layout import LATENT_SUMMARY, RunDir
 from ..runs import Run, load_run
 from ..storage import load_npy, save_npy, write_csv, write_json
 from . import figures
@@ -23,13 +24,13 @@ SKIP_COLUMNS = ("frame", "session", "track", "time_s", "interpolated")  # ids an
 
 
 def is_training_data(run: Run, ds: Dataset) -> bool:
-    return run.manifest.get("data", {}).get("fingerprint") == ds.fingerprint
+    return run.manifest.fingerprint == ds.fingerprint
 
 
 def analysis_frames(run: Run, ds: Dataset, max_images: int) -> np.ndarray:
     """The run's snapshot analysis set when ``ds`` is its training data (so the final map is the last snapshot's
     frames), else all frames up to ``max_images``."""
-    path = run.path / "snapshots" / "analysis_indices.npy"
+    path = RunDir(run.path).snapshot_subset
     if path.is_file() and is_training_data(run, ds):
         idx = load_npy(path)
         return idx[:max_images] if len(idx) > max_images else idx
@@ -144,8 +145,9 @@ def latent_analysis(
                           title=f"{run.kind} latent ({layer}, {len(idx)} frames), {method.upper()}; "
                           f"trustworthiness {summary['trustworthiness']:.2f}")
     summary["files"].append("overview.png")
-    has_snapshots = (run.path / "snapshots" / "index.csv").is_file() and is_training_data(run, ds)
-    if scores and columns and has_snapshots and (run.path / "snapshots" / f"{layer}.npy").is_file():
+    rd = RunDir(run.path)
+    has_snapshots = rd.snapshot_index.is_file() and is_training_data(run, ds)
+    if scores and columns and has_snapshots and rd.snapshot_layer(layer).is_file():
         srows = snapshot_scores(run, ds, columns, layer, seed)
         write_csv(out / "encoding_vs_epoch.csv", srows, ["snapshot", "epoch", "global_step", "condition", "metric", "score", "chance", "n"])
         figures.save_score_curves(srows, out / "encoding_vs_epoch.png")
@@ -154,13 +156,13 @@ def latent_analysis(
         summary["evolution"] = evolution_movie(run, ds, layer, method, fit, columns, out)
         summary["files"] += ["evolution.gif", "evolution.mp4"]
     summary["seconds"] = round(time.perf_counter() - t_start, 2)
-    write_json(out / "summary.json", summary)
+    write_json(out / LATENT_SUMMARY, summary)
     return summary
 
 
 def _check_evolution(run: Run, ds: Dataset, layer: str) -> None:
-    folder = run.path / "snapshots"
-    if not (folder / "index.csv").is_file() or not (folder / f"{layer}.npy").is_file():
+    rd = RunDir(run.path)
+    if not rd.snapshot_index.is_file() or not rd.snapshot_layer(layer).is_file():
         hint = "(train with --snapshots, and --snapshot-layers fc1,fc2 for fc2)" if run.kind != "decoder" else \
             "(decoder runs have no encoder to snapshot)"
         raise AelensError(f"{run.path}: no latent snapshots of {layer} to make a movie from {hint}")

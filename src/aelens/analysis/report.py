@@ -10,9 +10,8 @@ import datetime as _dt
 import html
 from pathlib import Path
 
+from ..layout import StudyLayout
 from ..storage import read_json, versions, write_text
-
-SECTIONS = ("q1", "q2", "q3")
 
 
 def _load(path: Path):
@@ -32,7 +31,7 @@ def _fmt_score(row: dict) -> str:
     return f"R² {row['score']:.2f}"
 
 
-def answer_q1(latent: dict | None) -> str:
+def answer_q1(latent: dict | None, latent_dim: int) -> str:
     if not latent or not latent.get("encoding_scores"):
         return "No conditions were available to score the AE latent against."
     best = {}
@@ -42,7 +41,7 @@ def answer_q1(latent: dict | None) -> str:
     ranked = sorted(best.values(), key=_skill, reverse=True)
     top = ", ".join(f"{r['condition']} ({r['decoder']}: {_fmt_score(r)})" for r in ranked[:3])
     low = ranked[-1]
-    return (f"The AE's 16-D latent encodes {top}; the least decodable condition is {low['condition']} "
+    return (f"The AE's {latent_dim}-D latent encodes {top}; the least decodable condition is {low['condition']} "
             f"({low['decoder']}: {_fmt_score(low)}). The 2-D map's trustworthiness is {latent['trustworthiness']:.3f} "
             "(1 = every neighbour in the picture is a neighbour in the latent).")
 
@@ -95,10 +94,13 @@ def answer_q3(compare: dict | None, sweep: dict | None) -> str:
         a, t = ridge(labels[0], angle), ridge(labels[1], angle)
         if a and t:
             text += f". {angle} is decoded from the tagger latent with {t['score']:.1f}° error vs {a['score']:.1f}° from the AE"
-    other = next((r["condition"] for r in dec.get(labels[0], []) if r["metric"] == "r2" and "dist" in r["condition"]), None)
+    other = _best_linear_r2(dec.get(labels[0], []))
     if other:
         a, t = ridge(labels[0], other), ridge(labels[1], other)
-        text += f"; {other} drops from R² {a['score']:.2f} (AE) to {t['score']:.2f} (tagger)"
+        if a and t:
+            change = "drops" if t["score"] < a["score"] else "rises"
+            text += (f"; {other}, the condition the AE's latent holds best linearly, {change} from R² {a['score']:.2f} "
+                     f"(AE) to {t['score']:.2f} (tagger)")
     loop = compare.get("loop", {}).get(labels[1])
     if loop:
         is_loop = loop["circular_corr"] > max(0.5, loop["permutation_95"])
@@ -116,6 +118,12 @@ def answer_q3(compare: dict | None, sweep: dict | None) -> str:
     return text + "."
 
 
+def _best_linear_r2(rows: list[dict]) -> str | None:
+    """The R² condition that a ridge readout decodes best from a latent (None when there is none)."""
+    r2 = [r for r in rows if r["metric"] == "r2" and r["decoder"] == "ridge" and r["score"] == r["score"]]
+    return max(r2, key=lambda r: r["score"])["condition"] if r2 else None
+
+
 PSNR_HOLDS_DB = 1.5  # a reconstruction "holds" on a new session within this many dB of its own test frames
 TAGGER_HOLDS_RATIO = 2.0  # a tagger "holds" within this factor of its own test error (and well under the baseline)
 
@@ -126,7 +134,7 @@ def _psnr(h: dict | None) -> float | None:
     return h.get("value_clean") if h.get("value_clean") is not None else h.get("value")
 
 
-def answer_transfer(tr: dict) -> list[str]:
+def answer_transfer(tr: dict, target: str = "body_angle_deg") -> list[str]:
     """One sentence per question that the transfer numbers support (see ``analysis.transfer``)."""
     name = tr["name"]
     models = {m["label"]: m for m in tr["models"]}
@@ -162,7 +170,7 @@ def answer_transfer(tr: dict) -> list[str]:
     dec = [r for r in tr.get("decoding", []) if r["decoder"] == "ridge" and r["score"] == r["score"]]
     for model in ("ae", "tagger"):
         rows = [r for r in dec if r["model"] == model]
-        angle = next((r for r in rows if r["metric"] == "mae_deg" and "body" in r["condition"]), None) or \
+        angle = next((r for r in rows if r["metric"] == "mae_deg" and r["condition"] == target), None) or \
             next((r for r in rows if r["metric"] == "mae_deg"), None)
         if angle:
             within = f", within the training data {angle['in_session']:.1f}°" if angle.get("in_session") is not None else ""
@@ -172,14 +180,14 @@ def answer_transfer(tr: dict) -> list[str]:
 
 
 def collect_results(out: Path, cfg, timings: dict, seconds: float) -> dict:
-    out = Path(out)
-    ae_test = _load(out / "runs" / "ae" / "test" / "results.json")
-    recon = _load(out / "recon" / "recon_comparison.json")
-    latent_ae = _load(out / "latent" / "ae" / "summary.json")
-    latent_tagger = _load(out / "latent" / "tagger" / "summary.json")
-    sweep = _load(out / "sweep" / "unfreeze_sweep.json")
-    compare = _load(out / "compare" / "comparison.json")
-    transfer = [t for t in (_load(p) for p in sorted((out / "transfer").glob("*/transfer.json"))) if t]
+    lay = StudyLayout(out)
+    ae_test = _load(lay.ae.test_results)
+    recon = _load(lay.recon_result)
+    latent_ae = _load(lay.latent_summary("ae"))
+    latent_tagger = _load(lay.latent_summary("tagger"))
+    sweep = _load(lay.sweep_result)
+    compare = _load(lay.compare_result)
+    transfer = [t for t in (_load(p) for p in lay.transfer_results()) if t]
     return {
         "created": _dt.datetime.now().isoformat(timespec="seconds"),
         "settings": dataclasses.asdict(cfg),
@@ -193,8 +201,8 @@ def collect_results(out: Path, cfg, timings: dict, seconds: float) -> dict:
         "sweep": sweep,
         "comparison": compare,
         "transfer": transfer,
-        "answers": {"q1": answer_q1(latent_ae), "q2": answer_q2(recon), "q3": answer_q3(compare, sweep),
-                    "transfer": {t["name"]: answer_transfer(t) for t in transfer}},
+        "answers": {"q1": answer_q1(latent_ae, cfg.latent_dim), "q2": answer_q2(recon), "q3": answer_q3(compare, sweep),
+                    "transfer": {t["name"]: answer_transfer(t, cfg.target) for t in transfer}},
     }
 
 
@@ -261,7 +269,7 @@ def _split_line(results: dict) -> str:
     return f"<p class='meta'>{html.escape(text)} (every model shares this split; test scores are on its test frames)</p>"
 
 
-def _transfer_section(out: Path, results: dict) -> list[str]:
+def _transfer_section(lay: StudyLayout, results: dict) -> list[str]:
     transfer = results.get("transfer") or []
     if not transfer:
         return []
@@ -288,14 +296,35 @@ def _transfer_section(out: Path, results: dict) -> list[str]:
         if dec:
             parts.append(_table(dec, ["model", "condition", "decoder", "metric", "in_session", "score", "chance"],
                                 ["model", "condition", "decoder", "metric", "within training data", "on the new session", "chance"]))
-        parts.append(_img(out / "transfer" / name / "ae" / "recon_grid.png", f"{name}: frames and the AE's reconstructions."))
-        parts.append(_img(out / "transfer" / name / "tagger" / "angle_arrows.png", f"{name}: the tagger's answers (true vs predicted)."))
+        parts.append(_img(lay.transfer(name) / "ae" / "recon_grid.png", f"{name}: frames and the AE's reconstructions."))
+        parts.append(_img(lay.transfer(name) / "tagger" / "angle_arrows.png", f"{name}: the tagger's answers (true vs predicted)."))
     parts.append("</section>")
     return parts
 
 
+def _pca_run(lay: StudyLayout, decoders) -> Path | None:
+    """The PCA decoder run with the most components (its explained-variance curve goes into the report)."""
+    pca = [(int(dim), spec) for spec in decoders for method, _, dim in [spec.partition(":")] if method == "pca"]
+    return lay.decoder(max(pca)[1]).path if pca else None
+
+
+def _condition_figures(lay: StudyLayout, results: dict) -> list[str]:
+    """The AE map coloured by the tagger's target and by the condition its latent holds best besides it."""
+    settings = results["settings"]
+    target = settings.get("target", "body_angle_deg")
+    scores = (results.get("latent_ae") or {}).get("encoding_scores", [])
+    other = _best_linear_r2([r for r in scores if r["condition"] != target])
+    folder = lay.latent("ae")
+    parts = [_img(folder / f"scatter_{target}.png", f"Coloured by {target} (the taggers' target), with example frames "
+                  "and their reconstructions.")]
+    if other:
+        parts.append(_img(folder / f"scatter_{other}.png", f"Coloured by {other}, the condition a linear readout "
+                          "decodes best from the AE latent."))
+    return parts
+
+
 def write_report(out: Path, results: dict) -> Path:
-    out = Path(out)
+    lay = StudyLayout(out)
     a = results["answers"]
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>aelens study</title><style>{CSS}</style></head><body>",
              "<h1>aelens study report</h1>",
@@ -305,15 +334,16 @@ def write_report(out: Path, results: dict) -> Path:
              _split_line(results)]
     # Q1
     lat = results.get("latent_ae") or {}
+    method = str(results["settings"].get("latent_method", "umap")).upper()
+    pca_run = _pca_run(lay, results["settings"].get("decoders", []))
     parts += ["<section id='q1'><h2>1. What does the autoencoder's latent encode?</h2>",
               f"<div class='answer'>{html.escape(a['q1'])}</div>",
-              _img(out / "latent" / "ae" / "overview.png", "The AE latent (UMAP), coloured by each condition; decoding score in each title."),
+              _img(lay.latent("ae") / "overview.png", f"The AE latent ({method}), coloured by each condition; decoding score in each title."),
               _score_table(lat.get("encoding_scores", [])),
-              _img(out / "latent" / "ae" / "scatter_body_angle_deg.png", "Coloured by body angle, with example frames and their reconstructions."),
-              _img(out / "latent" / "ae" / "scatter_dist_from_center.png", "Coloured by distance from the arena centre."),
-              _img(out / "latent" / "ae" / "evolution.gif", "How the latent developed during training (one frame per snapshot)."),
-              _img(out / "latent" / "ae" / "encoding_vs_epoch.png", "Decodability of each condition over training."),
-              _img(out / "runs" / "ae" / "test" / "recon_grid.png", "Held-out test frames and the AE's reconstructions."),
+              *_condition_figures(lay, results),
+              _img(lay.latent("ae") / "evolution.gif", "How the latent developed during training (one frame per snapshot)."),
+              _img(lay.latent("ae") / "encoding_vs_epoch.png", "Decodability of each condition over training."),
+              _img(lay.ae.test_dir / "recon_grid.png", "Held-out test frames and the AE's reconstructions."),
               "</section>"]
     # Q2
     recon = results.get("reconstruction") or {}
@@ -322,9 +352,9 @@ def write_report(out: Path, results: dict) -> Path:
     fields = ["model", "dim", "mse", "psnr", "ssim"] + ([key, "ssim_clean"] if key == "psnr_clean" else []) + ["train_seconds", "seconds_per_epoch", "explained_variance"]
     parts += ["<section id='q2'><h2>2. Can PCA or UMAP replace the encoder?</h2>",
               f"<div class='answer'>{html.escape(a['q2'])}</div>",
-              _img(out / "recon" / "recon_comparison.png", "Same test frames through each model; bottom row: each model's latent in 2-D."),
+              _img(lay.recon / "recon_comparison.png", "Same test frames through each model; bottom row: each model's latent in 2-D."),
               _table(rows, fields),
-              _img(out / "runs" / "decoder-pca16" / "pca_variance.png", "Cumulative explained variance of PCA on the training frames."),
+              _img(pca_run / "pca_variance.png", f"Cumulative explained variance of PCA on the training frames ({pca_run.name}).") if pca_run else "",
               "</section>"]
     # Q3
     cmp_ = results.get("comparison")
@@ -336,18 +366,18 @@ def write_report(out: Path, results: dict) -> Path:
                       "95% CI": f"{p['linear_cka_ci95'][0]:.3f}-{p['linear_cka_ci95'][1]:.3f}",
                       "debiased CKA": p["debiased_cka"], "permutation 95%": p["permutation_95"],
                       "mutual 10-NN": p["mutual_knn_10"], "Procrustes": p["procrustes_distance"]} for p in cmp_["pairs"]]
-        parts += [_img(out / "compare" / "comparison.png", "Each run's latent (columns) coloured by each condition (rows)."),
+        parts += [_img(lay.compare / "comparison.png", "Each run's latent (columns) coloured by each condition (rows)."),
                   _table(pair_rows, list(pair_rows[0])),
                   "".join(f"<h3>{html.escape(lab)}</h3>" + _score_table(rows) for lab, rows in cmp_["decoding"].items())]
     if sweep:
-        parts += [_img(out / "sweep" / "unfreeze_sweep.png", "Tagger test error vs trainable AE encoder layers."),
+        parts += [_img(lay.sweep / "unfreeze_sweep.png", "Tagger test error vs trainable AE encoder layers."),
                   _table(sweep["rows"], ["run", "trainable_layers", "angle_mae_deg", "angle_median_deg", "within_15deg", "within_30deg", "train_seconds"])]
     parts.append("</section>")
-    parts += _transfer_section(out, results)
+    parts += _transfer_section(lay, results)
     parts += ["<h2>Reproduce</h2><p>Every run directory holds its <code>config.yaml</code>; "
               "<code>aelens study --data DATA --out DIR --config DIR/study.yaml</code> repeats (or resumes) this study.</p>",
               f"<p class='meta'>step times (s): {html.escape(', '.join(f'{k}: {v}' for k, v in results['step_seconds'].items()))}</p>",
               "</body></html>"]
-    path = out / "report.html"
+    path = lay.report
     write_text(path, "\n".join(p for p in parts if p))
     return path

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..data.loading import Dataset
 from ..evaluate import test_run
+from ..layout import LATENT_SUMMARY, TRANSFER_RESULT, RunDir
 from ..runs import load_run
 from ..storage import read_json, write_csv, write_json
 from .latent import analysis_frames, chosen_columns
@@ -64,9 +65,9 @@ def transfer_decoding(run_dir: Path, new: Dataset, max_images: int, seed: int = 
 
 def _in_session_scores(latent_dir: Path | None) -> dict[tuple[str, str], float]:
     """(condition, decoder) -> the cross-validated score within the training data (from ``latent_analysis``)."""
-    if latent_dir is None or not (latent_dir / "summary.json").is_file():
+    if latent_dir is None or not (latent_dir / LATENT_SUMMARY).is_file():
         return {}
-    rows = read_json(latent_dir / "summary.json").get("encoding_scores", [])
+    rows = read_json(latent_dir / LATENT_SUMMARY).get("encoding_scores", [])
     return {(r["condition"], r["decoder"]): r["score"] for r in rows}
 
 
@@ -82,7 +83,7 @@ def score_transfer(name: str, data: str | Path, runs: dict[str, Path], out: str 
         run = load_run(run_dir)
         if new is None:
             new = run.dataset(data)
-        own = read_json(Path(run_dir) / "test" / "results.json") if (Path(run_dir) / "test" / "results.json").is_file() else None
+        own = RunDir(run_dir).test_result()
         res = test_run(run_dir, dataset=new, out=out / label, figures=label in decode)
         models.append({"label": label, "kind": run.kind, "run": str(run_dir), "new": _headline(run.kind, res),
                        "own": _headline(run.kind, own) if own else None,
@@ -100,5 +101,5 @@ def score_transfer(name: str, data: str | Path, runs: dict[str, Path], out: str 
                   ["model", "condition", "decoder", "metric", "score", "chance", "in_session", "n_fit", "n"])
     result = {"name": name, "data": str(data), "n": new.n, "models": models, "decoding": decoding,
               "notes": list(notes or [])}
-    write_json(out / "transfer.json", result)
+    write_json(out / TRANSFER_RESULT, result)
     return result

@@ -23,37 +23,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..errors import AelensError
-
-PARTS = ("rotate", "flip", "shift", "scale", "photometric")
-# Legacy `augment: true` (runs made before the parts existed) meant rotations and flips.
-LEGACY_TRUE = "rotate,flip"
 SHIFT_FRACTION = 0.05
 SCALE_RANGE = (0.9, 1.1)
-
-
-def parse_augment(spec: str | bool) -> tuple[str, ...]:
-    """``'rotate,flip'`` -> ('rotate', 'flip') in canonical order; ``none``/``false`` -> (); ``all`` -> every part."""
-    if isinstance(spec, bool):
-        spec = LEGACY_TRUE if spec else "none"
-    text = str(spec).strip().lower()
-    if text in ("", "none", "false", "off", "no"):
-        return ()
-    if text in ("true", "on", "yes"):
-        text = LEGACY_TRUE
-    if text == "all":
-        return PARTS
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    unknown = [p for p in parts if p not in PARTS]
-    if unknown or not parts:
-        raise AelensError(
-            f"--augment must be none, all or a comma-separated list of {', '.join(PARTS)}; got {str(spec)!r}"
-        )
-    return tuple(p for p in PARTS if p in parts)
-
-
-def format_augment(parts: tuple[str, ...]) -> str:
-    return ",".join(parts) if parts else "none"
 
 
 def uses_circle_mask(parts: tuple[str, ...]) -> bool:

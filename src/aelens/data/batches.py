@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader, Sampler
 from torch.utils.data import Dataset as TorchDataset
 
 from ..errors import AelensError
+from ..options import NOISE_KINDS, parse_noise_spec
 from .loading import Dataset
-
 
 # --------------------------------------------------------------------------------------------- splits
 
@@ -370,28 +370,14 @@ def _saltpepper(x: torch.Tensor, p: float, gen: torch.Generator | None) -> torch
     return out
 
 
-NOISES: dict[str, tuple[NoiseFn, str]] = {
-    "gaussian": (_gaussian, "standard deviation in pixel units (0..1), e.g. gaussian:0.1"),
-    "poisson": (_poisson, "photons at full brightness, e.g. poisson:20"),
-    "saltpepper": (_saltpepper, "fraction of pixels set to 0 or 1, e.g. saltpepper:0.05"),
-}
+NOISES: dict[str, NoiseFn] = {"gaussian": _gaussian, "poisson": _poisson, "saltpepper": _saltpepper}
+assert set(NOISES) == set(NOISE_KINDS)
 
 
 def parse_noise(spec: str) -> tuple[NoiseFn, float] | None:
-    """'none' -> None; 'gaussian:0.1' -> (fn, 0.1). Unknown names or bad parameters are an AelensError."""
-    if spec in ("none", "", None):
-        return None
-    name, _, param = spec.partition(":")
-    if name not in NOISES:
-        raise AelensError(f"--noise: unknown noise {spec!r}; expected none or one of {', '.join(f'{k}:X' for k in NOISES)}")
-    fn, meaning = NOISES[name]
-    try:
-        value = float(param)
-    except ValueError:
-        raise AelensError(f"--noise: {spec!r} needs a number after '{name}:' ({meaning})") from None
-    if not (value > 0 and math.isfinite(value)) or (name == "saltpepper" and value > 1):
-        raise AelensError(f"--noise: {spec!r} is out of range ({meaning})")
-    return fn, value
+    """'none' -> None; 'gaussian:0.1' -> (fn, 0.1); the grammar and its errors are ``options.parse_noise_spec``."""
+    parsed = parse_noise_spec(spec)
+    return None if parsed is None else (NOISES[parsed[0]], parsed[1])
 
 
 def corrupt(x: torch.Tensor, spec: str, gen: torch.Generator | None = None) -> torch.Tensor:

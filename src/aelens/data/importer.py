@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import AelensError
 from ..storage import NpyAppender, atomic_dir, sha256_file, write_csv, write_json
 from . import kinematics as kin
-from .poses import Poses, describe, read_poses
+from .poses import Poses, read_poses
 from .video import probe, stream_frames
 
 WINDOW_BODY_LENGTHS = 4.0  # default window: 4 x the median back->front length holds a whole fly or rodent body and some floor

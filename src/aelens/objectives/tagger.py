@@ -14,12 +14,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import RunConfig, TaggerConfig, load_config
-from ..data.augment import augment_batch, format_augment, parse_augment, rotate_batch, uses_circle_mask  # noqa: F401
+from ..config import RunConfig, TaggerConfig
+from ..data.augment import augment_batch, rotate_batch, uses_circle_mask  # noqa: F401
 from ..data.loading import Conditions
 from ..errors import AelensError
+from ..layout import RunDir
 from ..nets import AngleReadout, Encoder, Geometry
-from ..storage import read_manifest
+from ..options import format_augment, parse_augment
+from ..storage import load_into, load_state_dict
 from .base import Objective
 
 log = logging.getLogger("aelens")
@@ -86,24 +88,22 @@ def trainable_layers(unfreeze: str) -> tuple[str, ...]:
 
 def check_init_from(ae_dir: str | Path, cfg: RunConfig, geometry: Geometry) -> None:
     """``--init-from`` must name an AE run with the tagger's latent dim and image shape, with weights."""
-    from ..runs import weights_file
-
-    ae_dir = Path(ae_dir)
-    manifest = read_manifest(ae_dir)
-    if manifest.get("kind") != "ae":
-        raise AelensError(f"--init-from {ae_dir}: a {manifest.get('kind')} run, not an AE run")
-    ae_cfg = load_config(ae_dir / "config.yaml")
+    rd = RunDir(ae_dir)
+    manifest = rd.manifest()
+    if manifest.kind != "ae":
+        raise AelensError(f"--init-from {ae_dir}: a {manifest.kind} run, not an AE run")
+    ae_cfg = rd.config()
     if ae_cfg.model.latent_dim != cfg.model.latent_dim:
         raise AelensError(
             f"--init-from {ae_dir}: the AE's latent dim is {ae_cfg.model.latent_dim}, the tagger's {cfg.model.latent_dim} (set --latent-dim)"
         )
     g = geometry
-    if list(manifest.get("image_shape", [])) != [g.channels, g.height, g.width]:
+    if list(manifest.image_shape or ()) != [g.channels, g.height, g.width]:
         raise AelensError(
-            f"--init-from {ae_dir}: the AE was trained on {'x'.join(map(str, manifest.get('image_shape', [])))} images, "
+            f"--init-from {ae_dir}: the AE was trained on {'x'.join(map(str, manifest.image_shape or ()))} images, "
             f"these are {g.channels}x{g.height}x{g.width}"
         )
-    weights_file(ae_dir)
+    rd.weights_file()
 
 
 class DirectionTagger(Objective):
@@ -197,10 +197,8 @@ class DirectionTagger(Objective):
 
     def init_from(self, ae_dir: str | Path) -> None:
         """Copy the encoder weights of an AE run (same latent dim and image shape)."""
-        from ..runs import load_into, load_state_dict, weights_file
-
         check_init_from(ae_dir, self.cfg, self.geometry)
-        path = weights_file(ae_dir)
+        path = RunDir(ae_dir).weights_file()
         state = load_state_dict(path)
         enc = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
         load_into(self.encoder, enc, path)

@@ -1,0 +1,130 @@
+"""The package's layers: every module imports only from its own layer or below, and nothing imports in a circle.
+
+Imports inside functions count too (they are dependencies all the same, only later). The layers, bottom up, are
+listed in LAYERS; the README's Development section describes them.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "aelens"
+
+# bottom up; a module may import from its own layer or any layer below, never above
+LAYERS: list[tuple[str, list[str]]] = [
+    ("errors", ["_version", "errors"]),
+    ("storage", ["storage"]),  # the only module that writes files
+    ("config", ["options", "config"]),
+    ("layout", ["layout"]),  # every file name in a run folder and a study folder
+    ("building blocks", ["data", "data.*", "nets", "metrics", "inference", "reducers",
+                         "analysis", "analysis.scores", "analysis.projection", "analysis.figures"]),
+    ("objectives", ["objectives", "objectives.*"]),
+    ("training", ["callbacks", "train"]),
+    ("runs", ["runs", "evaluate", "export"]),
+    ("analysis", ["sweep", "analysis.latent", "analysis.compare", "analysis.snapshots", "analysis.transfer",
+                  "analysis.report"]),
+    ("study", ["study", "bench"]),
+    ("interface", ["cli", "__main__", ""]),  # "" is the package itself: its __init__ is the Python API
+]
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(SRC).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _layer_of(module: str) -> int:
+    for i, (_, patterns) in enumerate(LAYERS):
+        for p in patterns:
+            if module == p or (p.endswith(".*") and module.startswith(p[:-1])):
+                return i
+    raise AssertionError(f"module aelens.{module} is in no layer: add it to LAYERS in tests/test_layers.py")
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """aelens modules imported anywhere in the file, as names relative to the package ('' = the package)."""
+    is_pkg = path.name == "__init__.py"
+    package = module.split(".") if is_pkg else module.split(".")[:-1]
+    package = [p for p in package if p]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+                target = base + (node.module.split(".") if node.module else [])
+            elif node.module and node.module.split(".")[0] == "aelens":
+                target = node.module.split(".")[1:]
+            else:
+                continue
+            name = ".".join(target)
+            # `from . import x` / `from .data import loading`: x may be a module of that package
+            for alias in node.names:
+                sub = f"{name}.{alias.name}" if name else alias.name
+                found.add(sub if (SRC / Path(*sub.split("."))).with_suffix(".py").is_file() else name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "aelens":
+                    found.add(".".join(alias.name.split(".")[1:]))
+    found.discard(module)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    return {_module_name(p): _imports(p, _module_name(p)) for p in sorted(SRC.rglob("*.py"))}
+
+
+def test_every_module_imports_only_from_its_layer_or_below():
+    upward = []
+    for module, deps in _graph().items():
+        for dep in deps:
+            if _layer_of(dep) > _layer_of(module):
+                upward.append(f"aelens.{module} ({LAYERS[_layer_of(module)][0]}) imports aelens.{dep} "
+                              f"({LAYERS[_layer_of(dep)][0]})")
+    assert not upward, "upward imports:\n" + "\n".join(sorted(upward))
+
+
+def test_no_import_cycles():
+    graph = _graph()
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for d in sorted(graph.get(m, ())):
+            if state.get(d) == 1:
+                cycle = stack[stack.index(d):] + [d]
+                pytest.fail("import cycle: " + " -> ".join(f"aelens.{c}".rstrip(".") for c in cycle))
+            if d not in state:
+                visit(d)
+        stack.pop()
+        state[m] = 2
+
+    for m in graph:
+        if m not in state:
+            visit(m)
+
+
+def test_the_checker_sees_upward_and_circular_imports(tmp_path, monkeypatch):
+    """The two tests above would catch a planted upward import and a planted cycle."""
+    pkg = tmp_path / "aelens"
+    (pkg / "data").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "data" / "__init__.py").write_text("")
+    (pkg / "storage.py").write_text("def f():\n    from .study import run_study\n")
+    (pkg / "study.py").write_text("from .storage import f\n")
+    (pkg / "data" / "loading.py").write_text("from ..errors import AelensError\nfrom aelens.data import batches\n")
+    (pkg / "data" / "batches.py").write_text("from . import loading\n")
+    monkeypatch.setattr(__import__(__name__), "SRC", pkg)
+    graph = _graph()
+    assert graph["storage"] == {"study"} and graph["study"] == {"storage"}
+    assert graph["data.loading"] == {"errors", "data.batches"} and graph["data.batches"] == {"data.loading"}
+    assert _layer_of("study") > _layer_of("storage")  # so storage -> study is reported as upward
+    with pytest.raises(pytest.fail.Exception, match="import cycle: aelens.data.batches -> aelens.data.loading"):
+        test_no_import_cycles()
