@@ -21,7 +21,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/aelens demo --out demo
 
+# lint and format check first (seconds), then the tests
 test: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -30,7 +30,9 @@ def test_compare_refuses_runs_from_other_datasets_or_shapes(tiny_ae, tiny_data, 
 
 def test_compare_two_runs_of_one_dataset(tiny_ae, tiny_data, tmp_path):
     tagger = aelens.train(quick_config(tiny_data, "tagger"), out=tmp_path / "tagger")
-    res = compare_runs([tiny_ae, tagger], out=tmp_path / "cmp", color_by=["body_angle_deg", "dist_from_center"], n_boot=20)
+    res = compare_runs(
+        [tiny_ae, tagger], out=tmp_path / "cmp", color_by=["body_angle_deg", "dist_from_center"], n_boot=20
+    )
     assert res["labels"] == ["AE-16", "tagger (scratch)"] and len(res["pairs"]) == 1
     p = res["pairs"][0]
     assert 0 < p["linear_cka"] < 1 and p["linear_cka_ci95"][0] <= p["linear_cka"] <= p["linear_cka_ci95"][1]
@@ -42,10 +44,14 @@ def test_compare_two_runs_of_one_dataset(tiny_ae, tiny_data, tmp_path):
 
 
 def test_compare_recon_one_row_per_run(tiny_ae, tiny_data, tmp_path):
-    dec = aelens.train(quick_config(tiny_data, "decoder", **{"embedding.method": "pca", "embedding.dim": 2}), out=tmp_path / "pca2")
+    dec = aelens.train(
+        quick_config(tiny_data, "decoder", **{"embedding.method": "pca", "embedding.dim": 2}), out=tmp_path / "pca2"
+    )
     res = compare_reconstructions([tiny_ae, dec], out=tmp_path / "recon")
     assert [r["model"] for r in res["rows"]] == ["AE-16", "PCA-2"] and res["n"] == 16
     lines = (tmp_path / "recon" / "recon_comparison.csv").read_text().splitlines()
-    assert lines[0].startswith("run,model,latent_source,dim,mse,psnr,ssim,mse_clean,psnr_clean,ssim_clean,train_seconds")
+    assert lines[0].startswith(
+        "run,model,latent_source,dim,mse,psnr,ssim,mse_clean,psnr_clean,ssim_clean,train_seconds"
+    )
     assert len(lines) == 3
     assert np.isfinite([r["psnr_clean"] for r in res["rows"]]).all()

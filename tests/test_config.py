@@ -6,8 +6,13 @@ from aelens.errors import AelensError
 
 def test_yaml_round_trip(tmp_path):
     cfg = RunConfig(kind="tagger").with_overrides(
-        {"data.path": "x", "data.conditions": {7: "body_angle_deg"}, "train.epochs": 3, "tagger.unfreeze": "2",
-         "snapshots.layers": "fc1"}
+        {
+            "data.path": "x",
+            "data.conditions": {7: "body_angle_deg"},
+            "train.epochs": 3,
+            "tagger.unfreeze": "2",
+            "snapshots.layers": "fc1",
+        }
     )
     cfg.save(tmp_path / "c.yaml")
     back = load_config(tmp_path / "c.yaml")
@@ -40,19 +45,25 @@ def test_bad_config_files(tmp_path, text, message):
     assert str(tmp_path / "c.yaml") in str(err.value)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--seed", "-1"], "--seed must be an integer from 0 to 2^32 - 1, got -1"),
-    (["--seed", "99999999999999"], "--seed must be an integer from 0 to 2^32 - 1, got 99999999999999"),
-    (["--threads", "-4"], "--threads must be 0 (one per physical core) or more, got -4"),
-    (["--lr", "inf"], "--lr must be a positive number up to 10, got inf"),
-    (["--lr", "1e6"], "--lr must be a positive number up to 10, got 1000000.0"),
-    (["--noise", "gaussian:inf"], "--noise: 'gaussian:inf' is out of range"),
-    (["--devices", "abc"], "--devices must be a number of devices (1, 2, ...) or auto, got 'abc'"),
-    (["--devices", "0"], "--devices must be a number of devices (1, 2, ...) or auto, got '0'"),
-    (["--num-nodes", "0"], "--num-nodes must be at least 1, got 0"),
-    (["--accelerator", "tpu"], "--accelerator must be auto, cpu, gpu, cuda or mps, got 'tpu'"),
-    (["--strategy", "bogus"], "--strategy must be auto or ddp (ddp_spawn, fsdp and deepspeed are passed to Lightning), got 'bogus'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--seed", "-1"], "--seed must be an integer from 0 to 2^32 - 1, got -1"),
+        (["--seed", "99999999999999"], "--seed must be an integer from 0 to 2^32 - 1, got 99999999999999"),
+        (["--threads", "-4"], "--threads must be 0 (one per physical core) or more, got -4"),
+        (["--lr", "inf"], "--lr must be a positive number up to 10, got inf"),
+        (["--lr", "1e6"], "--lr must be a positive number up to 10, got 1000000.0"),
+        (["--noise", "gaussian:inf"], "--noise: 'gaussian:inf' is out of range"),
+        (["--devices", "abc"], "--devices must be a number of devices (1, 2, ...) or auto, got 'abc'"),
+        (["--devices", "0"], "--devices must be a number of devices (1, 2, ...) or auto, got '0'"),
+        (["--num-nodes", "0"], "--num-nodes must be at least 1, got 0"),
+        (["--accelerator", "tpu"], "--accelerator must be auto, cpu, gpu, cuda or mps, got 'tpu'"),
+        (
+            ["--strategy", "bogus"],
+            "--strategy must be auto or ddp (ddp_spawn, fsdp and deepspeed are passed to Lightning), got 'bogus'",
+        ),
+    ],
+)
 def test_options_passed_on_unchecked_before_are_refused(tiny_data, tmp_path, capsys, args, message):
     from conftest import run_cli
 
@@ -61,16 +72,20 @@ def test_options_passed_on_unchecked_before_are_refused(tiny_data, tmp_path, cap
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--umap-neighbors", "0"], "--umap-neighbors must be at least 2, got 0"),
-    (["--umap-min-dist", "-1"], "--umap-min-dist must be 0 or more, got -1.0"),
-    (["--umap-fit-max", "1"], "--umap-fit-max must be at least 18 frames (dim + 2 and neighbors + 1), got 1"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--umap-neighbors", "0"], "--umap-neighbors must be at least 2, got 0"),
+        (["--umap-min-dist", "-1"], "--umap-min-dist must be 0 or more, got -1.0"),
+        (["--umap-fit-max", "1"], "--umap-fit-max must be at least 18 frames (dim + 2 and neighbors + 1), got 1"),
+    ],
+)
 def test_umap_options_are_checked(tiny_data, tmp_path, capsys, args, message):
     from conftest import run_cli
 
-    code, _, err = run_cli(["train", "decoder", "--data", tiny_data, "--embedding", "umap", "--out", tmp_path / "r",
-                            *args], capsys)
+    code, _, err = run_cli(
+        ["train", "decoder", "--data", tiny_data, "--embedding", "umap", "--out", tmp_path / "r", *args], capsys
+    )
     assert code == 2 and message in err, err
     assert not (tmp_path / "r").exists()
 
@@ -82,20 +97,28 @@ def test_a_gpu_accelerator_without_a_gpu_is_refused_before_the_run_folder(tiny_d
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    code, _, err = run_cli(["train", "ae", "--data", tiny_data, "--out", tmp_path / "r", "--accelerator", "gpu"], capsys)
+    code, _, err = run_cli(
+        ["train", "ae", "--data", tiny_data, "--out", tmp_path / "r", "--accelerator", "gpu"], capsys
+    )
     assert code == 2 and "--accelerator gpu: this machine has no CUDA GPU that torch can use" in err
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("args,message", [
-    (["data", "synth", "{tmp}/s", "--size", "100000"], "--size must be from 24 to 512 pixels, got 100000"),
-    (["data", "synth", "{tmp}/s", "--n", "1000000", "--size", "512"], "--n 1000000 --size 512: 488 GiB of frames; at most 8 GiB"),
-    (["data", "synth", "{tmp}/s", "--seed", "-1"], "--seed must be an integer from 0 to 2^32 - 1, got -1"),
-    (["demo", "--out", "{tmp}/s", "--n", "0"], "--n must be at least 100 frames, got 0"),
-    (["demo", "--out", "{tmp}/s", "--epochs", "0"], "--epochs must be at least 1, got 0"),
-    (["latent", "{tmp}/run", "--max-images", "1"], "--max-images must be at least 20 frames, got 1"),
-    (["compare", "{tmp}/a", "{tmp}/b", "--max-images", "0"], "--max-images must be at least 20 frames, got 0"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["data", "synth", "{tmp}/s", "--size", "100000"], "--size must be from 24 to 512 pixels, got 100000"),
+        (
+            ["data", "synth", "{tmp}/s", "--n", "1000000", "--size", "512"],
+            "--n 1000000 --size 512: 488 GiB of frames; at most 8 GiB",
+        ),
+        (["data", "synth", "{tmp}/s", "--seed", "-1"], "--seed must be an integer from 0 to 2^32 - 1, got -1"),
+        (["demo", "--out", "{tmp}/s", "--n", "0"], "--n must be at least 100 frames, got 0"),
+        (["demo", "--out", "{tmp}/s", "--epochs", "0"], "--epochs must be at least 1, got 0"),
+        (["latent", "{tmp}/run", "--max-images", "1"], "--max-images must be at least 20 frames, got 1"),
+        (["compare", "{tmp}/a", "{tmp}/b", "--max-images", "0"], "--max-images must be at least 20 frames, got 0"),
+    ],
+)
 def test_command_numbers_out_of_range_exit_2(tmp_path, capsys, args, message):
     from conftest import run_cli
 

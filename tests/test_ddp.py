@@ -14,8 +14,30 @@ from aelens.storage import load_tree, read_manifest
 
 def test_ddp_two_cpu_processes(tiny_data, tmp_path):
     run = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "aelens", "train", "ae", "--data", str(tiny_data), "--split", "random", "--epochs", "1", "--devices", "2",
-           "--strategy", "ddp", "--accelerator", "cpu", "--out", str(run), "--no-progress", "--batch-size", "16"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "aelens",
+        "train",
+        "ae",
+        "--data",
+        str(tiny_data),
+        "--split",
+        "random",
+        "--epochs",
+        "1",
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+        "--accelerator",
+        "cpu",
+        "--out",
+        str(run),
+        "--no-progress",
+        "--batch-size",
+        "16",
+    ]
     env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "NODE_RANK", "AELENS_RUN_DIR")}
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]

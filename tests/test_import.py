@@ -51,7 +51,9 @@ def angle_diff(a, b):
 def test_round_trip_matches_truth(videos, tmp_path, fmt, animals):
     folder, written = videos[animals]
     if fmt not in written:
-        pytest.skip(f"{fmt} needs optional packages (sleap-io; pandas + tables; pynwb + ndx-pose) that are not installed")
+        pytest.skip(
+            f"{fmt} needs optional packages (sleap-io; pandas + tables; pynwb + ndx-pose) that are not installed"
+        )
     out = import_video(written["video"], written[fmt], tmp_path / "data", progress=False)
     ds = load_dataset(out)
     c, t = ds.conditions, truth_rows(folder)
@@ -69,8 +71,13 @@ def test_crops_are_centred_on_the_animal_in_the_pixels(videos, tmp_path):
     """At 1:1 scale the imported crops must match crops rendered straight from the true trajectory: the best
     whole-pixel shift between them is zero, so the centre is right to under a pixel."""
     folder, written = videos[1]
-    out = import_video(written["video"], written["deeplabcut-csv"], tmp_path / "d",
-                       options=ImportOptions(window=50, size=50), progress=False)
+    out = import_video(
+        written["video"],
+        written["deeplabcut-csv"],
+        tmp_path / "d",
+        options=ImportOptions(window=50, size=50),
+        progress=False,
+    )
     got = load_dataset(out).images[:, 0].astype(np.float64)
     traj = simulate_trajectory(N, 5, Arena())
     _, clean = render(traj, 50, Arena(), seed=0)
@@ -78,15 +85,22 @@ def test_crops_are_centred_on_the_animal_in_the_pixels(videos, tmp_path):
     best = []
     for i in range(0, N, 6):
         ref = clean[i].astype(np.float64)
-        err = [np.mean((np.roll(got[i], (dy, dx), axis=(0, 1))[3:-3, 3:-3] - ref[3:-3, 3:-3]) ** 2) for dy, dx in shifts]
+        err = [
+            np.mean((np.roll(got[i], (dy, dx), axis=(0, 1))[3:-3, 3:-3] - ref[3:-3, 3:-3]) ** 2) for dy, dx in shifts
+        ]
         best.append(shifts[int(np.argmin(err))])
     assert best == [(0, 0)] * len(best)
 
 
 def test_egocentric_crops_point_up(videos, tmp_path):
     folder, written = videos[1]
-    out = import_video(written["video"], written["sleap-analysis-h5"], tmp_path / "ego",
-                       options=ImportOptions(egocentric=True, window=60), progress=False)
+    out = import_video(
+        written["video"],
+        written["sleap-analysis-h5"],
+        tmp_path / "ego",
+        options=ImportOptions(egocentric=True, window=60),
+        progress=False,
+    )
     imgs = load_dataset(out).images[:, 0].astype(np.float64)
     mean = imgs.mean(axis=0)
     mask = mean > np.percentile(mean, 90)  # the animal's body
@@ -96,7 +110,9 @@ def test_egocentric_crops_point_up(videos, tmp_path):
     axis = np.degrees(np.arctan2(v[1, -1], v[0, -1])) % 180
     assert abs(axis - 90) < 5  # the long axis is vertical
     half = imgs.shape[1] // 2
-    assert imgs[:, :half - 2].mean() > imgs[:, half + 2:].mean()  # the head (brighter, fuller) is up, the thin tail down
+    assert (
+        imgs[:, : half - 2].mean() > imgs[:, half + 2 :].mean()
+    )  # the head (brighter, fuller) is up, the thin tail down
 
 
 def test_crop_pads_at_the_border_without_shifting():
@@ -111,8 +127,14 @@ def test_crop_pads_at_the_border_without_shifting():
 
 def test_two_sessions_keep_rows_and_names(videos, tmp_path):
     (_, w1), (_, w2) = videos[1], videos[2]
-    out = import_video([w1["video"], w2["video"]], [w1["deeplabcut-csv"], w2["sleap-analysis-h5"]], tmp_path / "both",
-                       sessions=["one", "two"], jobs=2, progress=False)
+    out = import_video(
+        [w1["video"], w2["video"]],
+        [w1["deeplabcut-csv"], w2["sleap-analysis-h5"]],
+        tmp_path / "both",
+        sessions=["one", "two"],
+        jobs=2,
+        progress=False,
+    )
     ds = load_dataset(out)
     c = ds.conditions
     assert c.labels["session"] == ["one", "two"]
@@ -143,7 +165,7 @@ def _bad_cases(folder: Path, w: dict, tmp: Path) -> dict:
     nodes = "nose, head, neck, center, tail_base, tail_tip"
     labelled = tmp / "labelled.csv"
     lines = open(w["deeplabcut-csv"]).readlines()
-    labelled.write_text("".join(lines[:3] + ["labeled-data/v/img0001.png" + ln[ln.index(","):] for ln in lines[3:6]]))
+    labelled.write_text("".join(lines[:3] + ["labeled-data/v/img0001.png" + ln[ln.index(",") :] for ln in lines[3:6]]))
     nohead = plain_csv(tmp / "nohead.csv", [(i, 100, 100) for i in range(5)], header=("frame", "x", "y"))
     return {
         "frame beyond the video": (
@@ -184,10 +206,16 @@ def _bad_cases(folder: Path, w: dict, tmp: Path) -> dict:
             ["--video", video, "--video", video, "--poses", early],
             "--video given 2 times but --poses 1 times: give one --video per --poses, or none when every pose file names its video",
         ),
-        "missing pose file": (["--video", video, "--poses", tmp / "nope.h5"], f"{tmp / 'nope.h5'}: pose file not found"),
+        "missing pose file": (
+            ["--video", video, "--poses", tmp / "nope.h5"],
+            f"{tmp / 'nope.h5'}: pose file not found",
+        ),
         "missing video": (["--video", tmp / "nope.mp4", "--poses", early], f"{tmp / 'nope.mp4'}: video not found"),
         "bad size": (["--video", video, "--poses", early, "--size", "8"], "--size must be 24..1024 pixels, got 8"),
-        "bad arena": (["--video", video, "--poses", early, "--arena", "1,2"], "--arena: expected cx,cy,r in video pixels, got '1,2'"),
+        "bad arena": (
+            ["--video", video, "--poses", early, "--arena", "1,2"],
+            "--arena: expected cx,cy,r in video pixels, got '1,2'",
+        ),
         "bad heading spec": (
             ["--video", video, "--poses", w["sleap-analysis-h5"], "--heading", "neck"],
             "--heading: expected BACK:FRONT (node names, comma-separated groups), got 'neck'",
@@ -199,10 +227,23 @@ def _bad_cases(folder: Path, w: dict, tmp: Path) -> dict:
     }
 
 
-CASES = ["frame beyond the video", "row count differs", "unknown node", "unknown centre node",
-         "every point under the threshold", "empty result", "cannot tell the heading", "labelled-data file",
-         "video count", "missing pose file", "missing video", "bad size", "bad arena", "bad heading spec",
-         "session names"]
+CASES = [
+    "frame beyond the video",
+    "row count differs",
+    "unknown node",
+    "unknown centre node",
+    "every point under the threshold",
+    "empty result",
+    "cannot tell the heading",
+    "labelled-data file",
+    "video count",
+    "missing pose file",
+    "missing video",
+    "bad size",
+    "bad arena",
+    "bad heading spec",
+    "session names",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -222,7 +263,9 @@ def test_unreadable_video_is_one_line(videos, tmp_path, capsys):
     folder, w = videos[1]
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00" * 1000)
-    code, _, err = run_cli(["data", "import", "--video", bad, "--poses", w["sleap-analysis-h5"], "--out", tmp_path / "o"], capsys)
+    code, _, err = run_cli(
+        ["data", "import", "--video", bad, "--poses", w["sleap-analysis-h5"], "--out", tmp_path / "o"], capsys
+    )
     assert code == 2 and err.startswith(f"aelens: error: {bad}: cannot read as a video (") and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
 
@@ -236,7 +279,11 @@ def test_existing_output_is_never_overwritten(videos, tmp_path, capsys):
     code, _, err = run_cli(args, capsys)
     assert code == 2 and err == f"aelens: error: {mine}: already exists; choose another --out or pass --overwrite\n"
     code, _, err = run_cli(args + ["--overwrite"], capsys)
-    assert code == 2 and err == f"aelens: error: {mine}: exists and was not written by aelens (no import.json); refusing to overwrite\n"
+    assert (
+        code == 2
+        and err
+        == f"aelens: error: {mine}: exists and was not written by aelens (no import.json); refusing to overwrite\n"
+    )
     assert (mine / "notes.txt").read_text() == "my data"
 
 
@@ -278,8 +325,13 @@ def test_interpolate_and_fragments_in_an_import(videos, tmp_path):
     rows = [(f, 50 + f, 60, 30.0, 0, 1.0) for f in range(40) if f not in (10, 11, 20, 21, 22, 23, 24)]
     rows += [(f, 200, 200, 90.0, 1, 1.0) for f in range(5)]  # a 5-frame fragment of another track
     path = plain_csv(tmp_path / "p.csv", rows, header=("frame", "x", "y", "angle_deg", "track", "score"))
-    out = import_video(w["video"], path, tmp_path / "d", progress=False,
-                       options=ImportOptions(interpolate=3, min_track_frames=10, window=40))
+    out = import_video(
+        w["video"],
+        path,
+        tmp_path / "d",
+        progress=False,
+        options=ImportOptions(interpolate=3, min_track_frames=10, window=40),
+    )
     c = load_dataset(out).conditions
     frames = c.column("frame").astype(int).tolist()
     assert frames == [f for f in range(40) if f not in range(20, 25)]
@@ -301,7 +353,9 @@ def test_heading_groups_and_plain_csv_angles(videos, tmp_path):
     assert choice.back == (4, 3) and choice.front == (2, 1) and choice.center == (3,)
     t = truth_rows(folder)
     path = plain_csv(tmp_path / "p.csv", [(int(r["frame"]), r["x"], r["y"], r["body_angle_deg"]) for r in t])
-    c = load_dataset(import_video(w["video"], path, tmp_path / "d", options=ImportOptions(window=60), progress=False)).conditions
+    c = load_dataset(
+        import_video(w["video"], path, tmp_path / "d", options=ImportOptions(window=60), progress=False)
+    ).conditions
     assert np.allclose(c.column("body_angle_deg"), t["body_angle_deg"])
 
 
@@ -324,7 +378,11 @@ def test_heading_convention_is_counter_clockwise_with_y_up():
 def test_turn_rates_are_not_angles():
     from aelens.data.loading import is_angle_column
 
-    assert is_angle_column("body_angle_deg") and is_angle_column("location_polar_deg") and is_angle_column("head_angle_deg")
+    assert (
+        is_angle_column("body_angle_deg")
+        and is_angle_column("location_polar_deg")
+        and is_angle_column("head_angle_deg")
+    )
     assert not is_angle_column("angular_speed_deg_s") and not is_angle_column("speed") and not is_angle_column("x")
     assert is_angle_column("angular_speed_deg_s", {"angular_speed_deg_s"})  # the config can still say so
 
@@ -354,19 +412,63 @@ def test_npy_appender_round_trip(tmp_path):
 def test_cli_synth_import_then_train(tmp_path, capsys):
     code, out, _ = run_cli(["data", "synth", tmp_path / "v", "--video", "--n", "40", "--animals", "2"], capsys)
     assert code == 0 and "video.mp4" in out
-    code, out, err = run_cli(["data", "import", "--video", tmp_path / "v" / "video.mp4", "--poses",
-                              tmp_path / "v" / "poses_dlc.csv", "--out", tmp_path / "d", "--preview", "--channels", "3",
-                              "--no-progress"], capsys)
+    code, out, err = run_cli(
+        [
+            "data",
+            "import",
+            "--video",
+            tmp_path / "v" / "video.mp4",
+            "--poses",
+            tmp_path / "v" / "poses_dlc.csv",
+            "--out",
+            tmp_path / "d",
+            "--preview",
+            "--channels",
+            "3",
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 0, err
-    assert out.startswith("video: 40 frames read, 80 crops of 2 track(s), skipped 0 (none); centre center; heading tail_base -> neck")
+    assert out.startswith(
+        "video: 40 frames read, 80 crops of 2 track(s), skipped 0 (none); centre center; heading tail_base -> neck"
+    )
     assert (tmp_path / "d" / "preview.mp4").stat().st_size > 0 and (tmp_path / "d" / "preview_crops.png").exists()
     assert load_dataset(tmp_path / "d").images.shape == (80, 3, 50, 50)
-    code, _, err = run_cli(["train", "ae", "--data", tmp_path / "d", "--epochs", "1", "--out", tmp_path / "run",
-                            "--no-progress", "--no-snapshots"], capsys)
+    code, _, err = run_cli(
+        [
+            "train",
+            "ae",
+            "--data",
+            tmp_path / "d",
+            "--epochs",
+            "1",
+            "--out",
+            tmp_path / "run",
+            "--no-progress",
+            "--no-snapshots",
+        ],
+        capsys,
+    )
     # 40 frames cannot hold a blocked split with a 1-second (25-frame) purge: said in one line
     assert code == 2 and err.startswith("aelens: error: blocked split left no train frames")
-    code, _, err = run_cli(["train", "ae", "--data", tmp_path / "d", "--epochs", "1", "--out", tmp_path / "run",
-                            "--no-progress", "--no-snapshots", "--purge", "2"], capsys)
+    code, _, err = run_cli(
+        [
+            "train",
+            "ae",
+            "--data",
+            tmp_path / "d",
+            "--epochs",
+            "1",
+            "--out",
+            tmp_path / "run",
+            "--no-progress",
+            "--no-snapshots",
+            "--purge",
+            "2",
+        ],
+        capsys,
+    )
     assert code == 0, err
 
 
@@ -388,8 +490,13 @@ def test_real_sleap_sessions_import(tmp_path):
         assert got.keys() == want.keys()
         assert max(angle_diff(got[k], want[k]) for k in got) < 1e-3
     # an old analysis file without point_scores: scores unknown, not zero; the video is given
-    out2 = import_video(RAW / "flies_session2" / "20190128_113421.120s.mp4", h5, tmp_path / "s2", progress=False,
-                        options=ImportOptions(stop=300))
+    out2 = import_video(
+        RAW / "flies_session2" / "20190128_113421.120s.mp4",
+        h5,
+        tmp_path / "s2",
+        progress=False,
+        options=ImportOptions(stop=300),
+    )
     c2 = load_dataset(out2).conditions
     assert np.isnan(c2.column("pose_score")).all() and c2.column("frame").max() < 300
 
@@ -400,17 +507,27 @@ def test_transfer_sets_cut_on_another_body_axis_are_named(tmp_path):
     from aelens.storage import write_json
 
     def fake(name, heading, window=None):
-        write_json(tmp_path / name / "import.json", {
-            "options": {"window": window, "egocentric": False},
-            "sessions": [{"session": name, "nodes_used": f"centre thorax; heading {heading}",
-                          "window_rule": "4.0 x median body length"}]})
+        write_json(
+            tmp_path / name / "import.json",
+            {
+                "options": {"window": window, "egocentric": False},
+                "sessions": [
+                    {
+                        "session": name,
+                        "nodes_used": f"centre thorax; heading {heading}",
+                        "window_rule": "4.0 x median body length",
+                    }
+                ],
+            },
+        )
         return tmp_path / name
 
     a, b, c = fake("a", "thorax -> head"), fake("b", "thorax -> head"), fake("c", "abdomen -> head")
     assert crop_mismatches([a], b) == []
     assert crop_mismatches([a], c) == [
         f"{c}: crops cut with body axis heading abdomen -> head, the training data's with heading thorax -> head; "
-        "the animals may appear at another scale or orientation (import both with the same --heading / --window)"]
+        "the animals may appear at another scale or orientation (import both with the same --heading / --window)"
+    ]
     d = fake("d", "thorax -> head", window=120)
     assert "window 120 px" in crop_mismatches([a], d)[0]
     assert crop_mismatches([a], tmp_path / "not_imported") == []
@@ -419,10 +536,13 @@ def test_transfer_sets_cut_on_another_body_axis_are_named(tmp_path):
 def test_one_import_whose_sessions_use_different_body_axes_warns():
     from aelens.data.importer import _axis_warnings
 
-    same = [{"session": "a", "nodes_used": "centre thorax; heading thorax -> head"},
-            {"session": "b", "nodes_used": "centre thorax; heading thorax -> head; head thorax -> head"}]
+    same = [
+        {"session": "a", "nodes_used": "centre thorax; heading thorax -> head"},
+        {"session": "b", "nodes_used": "centre thorax; heading thorax -> head; head thorax -> head"},
+    ]
     assert _axis_warnings(same) == []
     other = [same[0], {"session": "b", "nodes_used": "centre thorax; heading abdomen -> head"}]
     assert _axis_warnings(other) == [
         "the sessions' body axes differ (a: heading thorax -> head; b: heading abdomen -> head), so their crops show "
-        "the animals at different scales; pass one --heading BACK:FRONT that every skeleton has"]
+        "the animals at different scales; pass one --heading BACK:FRONT that every skeleton has"
+    ]

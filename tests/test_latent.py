@@ -43,7 +43,9 @@ def test_snapshot_schedule_and_files(snap_run):
     m = aelens.storage.read_manifest(snap_run)
     assert m["snapshot_seconds"] > 0 and 0 < m["snapshot_overhead"]
     # the last snapshot is the final model's latent of those frames
-    final = aelens.load_run(snap_run).encode(aelens.load_dataset(aelens.load_config(snap_run / "config.yaml").data.path))
+    final = aelens.load_run(snap_run).encode(
+        aelens.load_dataset(aelens.load_config(snap_run / "config.yaml").data.path)
+    )
     np.testing.assert_allclose(snaps[-1].astype(np.float32), final, rtol=0.05, atol=0.05)
 
 
@@ -62,17 +64,39 @@ def test_snapshot_zero_is_the_latent_of_the_initial_weights(snap_run, tiny_data)
 
 def test_latent_command_with_evolution(snap_run, capsys):
     out = snap_run / "latent_test"
-    code, stdout, err = run_cli(["latent", snap_run, "--evolution", "--fit", "aligned", "--out", out,
-                                 "--color-by", "body_angle_deg,dist_from_center"], capsys)
+    code, stdout, err = run_cli(
+        [
+            "latent",
+            snap_run,
+            "--evolution",
+            "--fit",
+            "aligned",
+            "--out",
+            out,
+            "--color-by",
+            "body_angle_deg,dist_from_center",
+        ],
+        capsys,
+    )
     assert code == 0, err
-    for f in ("scatter_body_angle_deg.png", "scatter_dist_from_center.png", "overview.png", "encoding_scores.csv",
-              "encoding_vs_epoch.csv", "encoding_vs_epoch.png", "summary.json", "evolution.gif", "evolution.mp4"):
+    for f in (
+        "scatter_body_angle_deg.png",
+        "scatter_dist_from_center.png",
+        "overview.png",
+        "encoding_scores.csv",
+        "encoding_vs_epoch.csv",
+        "encoding_vs_epoch.png",
+        "summary.json",
+        "evolution.gif",
+        "evolution.mp4",
+    ):
         assert (out / f).stat().st_size > 0, f
     assert len(iio.imread(out / "evolution.gif", index=None)) == 5
     assert _mp4_frames(out / "evolution.mp4") == 5
     rows = list(csv.DictReader(open(out / "encoding_scores.csv")))
-    assert {(r["condition"], r["decoder"]) for r in rows} == {(c, d) for c in ("body_angle_deg", "dist_from_center")
-                                                              for d in ("ridge", "knn")}
+    assert {(r["condition"], r["decoder"]) for r in rows} == {
+        (c, d) for c in ("body_angle_deg", "dist_from_center") for d in ("ridge", "knn")
+    }
     summary = json.loads((out / "summary.json").read_text())
     assert 0 < summary["trustworthiness"] <= 1 and summary["evolution"]["frames"] == 5
     assert "evolution: 5 frames (aligned)" in stdout
@@ -97,7 +121,9 @@ def test_every_mode_aligns_consecutive_maps():
     rng = np.random.default_rng(1)
     base = rng.normal(size=(300, 2)) * [3, 1]
     # the same structure, rotated and reflected from snapshot to snapshot: aligned maps must agree
-    snaps = np.stack([np.c_[base @ np.array([[0, 1], [1, 0]]) if s % 2 else base, np.zeros((300, 1))] for s in range(3)])
+    snaps = np.stack(
+        [np.c_[base @ np.array([[0, 1], [1, 0]]) if s % 2 else base, np.zeros((300, 1))] for s in range(3)]
+    )
     maps, _ = evolution_maps(snaps.astype(np.float32), "every", "pca")
     np.testing.assert_allclose(maps[1], maps[0], atol=1e-4)
     np.testing.assert_allclose(maps[2], maps[0], atol=1e-4)

@@ -19,13 +19,28 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("storage", ["storage"]),  # the only module that writes files
     ("config", ["options", "config"]),
     ("layout", ["layout"]),  # every file name in a run folder and a study folder
-    ("building blocks", ["data", "data.*", "nets", "metrics", "inference", "reducers",
-                         "analysis", "analysis.scores", "analysis.projection", "analysis.figures"]),
+    (
+        "building blocks",
+        [
+            "data",
+            "data.*",
+            "nets",
+            "metrics",
+            "inference",
+            "reducers",
+            "analysis",
+            "analysis.scores",
+            "analysis.projection",
+            "analysis.figures",
+        ],
+    ),
     ("objectives", ["objectives", "objectives.*"]),
     ("training", ["callbacks", "train"]),
     ("runs", ["runs", "evaluate", "export"]),
-    ("analysis", ["sweep", "analysis.latent", "analysis.compare", "analysis.snapshots", "analysis.transfer",
-                  "analysis.report"]),
+    (
+        "analysis",
+        ["sweep", "analysis.latent", "analysis.compare", "analysis.snapshots", "analysis.transfer", "analysis.report"],
+    ),
     ("study", ["study", "bench"]),
     ("interface", ["cli", "__main__", ""]),  # "" is the package itself: its __init__ is the Python API
 ]
@@ -84,8 +99,10 @@ def test_every_module_imports_only_from_its_layer_or_below():
     for module, deps in _graph().items():
         for dep in deps:
             if _layer_of(dep) > _layer_of(module):
-                upward.append(f"aelens.{module} ({LAYERS[_layer_of(module)][0]}) imports aelens.{dep} "
-                              f"({LAYERS[_layer_of(dep)][0]})")
+                upward.append(
+                    f"aelens.{module} ({LAYERS[_layer_of(module)][0]}) imports aelens.{dep} "
+                    f"({LAYERS[_layer_of(dep)][0]})"
+                )
     assert not upward, "upward imports:\n" + "\n".join(sorted(upward))
 
 
@@ -99,7 +116,7 @@ def test_no_import_cycles():
         stack.append(m)
         for d in sorted(graph.get(m, ())):
             if state.get(d) == 1:
-                cycle = stack[stack.index(d):] + [d]
+                cycle = stack[stack.index(d) :] + [d]
                 pytest.fail("import cycle: " + " -> ".join(f"aelens.{c}".rstrip(".") for c in cycle))
             if d not in state:
                 visit(d)

@@ -52,20 +52,48 @@ def test_multichannel_and_npz_keys(tmp_path):
     [
         (lambda d: d / "missing.npy", r"missing\.npy: file not found"),
         (lambda d: write(d / "x.png", b"x"), r"unsupported file type '\.png'"),
-        (lambda d: np.savez(d / "two.npz", a=imgs(), b=imgs()) or d / "two.npz",
-         r"holds several arrays \(a, b\); pass --key"),
-        (lambda d: np.save(d / "obj.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True) or d / "obj.npy",
-         r"object \(pickled\) array"),
-        (lambda d: make_images(d, "r1.npy", np.zeros(10, np.uint8)), r"must be N x H x W or N x C x H x W, got shape \(10,\)"),
+        (
+            lambda d: np.savez(d / "two.npz", a=imgs(), b=imgs()) or d / "two.npz",
+            r"holds several arrays \(a, b\); pass --key",
+        ),
+        (
+            lambda d: (
+                np.save(d / "obj.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True) or d / "obj.npy"
+            ),
+            r"object \(pickled\) array",
+        ),
+        (
+            lambda d: make_images(d, "r1.npy", np.zeros(10, np.uint8)),
+            r"must be N x H x W or N x C x H x W, got shape \(10,\)",
+        ),
         (lambda d: make_images(d, "r5.npy", np.zeros((2, 1, 1, 30, 30), np.uint8)), r"got shape \(2, 1, 1, 30, 30\)"),
         (lambda d: make_images(d, "one.npy", imgs(n=1)), r"need at least 2 images, got 1"),
         (lambda d: make_images(d, "small.npy", imgs(h=20, w=40)), r"at least 24 x 24 pixels, got 20 x 40"),
-        (lambda d: make_images(d, "nan.npy", np.where(np.arange(4 * 32 * 32).reshape(4, 32, 32) == 3000, np.nan, 0.5)),
-         r"NaN or infinite pixels \(first in image 2\)"),
-        (lambda d: make_images(d, "str.npy", np.array([["a"] * 30] * 30 * 3).reshape(3, 30, 30)), r"dtype <U1; expected uint8 or float"),
+        (
+            lambda d: make_images(
+                d, "nan.npy", np.where(np.arange(4 * 32 * 32).reshape(4, 32, 32) == 3000, np.nan, 0.5)
+            ),
+            r"NaN or infinite pixels \(first in image 2\)",
+        ),
+        (
+            lambda d: make_images(d, "str.npy", np.array([["a"] * 30] * 30 * 3).reshape(3, 30, 30)),
+            r"dtype <U1; expected uint8 or float",
+        ),
         (lambda d: make_images(d, "nhwc.npy", np.zeros((4, 30, 30, 3), np.uint8)), r"look channels-last"),
     ],
-    ids=["missing", "extension", "npz-several", "pickled", "rank1", "rank5", "one-image", "too-small", "nan", "strings", "nhwc"],
+    ids=[
+        "missing",
+        "extension",
+        "npz-several",
+        "pickled",
+        "rank1",
+        "rank5",
+        "one-image",
+        "too-small",
+        "nan",
+        "strings",
+        "nhwc",
+    ],
 )
 def test_bad_images(tmp_path, setup, message):
     path = setup(tmp_path)
@@ -91,8 +119,16 @@ def test_metadata_csv_and_npy_with_names(tmp_path):
     [
         ("a,b\n1,2\n3,4\n", {}, r"2 metadata rows but 4 images"),
         ("a,b\n1,2\n3,x\n5,6\n7,8\n", {}, r"column 'b' row 3: 'x' is not a number"),
-        ("a,b\n1,2\n3,4\n5,6\n7,8\n", {"angle_columns": ("heading",)}, r"'heading' is not a column of .*m\.csv \(available: a, b\)"),
-        ("a,b\n1,2\n3,4\n5,6\n7,8\n", {"names": {5: "speed"}}, r"conditions: column 5 \('speed'\) is not in .*which has 2 columns"),
+        (
+            "a,b\n1,2\n3,4\n5,6\n7,8\n",
+            {"angle_columns": ("heading",)},
+            r"'heading' is not a column of .*m\.csv \(available: a, b\)",
+        ),
+        (
+            "a,b\n1,2\n3,4\n5,6\n7,8\n",
+            {"names": {5: "speed"}},
+            r"conditions: column 5 \('speed'\) is not in .*which has 2 columns",
+        ),
     ],
     ids=["row-count", "non-numeric", "angle-column-absent", "named-column-absent"],
 )
@@ -217,17 +253,39 @@ def test_several_inputs_bad_combinations(tmp_path):
     twin = _session(tmp_path / "x" / "a", 10, 0)
     with pytest.raises(AelensError) as e:
         load_datasets([a, twin])
-    assert str(e.value) == (f"{twin}: session name 'a' is used by another --data input; give the inputs distinct "
-                            "directory names or a session column")
+    assert str(e.value) == (
+        f"{twin}: session name 'a' is used by another --data input; give the inputs distinct "
+        "directory names or a session column"
+    )
 
 
 def test_train_with_repeated_data_records_every_session(tmp_path, capsys):
     a = _session(tmp_path / "a", 40, 0)
     b = _session(tmp_path / "b", 40, 100)
     out = tmp_path / "run"
-    code, _, err = run_cli(["train", "ae", "--data", a, "--data", b, "--epochs", "1", "--no-progress", "--out", out,
-                            "--no-snapshots", "--split", "group:session", "--val-fraction", "0.5",
-                            "--test-fraction", "0"], capsys)
+    code, _, err = run_cli(
+        [
+            "train",
+            "ae",
+            "--data",
+            a,
+            "--data",
+            b,
+            "--epochs",
+            "1",
+            "--no-progress",
+            "--out",
+            out,
+            "--no-snapshots",
+            "--split",
+            "group:session",
+            "--val-fraction",
+            "0.5",
+            "--test-fraction",
+            "0",
+        ],
+        capsys,
+    )
     assert code == 0, err
     import yaml
 

@@ -26,8 +26,9 @@ def test_ssim_matches_scikit_image():
     y = np.clip(x + rng.normal(0, 0.1, size=x.shape), 0, 1).astype(np.float32)
     ours = ssim_per_image(y, x)
     ref = [
-        skimage.structural_similarity(y[i, 0], x[i, 0], gaussian_weights=True, sigma=1.5,
-                                      use_sample_covariance=False, data_range=1.0)
+        skimage.structural_similarity(
+            y[i, 0], x[i, 0], gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0
+        )
         for i in range(3)
     ]
     np.testing.assert_allclose(ours, ref, rtol=1e-4)
@@ -37,7 +38,9 @@ def test_ssim_matches_scikit_image():
 def test_image_metrics_keys_and_blur_denoises():
     rng = np.random.default_rng(1)
     yy, xx = np.mgrid[0:32, 0:32]
-    clean = np.broadcast_to(((np.sin(xx / 5) + np.cos(yy / 7)) / 4 + 0.5)[None, None], (4, 1, 32, 32)).astype(np.float32)
+    clean = np.broadcast_to(((np.sin(xx / 5) + np.cos(yy / 7)) / 4 + 0.5)[None, None], (4, 1, 32, 32)).astype(
+        np.float32
+    )
     noisy = clean + rng.normal(0, 0.1, clean.shape).astype(np.float32)
     blurred = gaussian_blur(noisy, 1.0)
     assert blurred.shape == noisy.shape
@@ -55,8 +58,12 @@ def test_circular_mean_and_angle_metrics():
     assert abs(circular_mean_deg([350, 10]) - 0.0) < 1e-9 or abs(circular_mean_deg([350, 10]) - 360) < 1e-9
     assert circular_mean_deg([80, 100]) == pytest.approx(90)
     m = angle_metrics([0, 10, 40, 200], [0, 0, 0, 0])
-    assert m == {"angle_mae_deg": pytest.approx(52.5), "angle_median_deg": pytest.approx(25),
-                 "within_15deg": 0.5, "within_30deg": 0.5}
+    assert m == {
+        "angle_mae_deg": pytest.approx(52.5),
+        "angle_median_deg": pytest.approx(25),
+        "within_15deg": 0.5,
+        "within_30deg": 0.5,
+    }
 
 
 def test_training_flops_per_image_match_the_analytic_count():
@@ -66,9 +73,16 @@ def test_training_flops_per_image_match_the_analytic_count():
     from aelens.nets import Geometry
 
     fwd = {
-        "conv1": 48 * 48 * 64 * 9 * 1, "conv2": 22 * 22 * 64 * 64 * 9, "conv3": 9 * 9 * 128 * 64 * 9, "fc1": 10368 * 16,
-        "fc2": 16 * 10368, "deconv1": 81 * 128 * 64 * 9, "deconv2": 121 * 64 * 64 * 4, "deconv3": 484 * 64 * 64 * 9,
-        "deconv4": 576 * 64 * 64 * 4, "out": 2304 * 64 * 9,
+        "conv1": 48 * 48 * 64 * 9 * 1,
+        "conv2": 22 * 22 * 64 * 64 * 9,
+        "conv3": 9 * 9 * 128 * 64 * 9,
+        "fc1": 10368 * 16,
+        "fc2": 16 * 10368,
+        "deconv1": 81 * 128 * 64 * 9,
+        "deconv2": 121 * 64 * 64 * 4,
+        "deconv3": 484 * 64 * 64 * 9,
+        "deconv4": 576 * 64 * 64 * 4,
+        "out": 2304 * 64 * 9,
     }
     forward = 2 * sum(fwd.values())
     assert forward == 124_067_840

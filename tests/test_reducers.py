@@ -50,7 +50,9 @@ def test_umap_file_with_another_hash_is_refused(frames, tmp_path):
     manifest = record_file_hashes(tmp_path, [f"reducer/{f}" for f in files])
     with open(tmp_path / "reducer" / "umap.joblib", "ab") as fh:
         fh.write(b"tampered")
-    with pytest.raises(AelensError, match=r"umap\.joblib: SHA-256 .* does not match the manifest's .*refusing to unpickle"):
+    with pytest.raises(
+        AelensError, match=r"umap\.joblib: SHA-256 .* does not match the manifest's .*refusing to unpickle"
+    ):
         Reducer.load(tmp_path / "reducer", manifest)
     with pytest.raises(AelensError, match="no SHA-256 recorded in the run manifest; refusing to unpickle"):
         Reducer.load(tmp_path / "reducer", {"files": {}})
@@ -71,12 +73,18 @@ def test_bad_reducer_settings(method, dim, n_train, message):
 
 
 def test_decoder_run_fits_on_training_frames_only_and_tests(tiny_data, tmp_path, capsys):
-    run = aelens.train(quick_config(tiny_data, "decoder", **{"embedding.method": "pca", "embedding.dim": 4}), out=tmp_path / "pca")
+    run = aelens.train(
+        quick_config(tiny_data, "decoder", **{"embedding.method": "pca", "embedding.dim": 4}), out=tmp_path / "pca"
+    )
     with np.load(run / "split.npz") as z:
         train_idx = z["train"]
     np.testing.assert_array_equal(np.load(run / "reducer" / "fit_indices.npy"), train_idx)
     m = read_manifest(run)
-    assert 0 < m["explained_variance"] < 1 and (run / "pca_variance.csv").is_file() and (run / "pca_variance.png").is_file()
+    assert (
+        0 < m["explained_variance"] < 1
+        and (run / "pca_variance.csv").is_file()
+        and (run / "pca_variance.png").is_file()
+    )
     lines = (run / "pca_variance.csv").read_text().splitlines()
     assert lines[0] == "component,explained_variance_ratio,cumulative"
     res = aelens.test_run(run)
@@ -89,7 +97,9 @@ def test_decoder_run_fits_on_training_frames_only_and_tests(tiny_data, tmp_path,
 def test_decoder_test_refuses_missing_reducer_and_other_shapes(tiny_data, tmp_path, capsys):
     import shutil
 
-    run = aelens.train(quick_config(tiny_data, "decoder", **{"embedding.method": "randproj", "embedding.dim": 3}), out=tmp_path / "rp")
+    run = aelens.train(
+        quick_config(tiny_data, "decoder", **{"embedding.method": "randproj", "embedding.dim": 3}), out=tmp_path / "rp"
+    )
     before = sorted(p.name for p in run.iterdir())
     np.save(tmp_path / "big.npy", np.zeros((4, 40, 40), np.uint8))
     code, _, err = run_cli(["test", run, "--data", tmp_path / "big.npy"], capsys)
@@ -101,7 +111,9 @@ def test_decoder_test_refuses_missing_reducer_and_other_shapes(tiny_data, tmp_pa
 
 
 def test_decoder_cli_bad_embedding(tiny_data, tmp_path, capsys):
-    code, _, err = run_cli(["train", "decoder", "--data", tiny_data, "--embedding", "lle", "--out", tmp_path / "x"], capsys)
+    code, _, err = run_cli(
+        ["train", "decoder", "--data", tiny_data, "--embedding", "lle", "--out", tmp_path / "x"], capsys
+    )
     assert code == 2 and "--embedding: unknown method 'lle'" in err
     code, _, err = run_cli(["train", "decoder", "--data", tiny_data, "--dim", "5000", "--out", tmp_path / "y"], capsys)
     assert code == 2 and "--dim 5000 must be below the number of pixels per frame (1024)" in err

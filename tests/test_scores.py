@@ -30,7 +30,9 @@ def test_unbiased_hsic_matches_the_n_squared_formula():
     np.fill_diagonal(lm, 0)
     n = 30
     one = np.ones(n)
-    ref = (np.trace(k @ lm) + (one @ k @ one) * (one @ lm @ one) / ((n - 1) * (n - 2)) - 2 / (n - 2) * (one @ k @ lm @ one)) / (n * (n - 3))
+    ref = (
+        np.trace(k @ lm) + (one @ k @ one) * (one @ lm @ one) / ((n - 1) * (n - 2)) - 2 / (n - 2) * (one @ k @ lm @ one)
+    ) / (n * (n - 3))
     assert S._hsic_unbiased_linear(x, y) == pytest.approx(ref, rel=1e-10)
 
 
@@ -199,6 +201,7 @@ def test_transfer_decoding_fits_on_one_session_and_scores_on_the_other():
     assert same["score"] < 5 and same["chance"] > 60 and same["n_fit"] == 800 and same["n"] == 500
     moved = transfer_decoding_score(code(a_deg), a_deg, code(b_deg, swap=True), b_deg, is_angle=True)
     assert moved["score"] > 60
-    lin = transfer_decoding_score(code(a_deg), np.cos(np.radians(a_deg)), code(b_deg), np.cos(np.radians(b_deg)),
-                                  is_angle=False)
+    lin = transfer_decoding_score(
+        code(a_deg), np.cos(np.radians(a_deg)), code(b_deg), np.cos(np.radians(b_deg)), is_angle=False
+    )
     assert lin["metric"] == "r2" and lin["score"] > 0.95 and abs(lin["chance"]) < 0.1

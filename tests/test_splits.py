@@ -98,9 +98,14 @@ def test_group_split_names_sessions_and_needs_enough_groups():
     split, info = make_split(ds, 0.3, 0.3, seed=0, kind="group:session")
     assert sorted(sum(info["groups"].values(), [])) == ["mon", "tue", "wed"]
     two = dataset(60, {"session": np.repeat([0, 1], 30)})
-    with pytest.raises(AelensError, match=r"^--split group:session: 2 group\(s\) in planted.csv; need at least 3 \(train, validation, test\)$"):
+    with pytest.raises(
+        AelensError,
+        match=r"^--split group:session: 2 group\(s\) in planted.csv; need at least 3 \(train, validation, test\)$",
+    ):
         make_split(two, 0.2, 0.1, 0, "group:session")
-    split, _ = make_split(two, 0.5, 0.0, 0, "group:session")  # no test part: train on one session, validate on the other
+    split, _ = make_split(
+        two, 0.5, 0.0, 0, "group:session"
+    )  # no test part: train on one session, validate on the other
     assert len(split["test"]) == 0 and len(split["train"]) == len(split["val"]) == 30
 
 
@@ -121,11 +126,14 @@ def test_bad_split_settings():
         make_split(ds, 0.5, 0.4, 0, "blocked", purge=5)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--split", "time"], "--split must be auto, random, blocked or group:COLUMN, got 'time'"),
-    (["--purge", "-3"], "--purge must be 0 or more frames, got -3"),
-    (["--split", "group:animal"], "no condition column 'animal'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--split", "time"], "--split must be auto, random, blocked or group:COLUMN, got 'time'"),
+        (["--purge", "-3"], "--purge must be 0 or more frames, got -3"),
+        (["--split", "group:animal"], "no condition column 'animal'"),
+    ],
+)
 def test_bad_split_options_exit_2(tiny_data, tmp_path, capsys, args, message):
     from conftest import run_cli
 

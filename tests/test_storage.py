@@ -16,8 +16,12 @@ def test_tree_round_trip_is_exact(tmp_path):
         "epoch": 3,
         "global_step": 120,
         "state_dict": {"w": torch.randn(3, 4), "b": torch.arange(5, dtype=torch.int64), "h": torch.randn(2).bfloat16()},
-        "optimizer_states": [{"state": {0: {"step": torch.tensor(7.0), "exp_avg": torch.randn(3)}},
-                              "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.999), "params": [0, 1], "foreach": None}]}],
+        "optimizer_states": [
+            {
+                "state": {0: {"step": torch.tensor(7.0), "exp_avg": torch.randn(3)}},
+                "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.999), "params": [0, 1], "foreach": None}],
+            }
+        ],
         "callbacks": {"RunCheckpoints": {"best_score": float("inf"), "best_epoch": -1, "nan": float("nan")}},
         "flags": [True, False, None, "text"],
         "__weird_key": {"a": 1},
@@ -31,7 +35,10 @@ def test_tree_round_trip_is_exact(tmp_path):
     assert isinstance(back["optimizer_states"][0]["param_groups"][0]["betas"], tuple)
     assert list(back["optimizer_states"][0]["state"].keys()) == [0]
     for k in ("w", "b", "h"):
-        assert torch.equal(back["state_dict"][k], tree["state_dict"][k]) and back["state_dict"][k].dtype == tree["state_dict"][k].dtype
+        assert (
+            torch.equal(back["state_dict"][k], tree["state_dict"][k])
+            and back["state_dict"][k].dtype == tree["state_dict"][k].dtype
+        )
     assert back["callbacks"]["RunCheckpoints"]["best_score"] == math.inf
     assert math.isnan(back["callbacks"]["RunCheckpoints"]["nan"])
     assert back["__weird_key"] == {"a": 1}
@@ -78,7 +85,9 @@ def test_plain_safetensors_without_header_is_not_a_checkpoint(tmp_path):
 def test_run_dir_never_overwritten_without_consent(tmp_path):
     run = create_run_dir(tmp_path / "run")
     write_manifest(run, "ae", 1)
-    with pytest.raises(AelensError, match=r"run: run directory already exists; choose another --out or pass --overwrite"):
+    with pytest.raises(
+        AelensError, match=r"run: run directory already exists; choose another --out or pass --overwrite"
+    ):
         create_run_dir(run)
     mine = tmp_path / "my_folder"
     mine.mkdir()
@@ -91,4 +100,19 @@ def test_run_dir_never_overwritten_without_consent(tmp_path):
 
 def test_json_handles_numpy(tmp_path):
     write_json(tmp_path / "a.json", {"x": np.float32(1.5), "y": np.arange(2), "t": (1, 2)})
-    assert (tmp_path / "a.json").read_text().split() == ["{", '"x":', "1.5,", '"y":', "[", "0,", "1", "],", '"t":', "[", "1,", "2", "]", "}"]
+    assert (tmp_path / "a.json").read_text().split() == [
+        "{",
+        '"x":',
+        "1.5,",
+        '"y":',
+        "[",
+        "0,",
+        "1",
+        "],",
+        '"t":',
+        "[",
+        "1,",
+        "2",
+        "]",
+        "}",
+    ]

@@ -13,19 +13,39 @@ from aelens.errors import AelensError
 from aelens.study import run_study
 
 ARTEFACTS = [
-    "study.yaml", "results.json", "report.html", "timings.json",
-    "runs/ae/model.safetensors", "runs/ae/test/results.json",
-    "runs/decoder-pca8/test/results.json", "runs/decoder-pca2/test/results.json",
-    "runs/decoder-umap16/reducer/umap.joblib", "runs/decoder-umap2/test/results.json",
-    "recon/recon_comparison.csv", "recon/recon_comparison.md", "recon/recon_comparison.png",
-    "latent/ae/overview.png", "latent/ae/encoding_scores.csv", "latent/ae/evolution.gif", "latent/ae/evolution.mp4",
-    "latent/ae/encoding_vs_epoch.png", "latent/tagger/overview.png",
-    "sweep/unfreeze_sweep.csv", "sweep/unfreeze_sweep.png", "sweep/scratch/test/results.json",
-    "sweep/unfreeze0/test/results.json", "sweep/unfreeze_all/test/results.json",
-    "compare/comparison.json", "compare/comparison.md", "compare/comparison.png",
-    "transfer/other_session/transfer.json", "transfer/other_session/decoding.csv",
-    "transfer/other_session/ae/results.json", "transfer/other_session/tagger/results.json",
-    "transfer/other_session/unfreeze_all/results.json", "transfer/other_session/decoder-umap2/results.json",
+    "study.yaml",
+    "results.json",
+    "report.html",
+    "timings.json",
+    "runs/ae/model.safetensors",
+    "runs/ae/test/results.json",
+    "runs/decoder-pca8/test/results.json",
+    "runs/decoder-pca2/test/results.json",
+    "runs/decoder-umap16/reducer/umap.joblib",
+    "runs/decoder-umap2/test/results.json",
+    "recon/recon_comparison.csv",
+    "recon/recon_comparison.md",
+    "recon/recon_comparison.png",
+    "latent/ae/overview.png",
+    "latent/ae/encoding_scores.csv",
+    "latent/ae/evolution.gif",
+    "latent/ae/evolution.mp4",
+    "latent/ae/encoding_vs_epoch.png",
+    "latent/tagger/overview.png",
+    "sweep/unfreeze_sweep.csv",
+    "sweep/unfreeze_sweep.png",
+    "sweep/scratch/test/results.json",
+    "sweep/unfreeze0/test/results.json",
+    "sweep/unfreeze_all/test/results.json",
+    "compare/comparison.json",
+    "compare/comparison.md",
+    "compare/comparison.png",
+    "transfer/other_session/transfer.json",
+    "transfer/other_session/decoding.csv",
+    "transfer/other_session/ae/results.json",
+    "transfer/other_session/tagger/results.json",
+    "transfer/other_session/unfreeze_all/results.json",
+    "transfer/other_session/decoder-umap2/results.json",
 ]
 
 
@@ -35,9 +55,18 @@ def study(tmp_path_factory):
     data = write_dataset(root / "data", synthesize(300, seed=5, size=32))
     other = write_dataset(root / "other_session", synthesize(120, seed=6, size=32))
     # not the defaults, so that the report must take latent size, target and decoder names from the settings
-    cfg = load_study_config(None, {"epochs": 1, "max_images": 300, "batch_size": 32, "transfer": [str(other)],
-                                   "latent_dim": 8, "target": "head_angle_deg",
-                                   "decoders": ["pca:8", "pca:2", "umap:16", "umap:2"]})
+    cfg = load_study_config(
+        None,
+        {
+            "epochs": 1,
+            "max_images": 300,
+            "batch_size": 32,
+            "transfer": [str(other)],
+            "latent_dim": 8,
+            "target": "head_angle_deg",
+            "decoders": ["pca:8", "pca:2", "umap:16", "umap:2"],
+        },
+    )
     lines = []
     results = run_study(data, root / "out", cfg, echo=lines.append)
     return root, data, cfg, results, lines
@@ -51,24 +80,34 @@ def test_study_produces_every_artefact(study):
     assert set(results["answers"]) == {"q1", "q2", "q3", "transfer"}
     assert "PCA-8 reaches" in results["answers"]["q2"] and "linear CKA" in results["answers"]["q3"]
     assert len(results["reconstruction"]["rows"]) == 5
-    assert [r["run"] for r in results["sweep"]["rows"]] == ["scratch", "unfreeze0", "unfreeze1", "unfreeze2",
-                                                            "unfreeze3", "unfreeze_all"]
+    assert [r["run"] for r in results["sweep"]["rows"]] == [
+        "scratch",
+        "unfreeze0",
+        "unfreeze1",
+        "unfreeze2",
+        "unfreeze3",
+        "unfreeze_all",
+    ]
     pair = results["comparison"]["pairs"][0]
     assert 0 <= pair["linear_cka"] <= 1
     html = (out / "report.html").read_text()
-    assert html.count("<img src=\"data:image/") >= 10 and "http://" not in html and "https://" not in html
+    assert html.count('<img src="data:image/') >= 10 and "http://" not in html and "https://" not in html
     for section in ("id='q1'", "id='q2'", "id='q3'", "id='transfer'", "Does it hold on a new session?"):
         assert section in html
     tr = results["transfer"][0]
     assert tr["name"] == "other_session" and tr["n"] == 120
     labels = [m["label"] for m in tr["models"]]
-    assert labels[:5] == ["ae", "decoder-pca8", "decoder-pca2", "decoder-umap16", "decoder-umap2"] and "tagger" in labels
+    assert (
+        labels[:5] == ["ae", "decoder-pca8", "decoder-pca2", "decoder-umap16", "decoder-umap2"] and "tagger" in labels
+    )
     ae = tr["models"][0]
     on_new = json.loads((out / "transfer" / "other_session" / "ae" / "results.json").read_text())
     assert ae["new"]["value"] == on_new["psnr"] and on_new["n"] == 120  # every frame of the new session
     assert ae["own"]["value"] == json.loads((out / "runs" / "ae" / "test" / "results.json").read_text())["psnr"]
     text = results["answers"]["transfer"]["other_session"]
-    assert text[0].startswith("The AE reconstructs other_session at ") and any("tagger (from scratch)" in t for t in text)
+    assert text[0].startswith("The AE reconstructs other_session at ") and any(
+        "tagger (from scratch)" in t for t in text
+    )
     assert {r["model"] for r in tr["decoding"]} == {"ae", "tagger"}
     assert json.loads((out / "results.json").read_text())["answers"] == results["answers"]
 
@@ -114,9 +153,17 @@ def test_report_renders_in_headless_chromium(study, tmp_path):
     browser, driver_path = found
     opts = Options()
     opts.binary_location = browser
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-                 "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-                 "--window-size=1280,2000"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1280,2000",
+    ):
         opts.add_argument(flag)
     driver = webdriver.Chrome(service=Service(driver_path), options=opts)
     try:
@@ -124,7 +171,8 @@ def test_report_renders_in_headless_chromium(study, tmp_path):
         driver.get((root / "out" / "report.html").as_uri())
         n_images = driver.execute_script("return document.images.length")
         broken = driver.execute_script(
-            "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt)")
+            "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt)"
+        )
         sections = driver.execute_script("return ['q1','q2','q3'].map(id => document.getElementById(id) !== null)")
         shot = tmp_path / "report.png"
         driver.save_screenshot(str(shot))
@@ -168,10 +216,16 @@ def test_study_on_one_fly_session_transfers_to_the_other(tmp_path):
 
     opts = ImportOptions(heading="thorax:head", stop=200)
     a = import_video(None, slp, tmp_path / "flies_clip", options=opts, progress=False)
-    b = import_video(RAW / "flies_session2" / "20190128_113421.120s.mp4", h5, tmp_path / "flies_session2",
-                     options=opts, progress=False)
-    cfg = load_study_config(None, {"epochs": 1, "sweep_epochs": 1, "max_images": 400, "decoders": ["pca:16"],
-                                   "transfer": [str(b)]})
+    b = import_video(
+        RAW / "flies_session2" / "20190128_113421.120s.mp4",
+        h5,
+        tmp_path / "flies_session2",
+        options=opts,
+        progress=False,
+    )
+    cfg = load_study_config(
+        None, {"epochs": 1, "sweep_epochs": 1, "max_images": 400, "decoders": ["pca:16"], "transfer": [str(b)]}
+    )
     results = run_study(a, tmp_path / "study", cfg, echo=lambda s: None)
     assert results["ae_test"]["split"]["kind"] == "blocked"  # video frames: never a random split by default
     tr = results["transfer"][0]
@@ -189,7 +243,8 @@ def test_study_transfer_bad_inputs_exit_2_before_any_work(tmp_path, capsys):
     out = tmp_path / "study"
     code, _, err = run_cli(["study", "--data", data, "--out", out, "--transfer", small], capsys)
     assert code == 2 and err.strip().endswith(
-        f"--transfer {small.resolve()}: images are 1x28x28 but the training data's are 1x32x32")
+        f"--transfer {small.resolve()}: images are 1x28x28 but the training data's are 1x32x32"
+    )
     code, _, err = run_cli(["study", "--data", data, "--out", out, "--transfer", data], capsys)
     assert code == 2 and "is the training data itself" in err
     code, _, err = run_cli(["study", "--data", data, "--out", out, "--augment", "spin"], capsys)

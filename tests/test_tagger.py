@@ -32,8 +32,10 @@ def test_loss_is_zero_for_perfect_predictions_and_blind_to_whole_turns():
     np.testing.assert_allclose(values[0], values[1], atol=1e-6)
     np.testing.assert_allclose(values[0], values[2], atol=1e-6)
     assert valid.tolist() == [True, True, True, False]
-    assert notes == ["target 'body_angle_deg': dropped 1 of 4 rows with a missing value",
-                     "target 'body_angle_deg': wrapped 2 angles outside [0, 360) into that range"]
+    assert notes == [
+        "target 'body_angle_deg': dropped 1 of 4 rows with a missing value",
+        "target 'body_angle_deg': wrapped 2 angles outside [0, 360) into that range",
+    ]
 
 
 def test_target_vectors_and_linear_targets():
@@ -50,8 +52,10 @@ def test_target_vectors_and_linear_targets():
         tagger_targets(TaggerConfig(target="a"), Conditions(["a"], np.full((3, 1), np.nan), "m.csv"))
 
 
-@pytest.mark.parametrize("k,expected", [("0", ()), ("1", ("fc1",)), ("2", ("fc1", "conv3")),
-                                        ("3", ("fc1", "conv3", "conv2")), ("all", Encoder.LAYERS)])
+@pytest.mark.parametrize(
+    "k,expected",
+    [("0", ()), ("1", ("fc1",)), ("2", ("fc1", "conv3")), ("3", ("fc1", "conv3", "conv2")), ("all", Encoder.LAYERS)],
+)
 def test_unfreeze_k_trains_exactly_the_top_k_layers(k, expected):
     cfg = aelens.RunConfig(kind="tagger").with_overrides({"tagger.unfreeze": k})
     model = DirectionTagger(cfg, Geometry(1, 32, 32))
@@ -65,13 +69,18 @@ def test_unfreeze_k_trains_exactly_the_top_k_layers(k, expected):
 
 
 def test_unfreeze_larger_than_layers_is_an_error():
-    with pytest.raises(AelensError, match=r"--unfreeze must be at most 4 \(the encoder has 4 layers: fc1, conv3, conv2, conv1\) or all, got 5"):
+    with pytest.raises(
+        AelensError,
+        match=r"--unfreeze must be at most 4 \(the encoder has 4 layers: fc1, conv3, conv2, conv1\) or all, got 5",
+    ):
         trainable_layers("5")
 
 
 def test_init_from_copies_the_encoder_and_frozen_weights_stay_bit_identical(tiny_ae, tiny_data, tmp_path):
-    run = aelens.train(quick_config(tiny_data, "tagger", **{"tagger.init_from": str(tiny_ae), "tagger.unfreeze": "1"}),
-                       out=tmp_path / "t")
+    run = aelens.train(
+        quick_config(tiny_data, "tagger", **{"tagger.init_from": str(tiny_ae), "tagger.unfreeze": "1"}),
+        out=tmp_path / "t",
+    )
     ae, tagger = load_state_dict(tiny_ae / "model.safetensors"), load_state_dict(run / "model.safetensors")
     for key, value in ae.items():
         if not key.startswith("encoder."):
@@ -89,7 +98,9 @@ def test_init_from_errors(tiny_ae, tiny_data, tmp_path, capsys):
     base = ["train", "tagger", "--data", tiny_data, "--epochs", "1", "--no-progress"]
     code, _, err = run_cli(base + ["--init-from", tiny_ae, "--latent-dim", "8", "--out", tmp_path / "a"], capsys)
     assert code == 2 and "the AE's latent dim is 16, the tagger's 8 (set --latent-dim)" in err
-    dec = aelens.train(quick_config(tiny_data, "decoder", **{"embedding.method": "randproj", "embedding.dim": 2}), out=tmp_path / "dec")
+    dec = aelens.train(
+        quick_config(tiny_data, "decoder", **{"embedding.method": "randproj", "embedding.dim": 2}), out=tmp_path / "dec"
+    )
     code, _, err = run_cli(base + ["--init-from", dec, "--out", tmp_path / "b"], capsys)
     assert code == 2 and f"--init-from {dec}: a decoder run, not an AE run" in err
     code, _, err = run_cli(base + ["--unfreeze", "7", "--out", tmp_path / "c"], capsys)
@@ -127,8 +138,24 @@ def test_tagger_end_to_end_beats_the_circular_mean(tmp_path, capsys):
 
     data = write_dataset(tmp_path / "data", synthesize(600, seed=9, size=32))
     run = tmp_path / "tagger"
-    code, _, err = run_cli(["train", "tagger", "--data", data, "--epochs", "6", "--out", run, "--no-progress",
-                            "--batch-size", "32", "--snapshots-per-epoch", "2"], capsys)
+    code, _, err = run_cli(
+        [
+            "train",
+            "tagger",
+            "--data",
+            data,
+            "--epochs",
+            "6",
+            "--out",
+            run,
+            "--no-progress",
+            "--batch-size",
+            "32",
+            "--snapshots-per-epoch",
+            "2",
+        ],
+        capsys,
+    )
     assert code == 0, err
     code, out, err = run_cli(["test", run], capsys)
     assert code == 0, err
@@ -145,8 +172,12 @@ def test_tagger_end_to_end_beats_the_circular_mean(tmp_path, capsys):
 
 
 def test_linear_target_regression(tiny_data, tmp_path):
-    run = aelens.train(quick_config(tiny_data, "tagger", **{"tagger.target": "dist_from_center", "tagger.kind": "linear",
-                                                            "train.epochs": 2}), out=tmp_path / "lin")
+    run = aelens.train(
+        quick_config(
+            tiny_data, "tagger", **{"tagger.target": "dist_from_center", "tagger.kind": "linear", "train.epochs": 2}
+        ),
+        out=tmp_path / "lin",
+    )
     res = aelens.test_run(run)
     assert {"mae", "rmse", "r2"} <= set(res) and "training_mean" in res["baselines"]
     pred = aelens.load_run(run).predict(aelens.load_dataset(tiny_data))
@@ -156,8 +187,14 @@ def test_linear_target_regression(tiny_data, tmp_path):
 def test_linear_probe_starts_from_the_least_squares_readout(tiny_ae, tiny_data, tmp_path):
     """unfreeze 0 with no training (1 step at a tiny learning rate) already beats the circular mean: the readout
     is initialised by ridge regression on the AE latent."""
-    run = aelens.train(quick_config(tiny_data, "tagger", **{"tagger.init_from": str(tiny_ae), "tagger.unfreeze": "0",
-                                                            "train.lr": 1e-8, "train.max_steps": 1}), out=tmp_path / "p")
+    run = aelens.train(
+        quick_config(
+            tiny_data,
+            "tagger",
+            **{"tagger.init_from": str(tiny_ae), "tagger.unfreeze": "0", "train.lr": 1e-8, "train.max_steps": 1},
+        ),
+        out=tmp_path / "p",
+    )
     res = aelens.test_run(run, figures=False)
     assert res["angle_mae_deg"] < 0.9 * res["baselines"]["circular_mean"]["angle_mae_deg"]
 
@@ -175,8 +212,10 @@ def test_augment_recipes_parse_to_canonical_parts_and_bad_ones_are_named():
     assert parse_augment("all") == PARTS
     with pytest.raises(AelensError) as e:
         parse_augment("rotate,blurr")
-    assert str(e.value) == ("--augment must be none, all or a comma-separated list of rotate, flip, shift, scale, "
-                            "photometric; got 'rotate,blurr'")
+    assert str(e.value) == (
+        "--augment must be none, all or a comma-separated list of rotate, flip, shift, scale, "
+        "photometric; got 'rotate,blurr'"
+    )
 
 
 def _arrow_frames(angles_deg, size=41):

@@ -13,9 +13,18 @@ from aelens.storage import load_state_dict, read_manifest, save_tensors
 from conftest import quick_config, run_cli, shared_dataset
 
 EXPECTED_FILES = [
-    "config.yaml", "manifest.json", "metrics.csv", "model.safetensors", "split.npz",
-    "checkpoints/last.safetensors", "checkpoints/best.safetensors", "checkpoints/epoch001.safetensors",
-    "images/val_epoch001.png", "snapshots/fc1.npy", "snapshots/index.csv", "snapshots/analysis_indices.npy",
+    "config.yaml",
+    "manifest.json",
+    "metrics.csv",
+    "model.safetensors",
+    "split.npz",
+    "checkpoints/last.safetensors",
+    "checkpoints/best.safetensors",
+    "checkpoints/epoch001.safetensors",
+    "images/val_epoch001.png",
+    "snapshots/fc1.npy",
+    "snapshots/index.csv",
+    "snapshots/analysis_indices.npy",
 ]
 
 
@@ -25,8 +34,26 @@ def weights(run_dir):
 
 def test_cli_train_then_test(tiny_data, tmp_path, capsys):
     run = tmp_path / "r"
-    code, out, err = run_cli(["train", "ae", "--data", tiny_data, "--split", "random", "--epochs", "1", "--out", run, "--batch-size", "32",
-                              "--checkpoint-every", "1", "--no-progress"], capsys)
+    code, out, err = run_cli(
+        [
+            "train",
+            "ae",
+            "--data",
+            tiny_data,
+            "--split",
+            "random",
+            "--epochs",
+            "1",
+            "--out",
+            run,
+            "--batch-size",
+            "32",
+            "--checkpoint-every",
+            "1",
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert f"run: {run}  epochs: 1" in out
     for rel in EXPECTED_FILES:
@@ -58,7 +85,10 @@ def test_existing_run_dir_is_an_error_and_untouched(tiny_ae, tiny_data, capsys):
     before = (tiny_ae / "model.safetensors").read_bytes()
     code, _, err = run_cli(["train", "ae", "--data", tiny_data, "--out", tiny_ae, "--epochs", "1"], capsys)
     assert code == 2
-    assert err.strip() == f"aelens: error: {tiny_ae}: run directory already exists; choose another --out or pass --overwrite"
+    assert (
+        err.strip()
+        == f"aelens: error: {tiny_ae}: run directory already exists; choose another --out or pass --overwrite"
+    )
     assert (tiny_ae / "model.safetensors").read_bytes() == before
 
 
@@ -129,7 +159,10 @@ def test_checkpoint_of_another_architecture_is_refused(tiny_ae, tmp_path):
     state = weights(tiny_ae)
     state["encoder.fc1.1.weight"] = torch.zeros(8, state["encoder.fc1.1.weight"].shape[1])
     save_tensors(other / "model.safetensors", state)
-    with pytest.raises(AelensError, match=r"model\.safetensors: checkpoint does not match the model \(encoder\.fc1\.1\.weight: file has \(8, 2048\), model expects \(16, 2048\)\)"):
+    with pytest.raises(
+        AelensError,
+        match=r"model\.safetensors: checkpoint does not match the model \(encoder\.fc1\.1\.weight: file has \(8, 2048\), model expects \(16, 2048\)\)",
+    ):
         aelens.load_run(other)
     (other / "model.safetensors").write_bytes((tiny_ae / "model.safetensors").read_bytes()[:1000])
     with pytest.raises(AelensError, match=r"model\.safetensors: corrupted or truncated safetensors file"):
@@ -154,8 +187,10 @@ def test_python_api(tiny_ae, tiny_data):
 def test_real_mouse_openfield_end_to_end(tmp_path, capsys):
     data = shared_dataset("mouse_openfield")
     run = tmp_path / "mouse"
-    code, _, err = run_cli(["train", "ae", "--data", data, "--epochs", "1", "--out", run, "--no-progress",
-                            "--snapshot-max-images", "500"], capsys)
+    code, _, err = run_cli(
+        ["train", "ae", "--data", data, "--epochs", "1", "--out", run, "--no-progress", "--snapshot-max-images", "500"],
+        capsys,
+    )
     assert code == 0, err
     code, out, err = run_cli(["test", run], capsys)
     assert code == 0, err
@@ -190,6 +225,7 @@ def test_a_last_training_batch_of_one_frame_joins_the_previous_one(tiny_data, tm
     assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(112))
     assert [len(b) for b in IndexBatchSampler(np.arange(112), 111, shuffle=False)] == [111, 1]
     assert [len(b) for b in IndexBatchSampler(np.arange(7), 3, shuffle=True)] == [3, 4]
-    run = aelens.train(quick_config(tiny_data, **{"train.batch_size": 111, "snapshots.enabled": False}),
-                       out=tmp_path / "one")
+    run = aelens.train(
+        quick_config(tiny_data, **{"train.batch_size": 111, "snapshots.enabled": False}), out=tmp_path / "one"
+    )
     assert json.loads((run / "manifest.json").read_text())["status"] == "complete"

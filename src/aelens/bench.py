@@ -72,8 +72,9 @@ def reference_train(
     nets = reference_model(Geometry(*train.shape[1:]), seed=seed).to(device)
     opt = torch.optim.Adam(nets.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=15, gamma=0.1)
-    loader = DataLoader(TensorDataset(train, train), batch_size=64, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(
+        TensorDataset(train, train), batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(seed)
+    )
     warmup, steps, images, timed = 3, 0, 0, 0.0
     t_start = time.perf_counter()
     val_mse, losses = [], []
@@ -97,8 +98,12 @@ def reference_train(
             val_mse.append(reference_val_mse(nets, val.to(device)))
         if max_steps is not None and steps >= max_steps + warmup:
             break
-    return {"images_per_s": images / timed if timed else float("nan"), "val_mse": val_mse,
-            "seconds": time.perf_counter() - t_start, "nets": nets}
+    return {
+        "images_per_s": images / timed if timed else float("nan"),
+        "val_mse": val_mse,
+        "seconds": time.perf_counter() - t_start,
+        "nets": nets,
+    }
 
 
 # --------------------------------------------------------------------------------------------- measurements
@@ -135,8 +140,9 @@ def train_flops_per_image(geometry: Geometry, batch: int = 64) -> float:
     return counter.get_total_flops() / batch
 
 
-def inference_rates(nets: Networks, frames: torch.Tensor, bf16: bool, seconds: float = 3.0,
-                    device: torch.device = torch.device("cpu")) -> dict:
+def inference_rates(
+    nets: Networks, frames: torch.Tensor, bf16: bool, seconds: float = 3.0, device: torch.device = torch.device("cpu")
+) -> dict:
     """Images/s of encode and reconstruct: aelens (folded BN, channels-last, bf16 where fast) and the reference
     (fp32 eager, batch 64). Frames start in host memory, results end there, as in real use."""
     nets = nets.eval().to(device)
@@ -155,10 +161,14 @@ def inference_rates(nets: Networks, frames: torch.Tensor, bf16: bool, seconds: f
         return reps * n / (time.perf_counter() - t0)
 
     cases = {
-        "encode": {"aelens": lambda: rate(fast.latent, batch_ours, bf16=bf16),
-                   "reference": lambda: rate(nets.latent, 64, bf16=False, channels_last=False)},
-        "reconstruct": {"aelens": lambda: rate(fast.reconstruct, batch_ours, bf16=bf16),
-                        "reference": lambda: rate(nets.reconstruct, 64, bf16=False, channels_last=False)},
+        "encode": {
+            "aelens": lambda: rate(fast.latent, batch_ours, bf16=bf16),
+            "reference": lambda: rate(nets.latent, 64, bf16=False, channels_last=False),
+        },
+        "reconstruct": {
+            "aelens": lambda: rate(fast.reconstruct, batch_ours, bf16=bf16),
+            "reference": lambda: rate(nets.reconstruct, 64, bf16=False, channels_last=False),
+        },
     }
     # three alternating rounds, best of each: drifting clock speed and load hit both sides alike
     best = {what: {who: 0.0 for who in pair} for what, pair in cases.items()}
@@ -175,8 +185,13 @@ def _aelens_run(data_dir: Path, out: Path, epochs: int, extra: dict | None = Non
     from .train import train
 
     # the reference's random split: both sides then train and validate on the same frames
-    over = {"data.path": str(data_dir), "train.epochs": epochs, "train.progress": False, "split.kind": "random",
-            **(extra or {})}
+    over = {
+        "data.path": str(data_dir),
+        "train.epochs": epochs,
+        "train.progress": False,
+        "split.kind": "random",
+        **(extra or {}),
+    }
     run = train(RunConfig(kind="ae").with_overrides(over), out=out, overwrite=True)
     return run, read_manifest(run)
 
@@ -241,11 +256,26 @@ def loop_video(video: Path, poses_csv: Path, times: int, out_dir: Path) -> tuple
     import imageio_ffmpeg
 
     long_video = out_dir / "long.mp4"
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", str(times - 1), "-i",
-                    str(video), "-c", "copy", str(long_video)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-v",
+            "error",
+            "-y",
+            "-stream_loop",
+            str(times - 1),
+            "-i",
+            str(video),
+            "-c",
+            "copy",
+            str(long_video),
+        ],
+        check=True,
+        capture_output=True,
+    )
     lines = poses_csv.read_text().splitlines()
     head = [ln for ln in lines if ln.split(",")[0] in ("scorer", "individuals", "bodyparts", "coords")]
-    body = [ln.split(",", 1)[1] for ln in lines[len(head):]]
+    body = [ln.split(",", 1)[1] for ln in lines[len(head) :]]
     rows = [f"{i},{b}" for i, b in enumerate(body * times)]
     long_csv = out_dir / "long_dlc.csv"
     write_text(long_csv, "\n".join(head + rows) + "\n")
@@ -264,8 +294,9 @@ def snapshot_history(codes: np.ndarray, count: int, seed: int = 0) -> np.ndarray
     """A stand-in training history ending at ``codes``: earlier snapshots are noisier versions of it."""
     rng = np.random.default_rng(seed)
     scale = codes.std(0, keepdims=True)
-    return np.stack([codes + (1 - t / max(1, count - 1)) * scale * rng.normal(size=codes.shape)
-                     for t in range(count)]).astype(np.float32)
+    return np.stack(
+        [codes + (1 - t / max(1, count - 1)) * scale * rng.normal(size=codes.shape) for t in range(count)]
+    ).astype(np.float32)
 
 
 def movie_seconds(snaps: np.ndarray, out: Path, seed: int = 0) -> dict:
@@ -300,9 +331,13 @@ def umap_transform_reference(snaps: np.ndarray, maps: np.ndarray, probe: int = 2
         xy = model.transform(snaps[s])
         times.append(time.perf_counter() - t1)
         agree.append(mutual_knn_overlap(maps[s], xy, 10))
-    return {"seconds": fit + float(np.mean(times)) * len(snaps), "fit_seconds": fit,
-            "transform_seconds_each": float(np.mean(times)), "agreement_knn10": [round(a, 3) for a in agree],
-            "agreement_snapshots": which.tolist()}
+    return {
+        "seconds": fit + float(np.mean(times)) * len(snaps),
+        "fit_seconds": fit,
+        "transform_seconds_each": float(np.mean(times)),
+        "agreement_knn10": [round(a, 3) for a in agree],
+        "agreement_snapshots": which.tolist(),
+    }
 
 
 def power_law_exponent(ns, seconds) -> float:
@@ -385,8 +420,10 @@ class Suite:
         self.flops_img = train_flops_per_image(self.geometry)
         self.r["matmul_peak_gflop_s"] = {"fp32": round(peak32 / 1e9, 1), "bf16": round(self.peak16 / 1e9, 1)}
         self.r["train_mflop_per_image"] = round(self.flops_img / 1e6, 1)
-        self.echo(f"matmul peak: fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {self.peak16 / 1e9:.0f} GFLOP/s; "
-                  f"one training step: {self.flops_img / 1e6:.0f} MFLOP per image")
+        self.echo(
+            f"matmul peak: fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {self.peak16 / 1e9:.0f} GFLOP/s; "
+            f"one training step: {self.flops_img / 1e6:.0f} MFLOP per image"
+        )
 
     def throughput(self):
         """Reference loop and aelens alternated (twice each, best of each), so drifting machine load hits both."""
@@ -395,26 +432,38 @@ class Suite:
         for i in range(2):
             ref = reference_train(self.train_x, None, epochs=100, max_steps=steps, device=self.device)
             ref_rates.append(ref["images_per_s"])
-            _, m = _aelens_run(self.data_dir, self.tmp / f"tput{i}", 1, {"train.max_steps": steps + 3, "snapshots.enabled": False})
+            _, m = _aelens_run(
+                self.data_dir, self.tmp / f"tput{i}", 1, {"train.max_steps": steps + 3, "snapshots.enabled": False}
+            )
             our_rates.append(m["train_images_per_s"])
         self.ref_nets = ref["nets"]
         ours, theirs = max(our_rates), max(ref_rates)
         self.r["train_images_per_s"] = _entry(ours, theirs, "images/s")
         achieved = ours * self.flops_img
-        self.r["train_flop_s"] = {"aelens_gflop_s": round(achieved / 1e9, 1),
-                                  "percent_of_bf16_matmul_peak": round(100 * achieved / self.peak16, 1),
-                                  "reference_gflop_s": round(theirs * self.flops_img / 1e9, 1)}
-        self.echo(f"train: aelens {ours:.0f} images/s vs reference loop {theirs:.0f} ({ours / theirs:.2f}x); "
-                  f"{achieved / 1e9:.0f} GFLOP/s = {100 * achieved / self.peak16:.2g}% of the bf16 matmul peak")
+        self.r["train_flop_s"] = {
+            "aelens_gflop_s": round(achieved / 1e9, 1),
+            "percent_of_bf16_matmul_peak": round(100 * achieved / self.peak16, 1),
+            "reference_gflop_s": round(theirs * self.flops_img / 1e9, 1),
+        }
+        self.echo(
+            f"train: aelens {ours:.0f} images/s vs reference loop {theirs:.0f} ({ours / theirs:.2f}x); "
+            f"{achieved / 1e9:.0f} GFLOP/s = {100 * achieved / self.peak16:.2g}% of the bf16 matmul peak"
+        )
 
     def inference(self):
         frames = self.ds.batch(np.arange(min(self.ds.n, 2048)))
         inf = inference_rates(self.ref_nets, frames, self.bf16, 1.5 if self.quick else 4.0, self.device)
-        self.r["inference_encode_images_per_s"] = _entry(inf["encode"]["aelens"], inf["encode"]["reference"], "images/s")
-        self.r["inference_images_per_s"] = _entry(inf["reconstruct"]["aelens"], inf["reconstruct"]["reference"], "images/s")
-        self.echo(f"inference: reconstruct {inf['reconstruct']['aelens']:.0f} vs {inf['reconstruct']['reference']:.0f} images/s "
-                  f"({self.r['inference_images_per_s']['ratio']:.2f}x); encode {inf['encode']['aelens']:.0f} vs "
-                  f"{inf['encode']['reference']:.0f} ({self.r['inference_encode_images_per_s']['ratio']:.2f}x)")
+        self.r["inference_encode_images_per_s"] = _entry(
+            inf["encode"]["aelens"], inf["encode"]["reference"], "images/s"
+        )
+        self.r["inference_images_per_s"] = _entry(
+            inf["reconstruct"]["aelens"], inf["reconstruct"]["reference"], "images/s"
+        )
+        self.echo(
+            f"inference: reconstruct {inf['reconstruct']['aelens']:.0f} vs {inf['reconstruct']['reference']:.0f} images/s "
+            f"({self.r['inference_images_per_s']['ratio']:.2f}x); encode {inf['encode']['aelens']:.0f} vs "
+            f"{inf['encode']['reference']:.0f} ({self.r['inference_encode_images_per_s']['ratio']:.2f}x)"
+        )
 
     def time_to_quality(self):
         epochs = 4 if self.quick else 20
@@ -425,17 +474,26 @@ class Suite:
         elapsed = np.cumsum(m["epoch_seconds"])
         reached = next((i for i, v in enumerate(ours) if v <= target), None)
         ttq = float(elapsed[reached]) if reached is not None else float("nan")
-        self.r["time_to_quality_s"] = {**_entry(ttq, ref["seconds"], "s", higher_is_better=False),
-                                       "target_val_mse": round(target, 6), "epochs": epochs,
-                                       "aelens_epochs_needed": None if reached is None else reached + 1}
-        self.r["val_mse_after_equal_epochs"] = {"aelens": round(ours[-1], 6), "reference": round(target, 6),
-                                                "ratio": round(target / ours[-1], 3), "epochs": epochs,
-                                                "note": "ratio > 1: aelens lower (better)"}
+        self.r["time_to_quality_s"] = {
+            **_entry(ttq, ref["seconds"], "s", higher_is_better=False),
+            "target_val_mse": round(target, 6),
+            "epochs": epochs,
+            "aelens_epochs_needed": None if reached is None else reached + 1,
+        }
+        self.r["val_mse_after_equal_epochs"] = {
+            "aelens": round(ours[-1], 6),
+            "reference": round(target, 6),
+            "ratio": round(target / ours[-1], 3),
+            "epochs": epochs,
+            "note": "ratio > 1: aelens lower (better)",
+        }
         snap = m.get("snapshot_overhead", float("nan"))
         self.r["snapshot_overhead_percent"] = round(100 * snap, 2)
-        self.echo(f"time to the reference's {epochs}-epoch val MSE {target:.5f}: aelens {ttq:.0f} s "
-                  f"({self.r['time_to_quality_s']['aelens_epochs_needed']} epochs) vs {ref['seconds']:.0f} s; after "
-                  f"{epochs} epochs aelens {ours[-1]:.5f}; latent snapshots {100 * snap:.1f}% of training")
+        self.echo(
+            f"time to the reference's {epochs}-epoch val MSE {target:.5f}: aelens {ttq:.0f} s "
+            f"({self.r['time_to_quality_s']['aelens_epochs_needed']} epochs) vs {ref['seconds']:.0f} s; after "
+            f"{epochs} epochs aelens {ours[-1]:.5f}; latent snapshots {100 * snap:.1f}% of training"
+        )
 
     def memmap(self):
         from .data.synthetic import synthesize, write_dataset
@@ -446,11 +504,17 @@ class Suite:
         steps = 40 if self.quick else 150
         mm = peak_rss_training(mm_dir, self.tmp / "mm", steps)
         mem = peak_rss_training(self.data_dir, self.tmp / "inmem", steps)
-        self.r["memmap_training"] = {"images": n, "file_mb": round(n * 2500 / 2**20, 1),
-                                     "peak_rss_mb": round(mm["rss_mb"], 1), "in_memory_peak_rss_mb": round(mem["rss_mb"], 1),
-                                     **_entry(mm["images_per_s"], mem["images_per_s"], "images/s")}
-        self.echo(f"memory-mapped {n} frames ({n * 2500 / 2**20:.0f} MB): peak RSS {mm['rss_mb']:.0f} MB, "
-                  f"{mm['images_per_s']:.0f} images/s vs {mem['images_per_s']:.0f} from memory")
+        self.r["memmap_training"] = {
+            "images": n,
+            "file_mb": round(n * 2500 / 2**20, 1),
+            "peak_rss_mb": round(mm["rss_mb"], 1),
+            "in_memory_peak_rss_mb": round(mem["rss_mb"], 1),
+            **_entry(mm["images_per_s"], mem["images_per_s"], "images/s"),
+        }
+        self.echo(
+            f"memory-mapped {n} frames ({n * 2500 / 2**20:.0f} MB): peak RSS {mm['rss_mb']:.0f} MB, "
+            f"{mm['images_per_s']:.0f} images/s vs {mem['images_per_s']:.0f} from memory"
+        )
 
     def movie(self):
         """The evolution movie (40 snapshots x 20,000 points; quick: 10 x 5,000) against UMAP transform of every
@@ -470,19 +534,30 @@ class Suite:
             self.echo(f"evolution movie {count} x {n}: {res['seconds']:.1f} s (UMAP fit {res['fit_seconds']:.1f} s)")
             if n == (5000 if self.quick else 20000):
                 ref = umap_transform_reference(snaps, res["maps"])
-                self.r["evolution_movie_s"] = {**_entry(res["seconds"], ref["seconds"], "s", higher_is_better=False),
-                                               "snapshots": count, "points": n, **{f"reference_{k}": v for k, v in ref.items()}}
-                self.echo(f"  vs UMAP fit + transform of every snapshot: {ref['seconds']:.0f} s (estimated from "
-                          f"{len(ref['agreement_snapshots'])} transforms); layouts agree on {ref['agreement_knn10']} of 10-NN")
+                self.r["evolution_movie_s"] = {
+                    **_entry(res["seconds"], ref["seconds"], "s", higher_is_better=False),
+                    "snapshots": count,
+                    "points": n,
+                    **{f"reference_{k}": v for k, v in ref.items()},
+                }
+                self.echo(
+                    f"  vs UMAP fit + transform of every snapshot: {ref['seconds']:.0f} s (estimated from "
+                    f"{len(ref['agreement_snapshots'])} transforms); layouts agree on {ref['agreement_knn10']} of 10-NN"
+                )
         if len(sizes) > 1:
             ns = [s[0] for s in scaling]
-            self.r["scaling"] = {"n": ns, "movie_seconds": [round(s[1], 2) for s in scaling],
-                                 "umap_fit_seconds": [round(s[2], 2) for s in scaling],
-                                 "movie_exponent": round(power_law_exponent(ns, [s[1] for s in scaling]), 2),
-                                 "umap_fit_exponent": round(power_law_exponent(ns, [s[2] for s in scaling]), 2),
-                                 "training_exponent": 1.0}
-            self.echo(f"growth with N: movie ~ N^{self.r['scaling']['movie_exponent']}, UMAP fit ~ "
-                      f"N^{self.r['scaling']['umap_fit_exponent']}, training ~ N^1 (constant images/s)")
+            self.r["scaling"] = {
+                "n": ns,
+                "movie_seconds": [round(s[1], 2) for s in scaling],
+                "umap_fit_seconds": [round(s[2], 2) for s in scaling],
+                "movie_exponent": round(power_law_exponent(ns, [s[1] for s in scaling]), 2),
+                "umap_fit_exponent": round(power_law_exponent(ns, [s[2] for s in scaling]), 2),
+                "training_exponent": 1.0,
+            }
+            self.echo(
+                f"growth with N: movie ~ N^{self.r['scaling']['movie_exponent']}, UMAP fit ~ "
+                f"N^{self.r['scaling']['umap_fit_exponent']}, training ~ N^1 (constant images/s)"
+            )
 
     def importing(self):
         """``aelens data import`` beside a plain decode of the same video (frames/s, alternated: decode, import,
@@ -497,16 +572,27 @@ class Suite:
         d2 = decode_rate(w["video"])
         decode = (d1 + d2) / 2
         self.r["import_frames_per_s"] = _entry(imp["frames_per_s"], decode, "frames/s")
-        self.r["import_frames_per_s"].update({"video": f"{size}x{size} H.264 crf 23, {n} frames, 2 animals",
-                                              "end_to_end_frames_per_s": round(imp["frames"] / imp["wall_s"], 1)})
+        self.r["import_frames_per_s"].update(
+            {
+                "video": f"{size}x{size} H.264 crf 23, {n} frames, 2 animals",
+                "end_to_end_frames_per_s": round(imp["frames"] / imp["wall_s"], 1),
+            }
+        )
         long_video, long_csv = loop_video(w["video"], w["deeplabcut-csv"], times, folder)
         big = import_in_child(long_video, long_csv, self.tmp / "imported_long")
-        self.r["import_peak_rss_mb"] = {"short": round(imp["rss_mb"], 1), "long": round(big["rss_mb"], 1),
-                                        "frames_short": n, "frames_long": big["frames"], "unit": "MB",
-                                        "long_frames_per_s": round(big["frames_per_s"], 1)}
-        self.echo(f"import {imp['frames_per_s']:.0f} frames/s vs plain decode {decode:.0f} "
-                  f"({imp['frames_per_s'] / decode:.2f}x; {size}x{size}); peak RSS {imp['rss_mb']:.0f} MB for {n} "
-                  f"frames, {big['rss_mb']:.0f} MB for {big['frames']}")
+        self.r["import_peak_rss_mb"] = {
+            "short": round(imp["rss_mb"], 1),
+            "long": round(big["rss_mb"], 1),
+            "frames_short": n,
+            "frames_long": big["frames"],
+            "unit": "MB",
+            "long_frames_per_s": round(big["frames_per_s"], 1),
+        }
+        self.echo(
+            f"import {imp['frames_per_s']:.0f} frames/s vs plain decode {decode:.0f} "
+            f"({imp['frames_per_s'] / decode:.2f}x; {size}x{size}); peak RSS {imp['rss_mb']:.0f} MB for {n} "
+            f"frames, {big['rss_mb']:.0f} MB for {big['frames']}"
+        )
 
     def study(self):
         from .study import run_demo

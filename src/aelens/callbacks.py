@@ -265,7 +265,9 @@ def read_index(folder: str | Path) -> list[dict]:
 class LatentSnapshots(L.Callback):
     """Capture the latent of the analysis set before the first update and ``per_epoch`` times per epoch."""
 
-    def __init__(self, folder: str | Path, layers: tuple[str, ...], per_epoch: int, max_images: int, seed: int, bf16: bool):
+    def __init__(
+        self, folder: str | Path, layers: tuple[str, ...], per_epoch: int, max_images: int, seed: int, bf16: bool
+    ):
         self.folder = Path(folder)
         self.layers = layers
         self.per_epoch = per_epoch
@@ -374,7 +376,13 @@ class LatentSnapshots(L.Callback):
         seconds = time.perf_counter() - t0
         self.seconds += seconds
         self.rows.append(
-            {"snapshot": s, "epoch": round(epoch, 4), "global_step": trainer.global_step, "train_loss": loss, "seconds": seconds}
+            {
+                "snapshot": s,
+                "epoch": round(epoch, 4),
+                "global_step": trainer.global_step,
+                "train_loss": loss,
+                "seconds": seconds,
+            }
         )
         write_csv(self.folder / INDEX, self.rows, list(INDEX_FIELDS))
 

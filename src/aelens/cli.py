@@ -50,10 +50,28 @@ def echo(msg: str = "") -> None:
 
 # (parameter name, type, flag, help, dotted config key)
 TRAIN_OPTIONS = [
-    ("data", Optional[List[str]], "--data", "Images file (.npy/.npz), data directory holding images.npz, or a .txt listing them; repeat for several sessions.", "data.path"),
+    (
+        "data",
+        Optional[List[str]],
+        "--data",
+        "Images file (.npy/.npz), data directory holding images.npz, or a .txt listing them; repeat for several sessions.",
+        "data.path",
+    ),
     ("key", Optional[str], "--key", "Array name inside a multi-array .npz.", "data.key"),
-    ("max_pixel_value", Optional[float], "--max-pixel-value", "Divide float images by this (uint8 is always /255).", "data.max_pixel_value"),
-    ("metadata", Optional[str], "--metadata", "Conditions file (.csv/.npy); default: beside the images.", "data.metadata"),
+    (
+        "max_pixel_value",
+        Optional[float],
+        "--max-pixel-value",
+        "Divide float images by this (uint8 is always /255).",
+        "data.max_pixel_value",
+    ),
+    (
+        "metadata",
+        Optional[str],
+        "--metadata",
+        "Conditions file (.csv/.npy); default: beside the images.",
+        "data.metadata",
+    ),
     ("epochs", Optional[int], "--epochs", "Training epochs [150].", "train.epochs"),
     ("batch_size", Optional[int], "--batch-size", "Batch size per device [64].", "train.batch_size"),
     ("lr", Optional[float], "--lr", "Adam learning rate [1e-3].", "train.lr"),
@@ -62,26 +80,80 @@ TRAIN_OPTIONS = [
     ("val_fraction", Optional[float], "--val-fraction", "Validation fraction [0.2].", "split.val_fraction"),
     ("test_fraction", Optional[float], "--test-fraction", "Test fraction [0.1].", "split.test_fraction"),
     ("seed", Optional[int], "--seed", "Seed for the split, initialisation and shuffling [42].", "seed"),
-    ("split", Optional[str], "--split", "auto | random | blocked | group:COLUMN (auto: blocked in time when the conditions have frame, time_s or session) [auto].", "split.kind"),
-    ("purge", Optional[int], "--purge", "Frames dropped at each block boundary of a blocked split [1 s of video, else 10].", "split.purge"),
-    ("checkpoint_every", Optional[int], "--checkpoint-every", "Keep a checkpoint every N epochs [5].", "train.checkpoint_every"),
+    (
+        "split",
+        Optional[str],
+        "--split",
+        "auto | random | blocked | group:COLUMN (auto: blocked in time when the conditions have frame, time_s or session) [auto].",
+        "split.kind",
+    ),
+    (
+        "purge",
+        Optional[int],
+        "--purge",
+        "Frames dropped at each block boundary of a blocked split [1 s of video, else 10].",
+        "split.purge",
+    ),
+    (
+        "checkpoint_every",
+        Optional[int],
+        "--checkpoint-every",
+        "Keep a checkpoint every N epochs [5].",
+        "train.checkpoint_every",
+    ),
     ("val_every", Optional[int], "--val-every", "Validate every N epochs [1].", "train.val_every"),
-    ("noise", Optional[str], "--noise", "Input corruption: none | gaussian:S | poisson:PEAK | saltpepper:P [none].", "noise"),
+    (
+        "noise",
+        Optional[str],
+        "--noise",
+        "Input corruption: none | gaussian:S | poisson:PEAK | saltpepper:P [none].",
+        "noise",
+    ),
     ("precision", Optional[str], "--precision", "auto | bf16 | fp32 [auto].", "train.precision"),
     ("threads", Optional[int], "--threads", "CPU threads (0: physical cores) [0].", "train.threads"),
     ("accelerator", Optional[str], "--accelerator", "auto | cpu | gpu [auto].", "train.accelerator"),
     ("devices", Optional[str], "--devices", "Devices (processes) per node, or auto [1].", "train.devices"),
     ("num_nodes", Optional[int], "--num-nodes", "Nodes [1].", "train.num_nodes"),
     ("strategy", Optional[str], "--strategy", "auto | ddp | ... (Lightning strategies) [auto].", "train.strategy"),
-    ("deterministic", Optional[bool], "--deterministic/--no-deterministic", "Deterministic kernels.", "train.deterministic"),
-    ("snapshots", Optional[bool], "--snapshots/--no-snapshots", "Latent snapshots during training [on].", "snapshots.enabled"),
-    ("snapshots_per_epoch", Optional[int], "--snapshots-per-epoch", "Latent snapshots per epoch [1].", "snapshots.per_epoch"),
-    ("snapshot_max_images", Optional[int], "--snapshot-max-images", "Frames in the snapshot set [20000].", "snapshots.max_images"),
+    (
+        "deterministic",
+        Optional[bool],
+        "--deterministic/--no-deterministic",
+        "Deterministic kernels.",
+        "train.deterministic",
+    ),
+    (
+        "snapshots",
+        Optional[bool],
+        "--snapshots/--no-snapshots",
+        "Latent snapshots during training [on].",
+        "snapshots.enabled",
+    ),
+    (
+        "snapshots_per_epoch",
+        Optional[int],
+        "--snapshots-per-epoch",
+        "Latent snapshots per epoch [1].",
+        "snapshots.per_epoch",
+    ),
+    (
+        "snapshot_max_images",
+        Optional[int],
+        "--snapshot-max-images",
+        "Frames in the snapshot set [20000].",
+        "snapshots.max_images",
+    ),
     ("snapshot_layers", Optional[str], "--snapshot-layers", "fc1 or fc1,fc2 [fc1].", "snapshots.layers"),
     ("progress", Optional[bool], "--progress/--no-progress", "Show a progress bar [on].", "train.progress"),
 ]
 RUN_OPTIONS = [
-    ("config", Optional[Path], "--config", "YAML config (e.g. a run's config.yaml); options given here override it.", None),
+    (
+        "config",
+        Optional[Path],
+        "--config",
+        "YAML config (e.g. a run's config.yaml); options given here override it.",
+        None,
+    ),
     ("out", Optional[Path], "--out", "Run directory [runs/KIND-TIMESTAMP].", None),
     ("overwrite", bool, "--overwrite", "Replace an existing run directory.", None),
     ("resume", Optional[Path], "--resume", "Continue this run directory from its last checkpoint.", None),
@@ -153,8 +225,10 @@ def _summary(run_dir: Path) -> None:
     if "snapshot_overhead" in m:
         echo(f"latent snapshots: {m['snapshot_seconds']:.1f} s ({100 * m['snapshot_overhead']:.1f}% of training)")
     if "explained_variance" in m:
-        echo(f"PCA: the {read_yaml(run_dir / 'config.yaml')['embedding']['dim']} components kept explain "
-             f"{100 * m['explained_variance']:.1f}% of the training variance (cumulative curve: pca_variance.csv)")
+        echo(
+            f"PCA: the {read_yaml(run_dir / 'config.yaml')['embedding']['dim']} components kept explain "
+            f"{100 * m['explained_variance']:.1f}% of the training variance (cumulative curve: pca_variance.csv)"
+        )
     echo(f"next: aelens test {run_dir}")
 
 
@@ -176,7 +250,11 @@ def data_synth(
     npy: bool = typer.Option(False, "--npy", help="Write images.npy (memory-mappable) instead of images.npz."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files in OUT_DIR."),
     sheet: Optional[Path] = typer.Option(None, "--contact-sheet", help="Also draw 32 samples with their body angles."),
-    video: bool = typer.Option(False, "--video", help="Write a full-frame arena video (video.mp4) with the true poses as SLEAP and DeepLabCut files instead of crops."),
+    video: bool = typer.Option(
+        False,
+        "--video",
+        help="Write a full-frame arena video (video.mp4) with the true poses as SLEAP and DeepLabCut files instead of crops.",
+    ),
     animals: int = typer.Option(1, "--animals", help="Animals in the video (with --video)."),
 ):
     """Render the synthetic arena: a rodent-like animal in a round arena with six ports, seen from above."""
@@ -187,15 +265,19 @@ def data_synth(
     _need(size, 24, "--size", "from 24 to 512 pixels", 512)
     _need(animals, 1, "--animals", "at least 1")
     if not video and 2 * n * size * size > 8 * 2**30:  # images + clean frames, uint8
-        raise AelensError(f"--n {n} --size {size}: {2 * n * size * size / 2**30:.0f} GiB of frames; at most 8 GiB "
-                          "(use fewer or smaller frames)")
+        raise AelensError(
+            f"--n {n} --size {size}: {2 * n * size * size / 2**30:.0f} GiB of frames; at most 8 GiB "
+            "(use fewer or smaller frames)"
+        )
 
     if video:
         from .data.synthetic_video import synthesize_video
 
         written = synthesize_video(out_dir, n=n, animals=animals, seed=seed, overwrite=overwrite)
-        echo(f"wrote {n} frames of the whole arena with {animals} animal(s) to {out_dir}: "
-             + ", ".join(p.name for p in written.values()))
+        echo(
+            f"wrote {n} frames of the whole arena with {animals} animal(s) to {out_dir}: "
+            + ", ".join(p.name for p in written.values())
+        )
         return
 
     from .data.synthetic import contact_sheet, synthesize, write_dataset
@@ -250,24 +332,58 @@ def _parse_arena(text: str | None):
 @data_app.command("import", help=IMPORT_HELP)
 def data_import(
     out: Path = typer.Option(..., "--out", help="Data directory to write (images.npy, metadata.csv, import.json)."),
-    poses: list[Path] = typer.Option(..., "--poses", help="Pose file: .slp, .h5 (SLEAP analysis or DeepLabCut), .csv (DeepLabCut, LightningPose or plain), .nwb."),
+    poses: list[Path] = typer.Option(
+        ...,
+        "--poses",
+        help="Pose file: .slp, .h5 (SLEAP analysis or DeepLabCut), .csv (DeepLabCut, LightningPose or plain), .nwb.",
+    ),
     video: Optional[list[Path]] = typer.Option(None, "--video", help="Video of the session (one per --poses)."),
-    session: Optional[list[str]] = typer.Option(None, "--session", help="Session name (one per --poses) \\[the video's file stem]."),
-    center: str = typer.Option("auto", "--center", help="Node to centre on, or a,b for their mean; auto: a centre/thorax node, else the body-axis nodes' mean."),
-    heading: str = typer.Option("auto", "--heading", help="Body axis BACK:FRONT, e.g. tail_base:nose or abdomen,thorax:head (groups are averaged); auto: tail/abdomen/thorax -> neck/head/nose/snout."),
-    window: Optional[float] = typer.Option(None, "--window", help="Crop side in video pixels \\[4 x the session's median body length]."),
+    session: Optional[list[str]] = typer.Option(
+        None, "--session", help="Session name (one per --poses) \\[the video's file stem]."
+    ),
+    center: str = typer.Option(
+        "auto",
+        "--center",
+        help="Node to centre on, or a,b for their mean; auto: a centre/thorax node, else the body-axis nodes' mean.",
+    ),
+    heading: str = typer.Option(
+        "auto",
+        "--heading",
+        help="Body axis BACK:FRONT, e.g. tail_base:nose or abdomen,thorax:head (groups are averaged); auto: tail/abdomen/thorax -> neck/head/nose/snout.",
+    ),
+    window: Optional[float] = typer.Option(
+        None, "--window", help="Crop side in video pixels \\[4 x the session's median body length]."
+    ),
     size: int = typer.Option(50, "--size", help="Crop side in output pixels (anti-aliased resize)."),
     channels: int = typer.Option(1, "--channels", help="1 (grayscale) or 3 (keep colour)."),
-    egocentric: bool = typer.Option(False, "--egocentric", help="Rotate every crop so the heading points up. A direction tagger has nothing to learn from such crops: use them to ask what is left when heading is removed."),
+    egocentric: bool = typer.Option(
+        False,
+        "--egocentric",
+        help="Rotate every crop so the heading points up. A direction tagger has nothing to learn from such crops: use them to ask what is left when heading is removed.",
+    ),
     every: int = typer.Option(1, "--every", help="Keep every K-th frame."),
     start: int = typer.Option(0, "--start", help="First video frame."),
     stop: Optional[int] = typer.Option(None, "--stop", help="Stop before this video frame."),
-    min_score: float = typer.Option(0.0, "--min-score", help="Skip poses whose centre or heading points score under this (DeepLabCut's usual cutoff: 0.6)."),
-    interpolate: int = typer.Option(0, "--interpolate", help="Fill gaps of up to N frames linearly (never longer ones, never a missing track)."),
-    min_track_frames: int = typer.Option(1, "--min-track-frames", help="Drop track fragments with fewer usable frames."),
-    arena: Optional[str] = typer.Option(None, "--arena", help="Arena cx,cy,r in video pixels \\[estimated from the tracks, stated]."),
+    min_score: float = typer.Option(
+        0.0,
+        "--min-score",
+        help="Skip poses whose centre or heading points score under this (DeepLabCut's usual cutoff: 0.6).",
+    ),
+    interpolate: int = typer.Option(
+        0, "--interpolate", help="Fill gaps of up to N frames linearly (never longer ones, never a missing track)."
+    ),
+    min_track_frames: int = typer.Option(
+        1, "--min-track-frames", help="Drop track fragments with fewer usable frames."
+    ),
+    arena: Optional[str] = typer.Option(
+        None, "--arena", help="Arena cx,cy,r in video pixels \\[estimated from the tracks, stated]."
+    ),
     fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate \\[the video's]."),
-    preview: bool = typer.Option(False, "--preview", help="Also write preview.mp4 (first frames with box, centre, heading) and preview_crops.png."),
+    preview: bool = typer.Option(
+        False,
+        "--preview",
+        help="Also write preview.mp4 (first frames with box, centre, heading) and preview_crops.png.",
+    ),
     jobs: int = typer.Option(1, "--jobs", help="Sessions imported in parallel processes."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier import in --out."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar per session."),
@@ -275,18 +391,41 @@ def data_import(
     from .data.importer import ImportOptions, import_video, summary_line
     from .storage import read_json
 
-    opts = ImportOptions(center=center, heading=heading, window=window, size=size, channels=channels,
-                         egocentric=egocentric, every=every, start=start, stop=stop, min_score=min_score,
-                         interpolate=interpolate, min_track_frames=min_track_frames, arena=_parse_arena(arena),
-                         fps=fps, preview=preview)
-    done = import_video(video or None, poses, out, sessions=session or None, options=opts, jobs=jobs,
-                        overwrite=overwrite, progress=progress)
+    opts = ImportOptions(
+        center=center,
+        heading=heading,
+        window=window,
+        size=size,
+        channels=channels,
+        egocentric=egocentric,
+        every=every,
+        start=start,
+        stop=stop,
+        min_score=min_score,
+        interpolate=interpolate,
+        min_track_frames=min_track_frames,
+        arena=_parse_arena(arena),
+        fps=fps,
+        preview=preview,
+    )
+    done = import_video(
+        video or None,
+        poses,
+        out,
+        sessions=session or None,
+        options=opts,
+        jobs=jobs,
+        overwrite=overwrite,
+        progress=progress,
+    )
     info = read_json(done / "import.json")
     for s in info["sessions"]:
         echo(summary_line(s))
     for warning in info.get("warnings", []):
         echo(f"warning: {warning}")
-    echo(f"wrote {info['crops']} crops to {done} ({info['seconds']:.1f} s); next: aelens study --data {done} --out study")
+    echo(
+        f"wrote {info['crops']} crops to {done} ({info['seconds']:.1f} s); next: aelens study --data {done} --out study"
+    )
 
 
 # --------------------------------------------------------------------------------------------- train
@@ -302,10 +441,22 @@ def train_ae(opts):
 DECODER_OPTIONS = [
     ("embedding", Optional[str], "--embedding", "pca | umap | randproj | ica [pca].", "embedding.method"),
     ("dim", Optional[int], "--dim", "Embedding dimension [16].", "embedding.dim"),
-    ("umap_fit_max", Optional[int], "--umap-fit-max", "Fit UMAP on at most N training frames [20000].", "embedding.umap_fit_max"),
+    (
+        "umap_fit_max",
+        Optional[int],
+        "--umap-fit-max",
+        "Fit UMAP on at most N training frames [20000].",
+        "embedding.umap_fit_max",
+    ),
     ("umap_neighbors", Optional[int], "--umap-neighbors", "UMAP n_neighbors [15].", "embedding.umap_neighbors"),
     ("umap_min_dist", Optional[float], "--umap-min-dist", "UMAP min_dist [0.1].", "embedding.umap_min_dist"),
-    ("umap_epochs", Optional[int], "--umap-epochs", "UMAP optimisation epochs [umap-learn's choice].", "embedding.umap_epochs"),
+    (
+        "umap_epochs",
+        Optional[int],
+        "--umap-epochs",
+        "UMAP optimisation epochs [umap-learn's choice].",
+        "embedding.umap_epochs",
+    ),
     ("umap_n_jobs", Optional[int], "--umap-n-jobs", "UMAP threads (-1: all) [-1].", "embedding.umap_n_jobs"),
 ]
 
@@ -318,12 +469,42 @@ def train_decoder(opts):
 
 
 TAGGER_OPTIONS = [
-    ("target", Optional[str], "--target", "Target column: an angle in degrees, or a scalar with --kind linear [body_angle_deg].", "tagger.target"),
-    ("target_vector", Optional[str], "--target-vector", "X,Y or X1,Y1,X2,Y2 columns: the direction from point 2 to point 1.", "tagger.target_vector"),
+    (
+        "target",
+        Optional[str],
+        "--target",
+        "Target column: an angle in degrees, or a scalar with --kind linear [body_angle_deg].",
+        "tagger.target",
+    ),
+    (
+        "target_vector",
+        Optional[str],
+        "--target-vector",
+        "X,Y or X1,Y1,X2,Y2 columns: the direction from point 2 to point 1.",
+        "tagger.target_vector",
+    ),
     ("target_kind", Optional[str], "--kind", "angle | linear [angle].", "tagger.kind"),
-    ("init_from", Optional[str], "--init-from", "AE run directory whose encoder starts the tagger.", "tagger.init_from"),
-    ("unfreeze", Optional[str], "--unfreeze", "Trainable encoder layers from the top: 0, 1, 2, ... or all [all].", "tagger.unfreeze"),
-    ("augment", Optional[str], "--augment", "Training augmentation: none, all, or parts from rotate,flip,shift,scale,photometric [all].", "tagger.augment"),
+    (
+        "init_from",
+        Optional[str],
+        "--init-from",
+        "AE run directory whose encoder starts the tagger.",
+        "tagger.init_from",
+    ),
+    (
+        "unfreeze",
+        Optional[str],
+        "--unfreeze",
+        "Trainable encoder layers from the top: 0, 1, 2, ... or all [all].",
+        "tagger.unfreeze",
+    ),
+    (
+        "augment",
+        Optional[str],
+        "--augment",
+        "Training augmentation: none, all, or parts from rotate,flip,shift,scale,photometric [all].",
+        "tagger.augment",
+    ),
 ]
 
 
@@ -335,8 +516,11 @@ def train_tagger(opts):
 
 
 @sweep_app.command("unfreeze")
-@with_options([o for o in RUN_OPTIONS if o[0] in ("config",)] + TRAIN_OPTIONS
-              + [o for o in TAGGER_OPTIONS if o[0] not in ("unfreeze",)])
+@with_options(
+    [o for o in RUN_OPTIONS if o[0] in ("config",)]
+    + TRAIN_OPTIONS
+    + [o for o in TAGGER_OPTIONS if o[0] not in ("unfreeze",)]
+)
 def sweep_unfreeze(
     out: Path = typer.Option(Path("unfreeze_sweep"), "--out", help="Folder for the sweep's runs and table."),
     opts=None,
@@ -352,7 +536,9 @@ def sweep_unfreeze(
     res = unfreeze_sweep(cfg, opts["init_from"], out)
     echo(f"{'run':14s} {'trainable':24s} {'MAE deg':>8s} {'median':>7s} {'<15deg':>7s}")
     for r in res["rows"]:
-        echo(f"{r['run']:14s} {r['trainable_layers']:24s} {r['angle_mae_deg']:8.2f} {r['angle_median_deg']:7.2f} {r['within_15deg']:7.2f}")
+        echo(
+            f"{r['run']:14s} {r['trainable_layers']:24s} {r['angle_mae_deg']:8.2f} {r['angle_median_deg']:7.2f} {r['within_15deg']:7.2f}"
+        )
     echo(f"circular-mean baseline: {res['circular_mean_mae_deg']:.1f} deg; table: {out / 'unfreeze_sweep.md'}")
 
 
@@ -369,8 +555,23 @@ def test(
     from .evaluate import test_run
 
     res = test_run(run_dir, data=data, out=out)
-    keys = [k for k in ("mse", "psnr", "ssim", "psnr_clean", "ssim_clean", "angle_mae_deg", "angle_median_deg",
-                        "within_15deg", "within_30deg", "mae", "r2") if k in res]
+    keys = [
+        k
+        for k in (
+            "mse",
+            "psnr",
+            "ssim",
+            "psnr_clean",
+            "ssim_clean",
+            "angle_mae_deg",
+            "angle_median_deg",
+            "within_15deg",
+            "within_30deg",
+            "mae",
+            "r2",
+        )
+        if k in res
+    ]
     echo(f"{res['kind']} run, {res['n']} frames ({res['frames']}): " + ", ".join(f"{k} {res[k]:.4g}" for k in keys))
     for name, scores in res.get("baselines", {}).items():
         shown = [k for k in keys if k in scores]
@@ -424,18 +625,26 @@ def latent(
 
     _need(max_images, 20, "--max-images", "at least 20 frames")
 
-    s = latent_analysis(run_dir, data, layer, method, _split_list(color_by), out, evolution, fit, max_images, not no_scores)
+    s = latent_analysis(
+        run_dir, data, layer, method, _split_list(color_by), out, evolution, fit, max_images, not no_scores
+    )
     folder = Path(out) if out else Path(run_dir) / "latent"
-    echo(f"{s['kind']} latent ({s['layer']}, {s['n']} frames): {s['method']} map in {s['map_seconds']:.1f} s, "
-         f"trustworthiness {s['trustworthiness']:.3f}")
+    echo(
+        f"{s['kind']} latent ({s['layer']}, {s['n']} frames): {s['method']} map in {s['map_seconds']:.1f} s, "
+        f"trustworthiness {s['trustworthiness']:.3f}"
+    )
     for r in s.get("encoding_scores", []):
         if r["decoder"] == "ridge":
             knn = next(x for x in s["encoding_scores"] if x["condition"] == r["condition"] and x["decoder"] == "knn")
             unit = "deg MAE" if r["metric"] == "mae_deg" else "R2"
-            echo(f"  {r['condition']:24s} {unit:8s} ridge {r['score']:8.3f}  knn {knn['score']:8.3f}  (chance {r['chance']:.3f})")
+            echo(
+                f"  {r['condition']:24s} {unit:8s} ridge {r['score']:8.3f}  knn {knn['score']:8.3f}  (chance {r['chance']:.3f})"
+            )
     if "evolution" in s:
         e = s["evolution"]
-        echo(f"evolution: {e['frames']} frames ({e['fit']}), {e['total_seconds']:.1f} s -> {folder / 'evolution.gif'}, {folder / 'evolution.mp4'}")
+        echo(
+            f"evolution: {e['frames']} frames ({e['fit']}), {e['total_seconds']:.1f} s -> {folder / 'evolution.gif'}, {folder / 'evolution.mp4'}"
+        )
     echo(f"overview: {folder / 'overview.png'}")
 
 
@@ -486,9 +695,11 @@ def compare(
     res = compare_runs(run_dirs, data, layer, out, max_images, _split_list(color_by))
     for p in res["pairs"]:
         lo, hi = p["linear_cka_ci95"]
-        echo(f"{p['a']} vs {p['b']}: linear CKA {p['linear_cka']:.3f} [{lo:.3f}, {hi:.3f}] (permutation 95% "
-             f"{p['permutation_95']:.3f}), debiased {p['debiased_cka']:.3f}, mutual 10-NN {p['mutual_knn_10']:.3f}, "
-             f"Procrustes {p['procrustes_distance']:.3f}")
+        echo(
+            f"{p['a']} vs {p['b']}: linear CKA {p['linear_cka']:.3f} [{lo:.3f}, {hi:.3f}] (permutation 95% "
+            f"{p['permutation_95']:.3f}), debiased {p['debiased_cka']:.3f}, mutual 10-NN {p['mutual_knn_10']:.3f}, "
+            f"Procrustes {p['procrustes_distance']:.3f}"
+        )
     for lab, lp in res["loop"].items():
         echo(f"loop test {lab}: |circular corr| {lp['circular_corr']:.3f} (permutation 95% {lp['permutation_95']:.3f})")
     echo(f"report: {out / 'comparison.md'}  figure: {out / 'comparison.png'}")
@@ -499,14 +710,25 @@ def compare(
 
 @app.command("study")
 def study(
-    data: Optional[List[str]] = typer.Option(None, "--data", metavar="PATH", help="Images file or data directory (with metadata for the tagger); repeat for several sessions [the config's data.path]."),
+    data: Optional[List[str]] = typer.Option(
+        None,
+        "--data",
+        metavar="PATH",
+        help="Images file or data directory (with metadata for the tagger); repeat for several sessions [the config's data.path].",
+    ),
     out: Path = typer.Option(..., "--out", help="Study folder (resumed when it exists)."),
     config: Optional[Path] = typer.Option(None, "--config", help="study.yaml with settings (see README)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs for every model [30]."),
     split: Optional[str] = typer.Option(None, "--split", help="auto | random | blocked | group:COLUMN [auto]."),
-    purge: Optional[int] = typer.Option(None, "--purge", help="Frames dropped at block boundaries [1 s of video, else 10]."),
-    transfer: Optional[List[str]] = typer.Option(None, "--transfer", metavar="PATH", help="A new session (dataset) every model is also scored on; repeatable."),
-    augment: Optional[str] = typer.Option(None, "--augment", help="The taggers' training augmentation (see train tagger --augment)."),
+    purge: Optional[int] = typer.Option(
+        None, "--purge", help="Frames dropped at block boundaries [1 s of video, else 10]."
+    ),
+    transfer: Optional[List[str]] = typer.Option(
+        None, "--transfer", metavar="PATH", help="A new session (dataset) every model is also scored on; repeatable."
+    ),
+    augment: Optional[str] = typer.Option(
+        None, "--augment", help="The taggers' training augmentation (see train tagger --augment)."
+    ),
     latent_dim: Optional[int] = typer.Option(None, "--latent-dim", help="Latent size of the AE and the taggers [16]."),
     target: Optional[str] = typer.Option(None, "--target", help="The taggers' angle column [body_angle_deg]."),
 ):
@@ -514,11 +736,22 @@ def study(
     from .config import load_study_config
     from .study import run_study
 
-    cfg = load_study_config(config, {"epochs": epochs, "split": split, "purge": purge, "augment": augment,
-                                     "latent_dim": latent_dim, "target": target,
-                                     "transfer": list(transfer) if transfer else None})
+    cfg = load_study_config(
+        config,
+        {
+            "epochs": epochs,
+            "split": split,
+            "purge": purge,
+            "augment": augment,
+            "latent_dim": latent_dim,
+            "target": target,
+            "transfer": list(transfer) if transfer else None,
+        },
+    )
     if not data and cfg.data.path is None:
-        raise AelensError("--data is required (an images file or a data directory), or a --config whose data.path names it")
+        raise AelensError(
+            "--data is required (an images file or a data directory), or a --config whose data.path names it"
+        )
     res = run_study(data, out, cfg, echo)
     _print_answers(res, out)
 
@@ -544,8 +777,11 @@ def demo(
 
 def _print_answers(res: dict, out: Path) -> None:
     echo("")
-    for q, title in (("q1", "What does the AE encode?"), ("q2", "Can PCA/UMAP replace the encoder?"),
-                     ("q3", "How does the objective shape the representation?")):
+    for q, title in (
+        ("q1", "What does the AE encode?"),
+        ("q2", "Can PCA/UMAP replace the encoder?"),
+        ("q3", "How does the objective shape the representation?"),
+    ):
         echo(f"{title}\n  {res['answers'][q]}")
     echo(f"\nreport: {Path(out) / 'report.html'}")
 

@@ -193,7 +193,6 @@ def load_study_config(path: str | Path | None, overrides: dict[str, Any] | None 
     return cfg
 
 
-
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -267,6 +266,7 @@ def load_config(path: str | Path) -> RunConfig:
 
 def validate(cfg: RunConfig, source: str = "config") -> None:
     """Range checks that need no data. Each message names the option as the CLI spells it."""
+
     def bad(opt: str, expected: str, got: Any) -> None:
         raise AelensError(f"{opt} must be {expected}, got {got!r}")
 
@@ -329,8 +329,11 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
         if not (0.0 <= e.umap_min_dist and math.isfinite(e.umap_min_dist)):
             bad("--umap-min-dist", "0 or more", e.umap_min_dist)
         if e.umap_fit_max < max(e.dim + 2, e.umap_neighbors + 1):
-            bad("--umap-fit-max", f"at least {max(e.dim + 2, e.umap_neighbors + 1)} frames (dim + 2 and neighbors + 1)",
-                e.umap_fit_max)
+            bad(
+                "--umap-fit-max",
+                f"at least {max(e.dim + 2, e.umap_neighbors + 1)} frames (dim + 2 and neighbors + 1)",
+                e.umap_fit_max,
+            )
     if cfg.kind == "tagger":
         tg = cfg.tagger
         if tg.kind not in ("angle", "linear"):

@@ -67,8 +67,13 @@ def _run_facts(run: Run) -> dict:
     }
 
 
-def test_run(run_dir: str | Path, data: str | Path | None = None, out: str | Path | None = None,
-             dataset: Dataset | None = None, figures: bool = True) -> dict:
+def test_run(
+    run_dir: str | Path,
+    data: str | Path | None = None,
+    out: str | Path | None = None,
+    dataset: Dataset | None = None,
+    figures: bool = True,
+) -> dict:
     """Score a run; write ``results.json`` and figures to ``out`` (default ``RUN_DIR/test``). Returns the results."""
     run = load_run(run_dir)
     ds = run.dataset(data, dataset)
@@ -97,7 +102,9 @@ def pca_baseline(dataset: Dataset, train_idx: np.ndarray, frames: np.ndarray, di
     return pca.inverse(pca.transform(frames.reshape(len(frames), -1))).reshape(frames.shape)
 
 
-def reconstruction_scores(run: Run, ds: Dataset, idx: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray | None]:
+def reconstruction_scores(
+    run: Run, ds: Dataset, idx: np.ndarray
+) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray | None]:
     """MSE / PSNR / SSIM of a run's reconstructions of frames ``idx`` against the frames (and the clean frames when
     the dataset has them). Returns (scores, frames, reconstructions, clean frames or None)."""
     frames = ds.batch(idx).numpy()
@@ -119,8 +126,9 @@ def _test_reconstruction(run: Run, ds: Dataset, idx, split, out: Path, figures: 
             fit_ds, train_idx = ref[0], ref[1]["train"]
             results["baselines_note"] = f"pca{dim} was fitted on the run's training frames ({ref[0].source})"
         else:
-            results["baselines_note"] = (f"pca{dim} was fitted on the scored frames themselves (the run's training "
-                                         "data is not where it was)")
+            results["baselines_note"] = (
+                f"pca{dim} was fitted on the scored frames themselves (the run's training data is not where it was)"
+            )
     baselines = {
         "gaussian_blur": gaussian_blur(frames, sigma=1.0),
         f"pca{dim}": pca_baseline(fit_ds, train_idx, frames, dim, run.config.seed),
@@ -137,8 +145,13 @@ def _test_reconstruction(run: Run, ds: Dataset, idx, split, out: Path, figures: 
         from .analysis.figures import save_recon_grid, save_side_by_side_gif
 
         k = min(16, len(idx))
-        save_recon_grid(frames[:k], recon[:k], out / "recon_grid.png", "test frames (top), reconstructions (bottom)"
-                        + (", clean (third row)" if clean is not None else ""), clean[:k] if clean is not None else None)
+        save_recon_grid(
+            frames[:k],
+            recon[:k],
+            out / "recon_grid.png",
+            "test frames (top), reconstructions (bottom)" + (", clean (third row)" if clean is not None else ""),
+            clean[:k] if clean is not None else None,
+        )
         g = min(48, len(idx))
         save_side_by_side_gif(frames[:g], recon[:g], out / "recon.gif")
     return results
@@ -172,15 +185,24 @@ def _test_tagger(run: Run, ds: Dataset, idx, split, out: Path, figures: bool) ->
     if run.config.tagger.kind == "linear":
         true = values[idx, 0]
         results = regression_metrics(pred, true)
-        results["baselines"] = {"training_mean": {
-            **regression_metrics(np.full_like(true, train_values[train_idx, 0].mean()), true), "from": baseline_from}}
+        results["baselines"] = {
+            "training_mean": {
+                **regression_metrics(np.full_like(true, train_values[train_idx, 0].mean()), true),
+                "from": baseline_from,
+            }
+        }
         return {"n": int(len(idx)), **results}
     true = np.mod(np.degrees(np.arctan2(values[idx, 1], values[idx, 0])), 360.0)
     train_deg = np.degrees(np.arctan2(train_values[train_idx, 1], train_values[train_idx, 0]))
     mean_dir = circular_mean_deg(train_deg)
     results = angle_metrics(pred, true)
-    results["baselines"] = {"circular_mean": {**angle_metrics(np.full_like(true, mean_dir), true),
-                                              "direction_deg": mean_dir, "from": baseline_from}}
+    results["baselines"] = {
+        "circular_mean": {
+            **angle_metrics(np.full_like(true, mean_dir), true),
+            "direction_deg": mean_dir,
+            "from": baseline_from,
+        }
+    }
     if figures:
         from .analysis.figures import save_angle_arrows, save_angle_scatter, save_error_polar
 
@@ -212,12 +234,14 @@ def common_test_frames(runs: list[Run], ds: Dataset) -> tuple[np.ndarray, str]:
         if which != first_which or not np.array_equal(idx, first_idx):
             raise AelensError(
                 f"{r.path} held out other test frames than {runs[0].path} (another dataset, seed or split); "
-                "compare runs trained on the same data with the same --seed and fractions")
+                "compare runs trained on the same data with the same --seed and fractions"
+            )
     return first_idx, first_which
 
 
-def compare_reconstructions(run_dirs: list, data=None, out=None, color_by: str | None = "body_angle_deg",
-                            n_show: int = 4, max_map: int = 3000) -> dict:
+def compare_reconstructions(
+    run_dirs: list, data=None, out=None, color_by: str | None = "body_angle_deg", n_show: int = 4, max_map: int = 3000
+) -> dict:
     """Evaluate every run on the same test frames: ``recon_comparison.csv`` / ``.md`` and ``recon_comparison.png``
     (one column per model; rows: inputs, outputs, the model's latent mapped to 2-D by UMAP)."""
     from .analysis.figures import save_recon_comparison
@@ -243,13 +267,19 @@ def compare_reconstructions(run_dirs: list, data=None, out=None, color_by: str |
     for r in runs:
         scores, _, _, _ = reconstruction_scores(r, ds, idx)
         m = r.manifest
-        rows.append({
-            "run": r.path.name, "model": model_label(r), "latent_source": latent_source(r),
-            "dim": r.networks.decoder.in_dim, **{k: v for k, v in scores.items() if k != "n"},
-            "train_seconds": m.get("train_seconds"), "epochs": m.get("epochs"),
-            "seconds_per_epoch": m.get("seconds_per_epoch"),
-            "explained_variance": m.get("explained_variance"),
-        })
+        rows.append(
+            {
+                "run": r.path.name,
+                "model": model_label(r),
+                "latent_source": latent_source(r),
+                "dim": r.networks.decoder.in_dim,
+                **{k: v for k, v in scores.items() if k != "n"},
+                "train_seconds": m.get("train_seconds"),
+                "epochs": m.get("epochs"),
+                "seconds_per_epoch": m.get("seconds_per_epoch"),
+                "explained_variance": m.get("explained_variance"),
+            }
+        )
         recons.append(r.reconstruct(ds.batch(show).numpy()))
         codes = r.encode(ds.batch(map_idx).numpy())
         maps.append(codes[:, :2] if codes.shape[1] <= 2 else embed(codes, "umap", random_state=0)[0])
@@ -257,8 +287,16 @@ def compare_reconstructions(run_dirs: list, data=None, out=None, color_by: str |
     fields += [k for k in ("mse_clean", "psnr_clean", "ssim_clean") if k in rows[0]]
     fields += ["train_seconds", "epochs", "seconds_per_epoch", "explained_variance"]
     write_table(out, "recon_comparison", rows, fields)
-    save_recon_comparison(ds.batch(show).numpy(), recons, maps, values, is_angle, [r["model"] for r in rows],
-                          color_by or "", out / "recon_comparison.png")
+    save_recon_comparison(
+        ds.batch(show).numpy(),
+        recons,
+        maps,
+        values,
+        is_angle,
+        [r["model"] for r in rows],
+        color_by or "",
+        out / "recon_comparison.png",
+    )
     result = {"n": int(len(idx)), "frames": which, "rows": rows, "color_by": color_by}
     write_json(out / RECON_RESULT, result)
     return result

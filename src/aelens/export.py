@@ -27,11 +27,19 @@ def encode_to_file(run_dir, out, data=None, layer: str = "fc1", overwrite: bool 
     run = load_run(run_dir)
     ds = run.dataset(data)
     frames_iter = range(0, ds.n, 4096)
-    codes = np.concatenate([run.encode(ds.batch(np.arange(s, min(ds.n, s + 4096))).numpy(), layer) for s in frames_iter])
+    codes = np.concatenate(
+        [run.encode(ds.batch(np.arange(s, min(ds.n, s + 4096))).numpy(), layer) for s in frames_iter]
+    )
     save_npy(out, codes.astype(np.float32))
     image_bytes = int(np.prod(ds.images.shape)) * ds.images.dtype.itemsize
-    res = {"n": ds.n, "dim": int(codes.shape[1]), "code_bytes": int(codes.astype(np.float32).nbytes), "image_bytes": image_bytes,
-           "compression": image_bytes / codes.astype(np.float32).nbytes, "out": str(out)}
+    res = {
+        "n": ds.n,
+        "dim": int(codes.shape[1]),
+        "code_bytes": int(codes.astype(np.float32).nbytes),
+        "image_bytes": image_bytes,
+        "compression": image_bytes / codes.astype(np.float32).nbytes,
+        "out": str(out),
+    }
     if run.networks.decoder is not None and layer == "fc1":
         sample = np.arange(min(ds.n, 4096))
         frames = ds.batch(sample).numpy()

@@ -40,9 +40,16 @@ class Manifest:
             raise AelensError(f"{source}: image_shape must be a list of positive integers, got {shape!r}")
         data = d.get("data") if isinstance(d.get("data"), dict) else {}
         files = d.get("files") if isinstance(d.get("files"), dict) else {}
-        return cls(kind=str(d.get("kind", "")), status=str(d.get("status", "")), seed=d.get("seed"),
-                   image_shape=tuple(shape) if shape else None, data=data, epochs=int(d.get("epochs") or 0),
-                   files=files, raw=d)
+        return cls(
+            kind=str(d.get("kind", "")),
+            status=str(d.get("status", "")),
+            seed=d.get("seed"),
+            image_shape=tuple(shape) if shape else None,
+            data=data,
+            epochs=int(d.get("epochs") or 0),
+            files=files,
+            raw=d,
+        )
 
     @property
     def fingerprint(self) -> str | None:

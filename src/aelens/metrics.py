@@ -95,7 +95,9 @@ def angular_error(pred_deg, true_deg) -> np.ndarray:
 
 def signed_angular_error(pred_deg, true_deg) -> np.ndarray:
     """Signed difference pred - true in degrees, in [-180, 180)."""
-    return np.mod(np.asarray(pred_deg, dtype=np.float64) - np.asarray(true_deg, dtype=np.float64) + 180.0, 360.0) - 180.0
+    return (
+        np.mod(np.asarray(pred_deg, dtype=np.float64) - np.asarray(true_deg, dtype=np.float64) + 180.0, 360.0) - 180.0
+    )
 
 
 def circular_mean_deg(angles_deg) -> float:

@@ -82,8 +82,9 @@ class Encoder(nn.Module):
         self.latent_dim = latent_dim
         # An encoder trained on rotated crops sees every input through a circular mask (not saved with the weights:
         # the run's config says whether it is on), so the corners cannot tell how a frame was turned.
-        self.register_buffer("input_mask", circle_mask(geometry.height, geometry.width) if masked else None,
-                             persistent=False)
+        self.register_buffer(
+            "input_mask", circle_mask(geometry.height, geometry.width) if masked else None, persistent=False
+        )
         self.conv1 = _conv_block(geometry.channels, WIDTH[0])
         self.pool1 = nn.MaxPool2d(2)
         self.conv2 = _conv_block(WIDTH[0], WIDTH[1])
@@ -113,7 +114,9 @@ class Decoder(nn.Module):
         self.geometry = geometry
         self.in_dim = in_dim
         fh, fw = geometry.feature_hw
-        self.fc2 = nn.Sequential(nn.Linear(in_dim, geometry.feature_dim), nn.BatchNorm1d(geometry.feature_dim), nn.ReLU(inplace=True))
+        self.fc2 = nn.Sequential(
+            nn.Linear(in_dim, geometry.feature_dim), nn.BatchNorm1d(geometry.feature_dim), nn.ReLU(inplace=True)
+        )
         self.unflatten = nn.Unflatten(1, (WIDTH[2], fh, fw))
         self.deconv1 = _deconv_block(WIDTH[2], WIDTH[1], 3)
         self.deconv2 = _deconv_block(WIDTH[1], WIDTH[1], 2, 2, geometry.output_padding(2))
@@ -218,9 +221,16 @@ class OverlapAddConvTranspose2d(nn.Module):
 
     @staticmethod
     def applies_to(layer: nn.Module) -> bool:
-        return (isinstance(layer, nn.ConvTranspose2d) and layer.stride == (1, 1) and layer.padding == (0, 0)
-                and layer.output_padding == (0, 0) and layer.dilation == (1, 1) and layer.groups == 1
-                and layer.bias is not None and layer.out_channels <= 4)
+        return (
+            isinstance(layer, nn.ConvTranspose2d)
+            and layer.stride == (1, 1)
+            and layer.padding == (0, 0)
+            and layer.output_padding == (0, 0)
+            and layer.dilation == (1, 1)
+            and layer.groups == 1
+            and layer.bias is not None
+            and layer.out_channels <= 4
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -246,8 +256,12 @@ def fast_inference_layout(module: nn.Module) -> nn.Module:
         for conv, pool in (("conv1", "pool1"), ("conv2", "pool2")):
             block, pooling = getattr(enc, conv), getattr(enc, pool)
             layers = list(block)
-            if (len(layers) == 2 and isinstance(layers[0], nn.Conv2d) and isinstance(layers[1], nn.ReLU)
-                    and isinstance(pooling, nn.MaxPool2d)):
+            if (
+                len(layers) == 2
+                and isinstance(layers[0], nn.Conv2d)
+                and isinstance(layers[1], nn.ReLU)
+                and isinstance(pooling, nn.MaxPool2d)
+            ):
                 setattr(enc, conv, nn.Sequential(layers[0]))
                 setattr(enc, pool, nn.Sequential(pooling, nn.ReLU(inplace=True)))
     for dec in [m for m in module.modules() if isinstance(m, Decoder)]:
@@ -263,7 +277,9 @@ class Networks(nn.Module):
     makes the fast inference copy.
     """
 
-    def __init__(self, encoder: Encoder | None = None, decoder: Decoder | None = None, readout: AngleReadout | None = None):
+    def __init__(
+        self, encoder: Encoder | None = None, decoder: Decoder | None = None, readout: AngleReadout | None = None
+    ):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder

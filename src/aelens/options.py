@@ -51,7 +51,9 @@ def parse_noise_spec(spec: str | None) -> tuple[str, float] | None:
         return None
     name, _, param = spec.partition(":")
     if name not in NOISE_KINDS:
-        raise AelensError(f"--noise: unknown noise {spec!r}; expected none or one of {', '.join(f'{k}:X' for k in NOISE_KINDS)}")
+        raise AelensError(
+            f"--noise: unknown noise {spec!r}; expected none or one of {', '.join(f'{k}:X' for k in NOISE_KINDS)}"
+        )
     meaning = NOISE_KINDS[name]
     try:
         value = float(param)

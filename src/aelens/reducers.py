@@ -84,7 +84,13 @@ class Reducer:
         folder.mkdir(parents=True, exist_ok=True)
         arrays = {"emb_mean": self.mean_, "emb_std": self.std_, **self._arrays()}
         save_tensors(folder / ARRAYS, {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()})
-        info = {"name": self.name, "dim": self.dim, "seed": self.seed, "options": self.options, "fit_seconds": self.fit_seconds}
+        info = {
+            "name": self.name,
+            "dim": self.dim,
+            "seed": self.seed,
+            "options": self.options,
+            "fit_seconds": self.fit_seconds,
+        }
         write_text(folder / INFO, json.dumps(info, indent=2) + "\n")
         return [ARRAYS, INFO]
 
@@ -142,7 +148,11 @@ class PCAReducer(Reducer):
         return (emb @ self.components_ + self.center_).astype(np.float32)
 
     def _arrays(self):
-        return {"components": self.components_, "center": self.center_, "explained_variance_ratio": self.explained_variance_ratio_}
+        return {
+            "components": self.components_,
+            "center": self.center_,
+            "explained_variance_ratio": self.explained_variance_ratio_,
+        }
 
     def _restore(self, arrays, folder, manifest, prefix):
         self.components_ = arrays["components"]
@@ -273,9 +283,7 @@ class UMAPReducer(Reducer):
         self.model_ = joblib.load(path)  # safe: this exact file was written by aelens (hash checked above)
 
 
-REDUCERS: dict[str, type[Reducer]] = {
-    r.name: r for r in (PCAReducer, UMAPReducer, RandomProjectionReducer, ICAReducer)
-}
+REDUCERS: dict[str, type[Reducer]] = {r.name: r for r in (PCAReducer, UMAPReducer, RandomProjectionReducer, ICAReducer)}
 
 
 def make_reducer(method: str, dim: int, seed: int = 0, **options) -> Reducer:

@@ -79,8 +79,13 @@ class Run:
         if dataset is None:
             d = self.config.data
             if data is not None:
-                dataset = load_dataset(data, key=d.key, max_pixel_value=d.max_pixel_value,
-                                       conditions=d.conditions or None, angle_columns=d.angle_columns)
+                dataset = load_dataset(
+                    data,
+                    key=d.key,
+                    max_pixel_value=d.max_pixel_value,
+                    conditions=d.conditions or None,
+                    angle_columns=d.angle_columns,
+                )
             else:
                 dataset = load_dataset_from_config(d)
         self.check_shape(dataset.shape, dataset.source)
@@ -97,7 +102,9 @@ class Run:
         if arr.ndim == 3:
             arr = arr[:, None]
         if arr.ndim != 4 or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-            raise AelensError(f"images must be a numeric N x H x W or N x C x H x W array, got {arr.dtype} {tuple(arr.shape)}")
+            raise AelensError(
+                f"images must be a numeric N x H x W or N x C x H x W array, got {arr.dtype} {tuple(arr.shape)}"
+            )
         self.check_shape(arr.shape[1:], "images")
         scale = 255.0 if arr.dtype == np.uint8 else 1.0
 
@@ -179,5 +186,7 @@ def check_same_image_shape(runs: list[Run]) -> None:
     """Runs compared with each other must have been trained on frames of one shape."""
     shapes = {r.manifest.image_shape for r in runs}
     if len(shapes) > 1:
-        raise AelensError("runs were trained on different image shapes: " + "; ".join(
-            f"{r.path}: {'x'.join(map(str, r.manifest.image_shape or ()))}" for r in runs))
+        raise AelensError(
+            "runs were trained on different image shapes: "
+            + "; ".join(f"{r.path}: {'x'.join(map(str, r.manifest.image_shape or ()))}" for r in runs)
+        )

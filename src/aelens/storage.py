@@ -294,7 +294,9 @@ def create_run_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
         if not overwrite:
             raise AelensError(f"{path}: run directory already exists; choose another --out or pass --overwrite")
         if not (path / MANIFEST).is_file():
-            raise AelensError(f"{path}: exists and is not an aelens run directory (no {MANIFEST}); refusing to overwrite")
+            raise AelensError(
+                f"{path}: exists and is not an aelens run directory (no {MANIFEST}); refusing to overwrite"
+            )
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -371,7 +373,10 @@ def record_file_hashes(run_dir: str | os.PathLike, relpaths: list[str]) -> dict:
 
 def save_split(path: Path, split: dict[str, np.ndarray], info: dict | None = None) -> None:
     """train / val / test indices, and the split's kind and purge (plain arrays: no pickle)."""
-    extra = {"kind": np.array(str((info or {}).get("kind", "random"))), "purge": np.array(int((info or {}).get("purge", 0)))}
+    extra = {
+        "kind": np.array(str((info or {}).get("kind", "random"))),
+        "purge": np.array(int((info or {}).get("purge", 0))),
+    }
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **split, **extra)
 
@@ -445,8 +450,11 @@ class NpyAppender:
         self._fh.write(self._header(0))
 
     def _header(self, rows: int) -> bytes:
-        d = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
-             "shape": (rows, *self.row_shape)}
+        d = {
+            "descr": np.lib.format.dtype_to_descr(self.dtype),
+            "fortran_order": False,
+            "shape": (rows, *self.row_shape),
+        }
         text = repr(d).encode("latin-1")
         pad = self.HEADER - 10 - len(text) - 1
         return b"\x93NUMPY\x01\x00" + (self.HEADER - 10).to_bytes(2, "little") + text + b" " * pad + b"\n"

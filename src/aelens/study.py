@@ -42,10 +42,16 @@ class Step:
 
 def _run_config(study: StudyConfig, data, kind: str, **over) -> RunConfig:
     base = RunConfig(kind=kind, seed=study.seed, data=dataclasses.replace(study.data, path=data))
-    values = {"train.epochs": study.epochs, "train.batch_size": study.batch_size, "train.progress": False,
-              "model.latent_dim": study.latent_dim,
-              "snapshots.per_epoch": study.snapshots_per_epoch, "snapshots.max_images": study.max_images,
-              "split.kind": study.split, "split.purge": study.purge}
+    values = {
+        "train.epochs": study.epochs,
+        "train.batch_size": study.batch_size,
+        "train.progress": False,
+        "model.latent_dim": study.latent_dim,
+        "snapshots.per_epoch": study.snapshots_per_epoch,
+        "snapshots.max_images": study.max_images,
+        "split.kind": study.split,
+        "split.purge": study.purge,
+    }
     if kind == "tagger":
         values["tagger.augment"] = study.augment
     values.update(over)
@@ -66,8 +72,10 @@ def check_settings(out: Path, cfg: StudyConfig) -> None:
         saved = load_study_config(path)
         if saved != cfg:
             diff = [f.name for f in dataclasses.fields(cfg) if getattr(saved, f.name) != getattr(cfg, f.name)]
-            raise AelensError(f"{out}: holds a study with other settings ({', '.join(diff)}); use another --out "
-                              "or the same settings to resume it")
+            raise AelensError(
+                f"{out}: holds a study with other settings ({', '.join(diff)}); use another --out "
+                "or the same settings to resume it"
+            )
     else:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(path)
@@ -92,13 +100,22 @@ def _check_transfer(dataset, paths: tuple[str, ...], cfg: StudyConfig) -> None:
 
     d = cfg.data
     for p in paths:
-        new = load_dataset(p, key=d.key, max_pixel_value=d.max_pixel_value, conditions=d.conditions or None,
-                           angle_columns=d.angle_columns)
+        new = load_dataset(
+            p,
+            key=d.key,
+            max_pixel_value=d.max_pixel_value,
+            conditions=d.conditions or None,
+            angle_columns=d.angle_columns,
+        )
         if new.shape != dataset.shape:
-            raise AelensError(f"--transfer {p}: images are {'x'.join(map(str, new.shape))} but the training data's are "
-                              f"{'x'.join(map(str, dataset.shape))}")
+            raise AelensError(
+                f"--transfer {p}: images are {'x'.join(map(str, new.shape))} but the training data's are "
+                f"{'x'.join(map(str, dataset.shape))}"
+            )
         if new.fingerprint == dataset.fingerprint:
-            raise AelensError(f"--transfer {p}: is the training data itself; a transfer set is a session never trained on")
+            raise AelensError(
+                f"--transfer {p}: is the training data itself; a transfer set is a session never trained on"
+            )
 
 
 def transfer_notes(data, path: str) -> list[str]:
@@ -140,44 +157,99 @@ def run_study(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], Non
         ensure_test(run.path)
 
     def latent_step(name: str, run: RunDir, what: str) -> Step:
-        return Step(f"latent analysis of the {what}", lambda: lay.latent_summary(name).is_file(),
-                    lambda: latent_analysis(run.path, method=cfg.latent_method, out=lay.latent(name), evolution=True,
-                                            fit=cfg.evolution_fit, max_images=cfg.max_images))
+        return Step(
+            f"latent analysis of the {what}",
+            lambda: lay.latent_summary(name).is_file(),
+            lambda: latent_analysis(
+                run.path,
+                method=cfg.latent_method,
+                out=lay.latent(name),
+                evolution=True,
+                fit=cfg.evolution_fit,
+                max_images=cfg.max_images,
+            ),
+        )
 
     steps = [Step("train + test AE", lambda: _complete(ae), lambda: train_test(_run_config(cfg, data, "ae"), ae))]
     for spec in cfg.decoders:
         method, _, dim = spec.partition(":")
         d = lay.decoder(spec)
-        dc = _run_config(cfg, data, "decoder", **{"embedding.method": method, "embedding.dim": int(dim),
-                                                  "embedding.umap_fit_max": cfg.umap_fit_max, "snapshots.enabled": False})
-        steps.append(Step(f"train + test decoder {spec}", lambda d=d: _complete(d), lambda dc=dc, d=d: train_test(dc, d)))
+        dc = _run_config(
+            cfg,
+            data,
+            "decoder",
+            **{
+                "embedding.method": method,
+                "embedding.dim": int(dim),
+                "embedding.umap_fit_max": cfg.umap_fit_max,
+                "snapshots.enabled": False,
+            },
+        )
+        steps.append(
+            Step(f"train + test decoder {spec}", lambda d=d: _complete(d), lambda dc=dc, d=d: train_test(dc, d))
+        )
     recon_runs = [ae.path] + [lay.decoder(s).path for s in cfg.decoders]
-    steps.append(Step("compare reconstructions", lambda: lay.recon_result.is_file(),
-                      lambda: compare_reconstructions(recon_runs, out=lay.recon, color_by=cfg.target if has_target else None)))
+    steps.append(
+        Step(
+            "compare reconstructions",
+            lambda: lay.recon_result.is_file(),
+            lambda: compare_reconstructions(recon_runs, out=lay.recon, color_by=cfg.target if has_target else None),
+        )
+    )
     steps.append(latent_step("ae", ae, "AE (with evolution movie)"))
     if has_target:
         tcfg = _run_config(cfg, data, "tagger", **{"train.epochs": sweep_epochs, "tagger.target": cfg.target})
-        steps.append(Step("tagger from scratch + unfreeze sweep", lambda: lay.sweep_result.is_file(),
-                          lambda: unfreeze_sweep(tcfg, ae.path, lay.sweep)))
+        steps.append(
+            Step(
+                "tagger from scratch + unfreeze sweep",
+                lambda: lay.sweep_result.is_file(),
+                lambda: unfreeze_sweep(tcfg, ae.path, lay.sweep),
+            )
+        )
         steps.append(latent_step("tagger", tagger, "tagger"))
-        steps.append(Step("compare AE and tagger representations", lambda: lay.compare_result.is_file(),
-                          lambda: compare_runs([ae.path, tagger.path, tagger_all.path], out=lay.compare,
-                                               max_images=cfg.max_images, loop_on=cfg.target)))
+        steps.append(
+            Step(
+                "compare AE and tagger representations",
+                lambda: lay.compare_result.is_file(),
+                lambda: compare_runs(
+                    [ae.path, tagger.path, tagger_all.path],
+                    out=lay.compare,
+                    max_images=cfg.max_images,
+                    loop_on=cfg.target,
+                ),
+            )
+        )
     else:
         echo(f"no {cfg.target!r} column in the metadata: skipping the tagger, sweep and representation comparison")
     scored = {"ae": ae.path, **{lay.decoder(s).path.name: lay.decoder(s).path for s in cfg.decoders}}
     if has_target:
-        scored.update({"tagger": tagger.path,
-                       **{name: lay.sweep_run(name).path for name, _ in sweep_settings() if name != "scratch"}})
+        scored.update(
+            {
+                "tagger": tagger.path,
+                **{name: lay.sweep_run(name).path for name, _ in sweep_settings() if name != "scratch"},
+            }
+        )
     latent_dirs = {"ae": lay.latent("ae"), "tagger": lay.latent("tagger")}
     for name, path in zip(transfer_names(transfer), transfer):
         for note in transfer_notes(data, path):
             echo(f"warning: {note}")
         where = lay.transfer(name)
-        steps.append(Step(f"score every model on new session {name}", lambda n=name: lay.transfer_result(n).is_file(),
-                          lambda n=name, p=path, w=where: score_transfer(n, p, scored, w, latent_dirs,
-                                                                        max_images=cfg.max_images, seed=cfg.seed,
-                                                                        notes=transfer_notes(data, p))))
+        steps.append(
+            Step(
+                f"score every model on new session {name}",
+                lambda n=name: lay.transfer_result(n).is_file(),
+                lambda n=name, p=path, w=where: score_transfer(
+                    n,
+                    p,
+                    scored,
+                    w,
+                    latent_dirs,
+                    max_images=cfg.max_images,
+                    seed=cfg.seed,
+                    notes=transfer_notes(data, p),
+                ),
+            )
+        )
     timings = read_json(lay.timings) if lay.timings.is_file() else {}
     t_study = time.perf_counter()
     for i, step in enumerate(steps, 1):
@@ -199,8 +271,9 @@ def run_study(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], Non
 DEMO = {"n": 2000, "epochs": 10, "sweep_epochs": 6, "max_images": 2000}  # fits 10 minutes on 2 cores (README)
 
 
-def run_demo(out: str | Path = "demo", n: int | None = None, epochs: int | None = None,
-             echo: Callable[[str], None] = print) -> dict:
+def run_demo(
+    out: str | Path = "demo", n: int | None = None, epochs: int | None = None, echo: Callable[[str], None] = print
+) -> dict:
     """Synthetic arena data + a small study: the tool's three questions answered end to end."""
     from .data.synthetic import synthesize, write_dataset
 
@@ -210,7 +283,12 @@ def run_demo(out: str | Path = "demo", n: int | None = None, epochs: int | None 
     if not (data / "images.npz").is_file():
         echo(f"rendering {n} synthetic arena frames into {data} ...")
         write_dataset(data, synthesize(n, seed=0))
-    cfg = load_study_config(None, {"epochs": DEMO["epochs"] if epochs is None else epochs,
-                                   "sweep_epochs": DEMO["sweep_epochs"] if epochs is None else epochs,
-                                   "max_images": DEMO["max_images"]})
+    cfg = load_study_config(
+        None,
+        {
+            "epochs": DEMO["epochs"] if epochs is None else epochs,
+            "sweep_epochs": DEMO["sweep_epochs"] if epochs is None else epochs,
+            "max_images": DEMO["max_images"],
+        },
+    )
     return run_study(data, out, cfg, echo)

@@ -36,22 +36,40 @@ def unfreeze_sweep(base: RunConfig, init_from: str | Path, out: str | Path, data
     rows = []
     baseline = None
     for name, unfreeze in sweep_settings():
-        tagger = dataclasses.replace(base.tagger, unfreeze=unfreeze or "all",
-                                     init_from=None if unfreeze is None else str(init_from))
+        tagger = dataclasses.replace(
+            base.tagger, unfreeze=unfreeze or "all", init_from=None if unfreeze is None else str(init_from)
+        )
         cfg = dataclasses.replace(base, kind="tagger", tagger=tagger)
         run_dir = ensure_run(cfg, out / name)
         res = ensure_test(run_dir, data)
         m = read_manifest(run_dir)
         baseline = res["baselines"]["circular_mean"]["angle_mae_deg"]
-        rows.append({
-            "run": name, "init": "scratch" if unfreeze is None else "ae", "unfreeze": unfreeze or "all",
-            "trainable_layers": "+".join(m.get("trainable_layers", [])) or "readout only",
-            "angle_mae_deg": res["angle_mae_deg"], "angle_median_deg": res["angle_median_deg"],
-            "within_15deg": res["within_15deg"], "within_30deg": res["within_30deg"],
-            "train_seconds": m.get("train_seconds"), "epochs": m.get("epochs"),
-        })
-    fields = ["run", "init", "unfreeze", "trainable_layers", "angle_mae_deg", "angle_median_deg", "within_15deg",
-              "within_30deg", "train_seconds", "epochs"]
+        rows.append(
+            {
+                "run": name,
+                "init": "scratch" if unfreeze is None else "ae",
+                "unfreeze": unfreeze or "all",
+                "trainable_layers": "+".join(m.get("trainable_layers", [])) or "readout only",
+                "angle_mae_deg": res["angle_mae_deg"],
+                "angle_median_deg": res["angle_median_deg"],
+                "within_15deg": res["within_15deg"],
+                "within_30deg": res["within_30deg"],
+                "train_seconds": m.get("train_seconds"),
+                "epochs": m.get("epochs"),
+            }
+        )
+    fields = [
+        "run",
+        "init",
+        "unfreeze",
+        "trainable_layers",
+        "angle_mae_deg",
+        "angle_median_deg",
+        "within_15deg",
+        "within_30deg",
+        "train_seconds",
+        "epochs",
+    ]
     write_table(out, "unfreeze_sweep", rows, fields)
     save_sweep_plot(rows, baseline, out / "unfreeze_sweep.png")
     result = {"rows": rows, "circular_mean_mae_deg": baseline, "init_from": str(init_from)}

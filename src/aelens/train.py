@@ -60,10 +60,16 @@ def _describe_split(info: dict) -> str:
     sizes = info["sizes"]
     text = f"split: {info['kind']}"
     if info.get("requested") == "auto":
-        text += " (auto: " + ("the conditions order frames in time)" if info["kind"] == "blocked" else "no frame, time_s or session column)")
+        text += " (auto: " + (
+            "the conditions order frames in time)"
+            if info["kind"] == "blocked"
+            else "no frame, time_s or session column)"
+        )
     if info["kind"] == "blocked":
-        text += f", {sum(info['blocks_per_session'])} blocks in {info['sessions']} session(s) by {info['time_column']}, " \
-                f"purge {info['purge']} frames ({info['dropped']} dropped)"
+        text += (
+            f", {sum(info['blocks_per_session'])} blocks in {info['sessions']} session(s) by {info['time_column']}, "
+            f"purge {info['purge']} frames ({info['dropped']} dropped)"
+        )
     if "groups" in info:
         text += f", held out: test {info['groups']['test']}, val {info['groups']['val']}"
     return text + f"; train / val / test {sizes['train']} / {sizes['val']} / {sizes['test']}"
@@ -115,7 +121,9 @@ def _start(cfg: RunConfig | None, out, overwrite: bool, resume, dataset: Dataset
         if not rd.last_checkpoint.is_file():
             raise AelensError(f"--resume {rd.path}: no {rd.CHECKPOINTS}/{rd.LAST} to resume from")
         if manifest.status == "complete" and manifest.epochs >= cfg.train.epochs:
-            raise AelensError(f"--resume {rd.path}: the run already finished {manifest.epochs} epochs; pass a larger --epochs")
+            raise AelensError(
+                f"--resume {rd.path}: the run already finished {manifest.epochs} epochs; pass a larger --epochs"
+            )
         if not worker:
             cfg.save(rd.config_file)
         return _existing(cfg, rd, dataset, ckpt=rd.last_checkpoint, resuming=True, worker=worker)
@@ -145,10 +153,23 @@ def _new(cfg: RunConfig, out, overwrite: bool, dataset: Dataset | None) -> _Star
     rd = RunDir(create_run_dir(out if out is not None else default_run_dir(cfg.kind), overwrite))
     cfg.save(rd.config_file)
     rd.save_split(split, info)
-    data = {"path": str(dataset.source), "n": dataset.n, "fingerprint": dataset.fingerprint,
-            "dtype": str(dataset.images.dtype)}
-    write_manifest(rd.path, cfg.kind, cfg.seed, {"image_shape": list(dataset.shape), "data": data,
-                                                 "split_sizes": {k: int(len(v)) for k, v in split.items()}, "split": info})
+    data = {
+        "path": str(dataset.source),
+        "n": dataset.n,
+        "fingerprint": dataset.fingerprint,
+        "dtype": str(dataset.images.dtype),
+    }
+    write_manifest(
+        rd.path,
+        cfg.kind,
+        cfg.seed,
+        {
+            "image_shape": list(dataset.shape),
+            "data": data,
+            "split_sizes": {k: int(len(v)) for k, v in split.items()},
+            "split": info,
+        },
+    )
     os.environ[RUN_DIR_ENV] = str(rd.path.resolve())
     return _Start(cfg, rd, dataset, split)
 
@@ -171,13 +192,17 @@ def _trainer(st: _Start, objective, accelerator: str, precision: str) -> tuple[L
     if cfg.snapshots.enabled and objective.has_encoder:
         sn = cfg.snapshots
         layers = tuple(layer for layer in sn.layers if layer == "fc1" or objective.has_decoder)
-        hooks.snapshots = LatentSnapshots(rd.snapshots, layers, sn.per_epoch, sn.max_images, cfg.seed, precision == "bf16")
+        hooks.snapshots = LatentSnapshots(
+            rd.snapshots, layers, sn.per_epoch, sn.max_images, cfg.seed, precision == "bf16"
+        )
         callbacks.append(hooks.snapshots)
     if cfg.train.progress:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, cfg.train.log_every // 5)))
     resume_step = int(load_tree(st.ckpt).get("global_step", 0)) if st.resuming else None
-    loggers = [RunCSVLogger(rd.metrics, resume_step=resume_step),
-               TensorBoardLogger(save_dir=str(rd.path), name="tb", version="", default_hp_metric=False)]
+    loggers = [
+        RunCSVLogger(rd.metrics, resume_step=resume_step),
+        TensorBoardLogger(save_dir=str(rd.path), name="tb", version="", default_hp_metric=False),
+    ]
     trainer = L.Trainer(
         max_epochs=cfg.train.epochs,
         max_steps=cfg.train.max_steps,
@@ -215,7 +240,9 @@ def _fit(trainer: L.Trainer, objective, st: _Start, hooks: _Hooks) -> float:
         except SystemExit:
             if trainer.interrupted and trainer.is_global_zero:
                 update_manifest(st.run.path, status="interrupted")
-                raise TrainingInterrupted(st.run.path, hooks.ckpts.saved_on_exception or hooks.ckpts.path("last")) from None
+                raise TrainingInterrupted(
+                    st.run.path, hooks.ckpts.saved_on_exception or hooks.ckpts.path("last")
+                ) from None
             raise
     return time.perf_counter() - t0
 

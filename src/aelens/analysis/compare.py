@@ -35,13 +35,23 @@ def check_comparable(runs) -> None:
     check_same_image_shape(runs)
     prints = {r.manifest.fingerprint for r in runs}
     if len(prints) > 1:
-        raise AelensError("runs were trained on different datasets: " + "; ".join(
-            f"{r.path}: {r.manifest.get('data', {}).get('path')} ({r.manifest.fingerprint})"
-            for r in runs))
+        raise AelensError(
+            "runs were trained on different datasets: "
+            + "; ".join(f"{r.path}: {r.manifest.get('data', {}).get('path')} ({r.manifest.fingerprint})" for r in runs)
+        )
 
 
-def compare_runs(run_dirs: list, data=None, layer: str = "fc1", out=None, max_images: int = 10000,
-                 color_by: list[str] | None = None, n_boot: int = 200, seed: int = 0, loop_on: str | None = None) -> dict:
+def compare_runs(
+    run_dirs: list,
+    data=None,
+    layer: str = "fc1",
+    out=None,
+    max_images: int = 10000,
+    color_by: list[str] | None = None,
+    n_boot: int = 200,
+    seed: int = 0,
+    loop_on: str | None = None,
+) -> dict:
     """Pairwise CKA (linear and debiased, bootstrap 95% interval, permutation baseline), mutual k-NN overlap and
     Procrustes distance; per run and condition the decoding scores; the loop test of each run's 2-D map (on the
     angle column ``loop_on``, e.g. the taggers' target, else the first angle column).
@@ -62,43 +72,71 @@ def compare_runs(run_dirs: list, data=None, layer: str = "fc1", out=None, max_im
     pairs = []
     for (i, a), (j, b) in itertools.combinations(enumerate(codes), 2):
         cka = cka_with_intervals(a, b, n_boot=n_boot, n_perm=n_boot, random_state=seed)
-        pairs.append({"a": labels[i], "b": labels[j], **cka, "mutual_knn_10": mutual_knn_overlap(a, b, 10),
-                      "knn_chance": 10 / (len(a) - 1), "procrustes_distance": procrustes_distance(a, b)})
+        pairs.append(
+            {
+                "a": labels[i],
+                "b": labels[j],
+                **cka,
+                "mutual_knn_10": mutual_knn_overlap(a, b, 10),
+                "knn_chance": 10 / (len(a) - 1),
+                "procrustes_distance": procrustes_distance(a, b),
+            }
+        )
     decoding = {lab: encoding_scores(c, ds, idx, columns, seed=seed) for lab, c in zip(labels, codes)}
     maps = [c[:, :2].astype(np.float32) if c.shape[1] == 2 else embed(c, "umap", random_state=seed)[0] for c in codes]
     angles = [c for c in columns if ds.conditions.is_angle(c)]
     angle_col = loop_on if loop_on in angles else next(iter(angles), None)
     loops = {}
     if angle_col is not None:
-        loops = {lab: loop_score(ds.conditions.column(angle_col)[idx], xy, random_state=seed)
-                 for lab, xy in zip(labels, maps)}
+        loops = {
+            lab: loop_score(ds.conditions.column(angle_col)[idx], xy, random_state=seed)
+            for lab, xy in zip(labels, maps)
+        }
     panels = condition_panels(ds, idx, columns)
     notes = {lab: f"loop r = {loops[lab]['circular_corr']:.2f}" for lab in loops}
     figures.save_comparison_grid(maps, labels, panels, out / "comparison.png", notes)
-    result = {"runs": [str(r.path) for r in runs], "labels": labels, "layer": layer, "n": int(len(idx)),
-              "pairs": pairs, "decoding": decoding, "loop": loops, "loop_condition": angle_col}
+    result = {
+        "runs": [str(r.path) for r in runs],
+        "labels": labels,
+        "layer": layer,
+        "n": int(len(idx)),
+        "pairs": pairs,
+        "decoding": decoding,
+        "loop": loops,
+        "loop_condition": angle_col,
+    }
     write_json(out / COMPARE_RESULT, result)
     write_text(out / "comparison.md", comparison_markdown(result))
     return result
 
 
 def comparison_markdown(res: dict) -> str:
-    lines = [f"# Representation comparison ({res['layer']}, {res['n']} frames)", "",
-             "| run A | run B | linear CKA [95% CI] | debiased CKA | permutation 95% | mutual 10-NN | Procrustes |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Representation comparison ({res['layer']}, {res['n']} frames)",
+        "",
+        "| run A | run B | linear CKA [95% CI] | debiased CKA | permutation 95% | mutual 10-NN | Procrustes |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for p in res["pairs"]:
         lo, hi = p["linear_cka_ci95"]
-        lines.append(f"| {p['a']} | {p['b']} | {p['linear_cka']:.3f} [{lo:.3f}, {hi:.3f}] | {p['debiased_cka']:.3f} | "
-                     f"{p['permutation_95']:.3f} | {p['mutual_knn_10']:.3f} (chance {p['knn_chance']:.4f}) | "
-                     f"{p['procrustes_distance']:.3f} |")
+        lines.append(
+            f"| {p['a']} | {p['b']} | {p['linear_cka']:.3f} [{lo:.3f}, {hi:.3f}] | {p['debiased_cka']:.3f} | "
+            f"{p['permutation_95']:.3f} | {p['mutual_knn_10']:.3f} (chance {p['knn_chance']:.4f}) | "
+            f"{p['procrustes_distance']:.3f} |"
+        )
     conditions = []
     for rows in res["decoding"].values():
         for r in rows:
             if r["condition"] not in conditions:
                 conditions.append(r["condition"])
     if conditions:
-        lines += ["", "Decoding from each latent (ridge / k-NN; angles: MAE in degrees, lower is better; others: R²):", "",
-                  "| condition | " + " | ".join(res["decoding"]) + " |", "|---|" + "---|" * len(res["decoding"])]
+        lines += [
+            "",
+            "Decoding from each latent (ridge / k-NN; angles: MAE in degrees, lower is better; others: R²):",
+            "",
+            "| condition | " + " | ".join(res["decoding"]) + " |",
+            "|---|" + "---|" * len(res["decoding"]),
+        ]
         for c in conditions:
             cells = []
             for rows in res["decoding"].values():
@@ -106,8 +144,12 @@ def comparison_markdown(res: dict) -> str:
                 cells.append(f"{rr['ridge']['score']:.3g} / {rr['knn']['score']:.3g}")
             lines.append(f"| {c} | " + " | ".join(cells) + " |")
     if res["loop"]:
-        lines += ["", f"Loop test: |circular correlation| between {res['loop_condition']} and the angle around each "
-                  "map's centroid (permutation 95% in brackets):", ""]
+        lines += [
+            "",
+            f"Loop test: |circular correlation| between {res['loop_condition']} and the angle around each "
+            "map's centroid (permutation 95% in brackets):",
+            "",
+        ]
         for lab, lp in res["loop"].items():
             lines.append(f"- {lab}: {lp['circular_corr']:.3f} [{lp['permutation_95']:.3f}]")
     return "\n".join(lines) + "\n"

@@ -60,14 +60,17 @@ def save_png(img: Image.Image, path: str | Path) -> Path:
     return Path(path)
 
 
-def save_recon_grid(inputs: np.ndarray, outputs: np.ndarray, path: str | Path, title: str | None = None,
-                    clean: np.ndarray | None = None) -> Path:
+def save_recon_grid(
+    inputs: np.ndarray, outputs: np.ndarray, path: str | Path, title: str | None = None, clean: np.ndarray | None = None
+) -> Path:
     """Inputs (top row) over outputs (bottom row); a third row of clean frames when given."""
     rows = [to_uint8(inputs), to_uint8(outputs)] + ([to_uint8(clean)] if clean is not None else [])
     return save_png(_with_title(tile(rows), title), path)
 
 
-def save_side_by_side_gif(inputs: np.ndarray, outputs: np.ndarray, path: str | Path, fps: int = 10, scale: int = 4) -> Path:
+def save_side_by_side_gif(
+    inputs: np.ndarray, outputs: np.ndarray, path: str | Path, fps: int = 10, scale: int = 4
+) -> Path:
     """An animated GIF: each frame shows input | output side by side."""
     import imageio.v3 as iio
 
@@ -85,8 +88,14 @@ def save_variance_plot(cumulative: np.ndarray, dim: int, path: str | Path) -> Pa
     k = np.arange(1, len(cumulative) + 1)
     ax.plot(k, cumulative * 100, color="#1f77b4")
     ax.axvline(dim, color="#d62728", ls="--", lw=1)
-    ax.annotate(f"{dim} PCs: {cumulative[dim - 1] * 100:.1f}%", (dim, cumulative[dim - 1] * 100),
-                xytext=(8, -14), textcoords="offset points", fontsize=8, color="#d62728")
+    ax.annotate(
+        f"{dim} PCs: {cumulative[dim - 1] * 100:.1f}%",
+        (dim, cumulative[dim - 1] * 100),
+        xytext=(8, -14),
+        textcoords="offset points",
+        fontsize=8,
+        color="#d62728",
+    )
     ax.set_xscale("log")
     ax.set_xlabel("principal components")
     ax.set_ylabel("cumulative explained variance (%)")
@@ -149,8 +158,9 @@ def draw_arrow(draw: ImageDraw.ImageDraw, cx: float, cy: float, angle_deg: float
         draw.line([(ex, ey), (ex + 0.3 * length * np.cos(b), ey - 0.3 * length * np.sin(b))], fill=color, width=width)
 
 
-def save_angle_arrows(frames: np.ndarray, true_deg: np.ndarray, pred_deg: np.ndarray, path: str | Path,
-                      cols: int = 8, scale: int = 3) -> Path:
+def save_angle_arrows(
+    frames: np.ndarray, true_deg: np.ndarray, pred_deg: np.ndarray, path: str | Path, cols: int = 8, scale: int = 3
+) -> Path:
     """Frames with the true (green) and predicted (red) directions drawn from their centre."""
     imgs = to_uint8(frames)
     h, w = imgs.shape[1:3]
@@ -186,7 +196,7 @@ def color_values(values: np.ndarray, is_angle: bool) -> tuple[np.ndarray, tuple[
         lo, hi = 0.0, 360.0
         t = np.mod(v, 360.0) / 360.0
     else:
-        lo, hi = (np.percentile(v[finite], [1, 99]) if finite.any() else (0.0, 1.0))
+        lo, hi = np.percentile(v[finite], [1, 99]) if finite.any() else (0.0, 1.0)
         hi = hi if hi > lo else lo + 1.0
         t = np.clip((v - lo) / (hi - lo), 0, 1)
     rgb = colormap_for(is_angle)(np.where(finite, t, 0.0))[:, :3]
@@ -245,7 +255,9 @@ def spread_examples(xy: np.ndarray, k: int = 3, random_state: int = 0) -> np.nda
 
 def _draw_map(ax, xy, values, is_angle, extent, size=400, cbar=True, label=""):
     plt = _mpl()
-    rgb, (lo, hi) = color_values(values, is_angle) if values is not None else (np.tile([[0.2, 0.3, 0.6]], (len(xy), 1)), (0, 1))
+    rgb, (lo, hi) = (
+        color_values(values, is_angle) if values is not None else (np.tile([[0.2, 0.3, 0.6]], (len(xy), 1)), (0, 1))
+    )
     ax.imshow(raster(xy, rgb, extent, size), extent=extent, origin="upper", interpolation="nearest", aspect="auto")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -275,15 +287,24 @@ def save_latent_scatter(xy, values, name, is_angle, frames, recon, examples, pat
         inset = fig.add_axes(slot)
         img = to_uint8(frames[i : i + 1])[0]
         if recon is not None:
-            img = np.concatenate([img, np.full((img.shape[0], 2) + img.shape[2:], 255, np.uint8), to_uint8(recon[i : i + 1])[0]], 1)
+            img = np.concatenate(
+                [img, np.full((img.shape[0], 2) + img.shape[2:], 255, np.uint8), to_uint8(recon[i : i + 1])[0]], 1
+            )
         inset.imshow(img, cmap="gray", vmin=0, vmax=255)
         inset.set_xticks([])
         inset.set_yticks([])
         v = "" if values is None else f"{name} = {values[i]:.3g}"
         inset.set_title(("frame | reconstruction\n" if recon is not None else "") + v, fontsize=7)
         ax.plot(*xy[i], "o", ms=7, mfc="none", mec="red", mew=1.5)
-        con = ConnectionPatch(xyA=(1.0, 0.5), coordsA=inset.transAxes, xyB=tuple(xy[i]), coordsB=ax.transData,
-                              color="red", lw=0.8, alpha=0.8)
+        con = ConnectionPatch(
+            xyA=(1.0, 0.5),
+            coordsA=inset.transAxes,
+            xyB=tuple(xy[i]),
+            coordsB=ax.transData,
+            color="red",
+            lw=0.8,
+            alpha=0.8,
+        )
         fig.add_artist(con)
     return save_fig(fig, path)
 
@@ -308,8 +329,9 @@ def save_overview(xy, columns: list[tuple[str, np.ndarray, bool]], path, title="
     return save_fig(fig, path, dpi=100)
 
 
-def render_movie_frames(maps: np.ndarray, rgb: np.ndarray, titles: list[str], tracked: np.ndarray,
-                        size: int = 400) -> list[np.ndarray]:
+def render_movie_frames(
+    maps: np.ndarray, rgb: np.ndarray, titles: list[str], tracked: np.ndarray, size: int = 400
+) -> list[np.ndarray]:
     """Frames (H, W, 3) uint8 of a 2-D map over time: fixed axes, colours per point, tracked points circled."""
     plt = _mpl()
     extent = map_extent(maps)
@@ -317,9 +339,14 @@ def render_movie_frames(maps: np.ndarray, rgb: np.ndarray, titles: list[str], tr
     ax = fig.add_axes([0.05, 0.05, 0.9, 0.85])
     ax.set_xticks([])
     ax.set_yticks([])
-    im = ax.imshow(raster(maps[0], rgb, extent, size), extent=extent, origin="upper", interpolation="nearest", aspect="auto")
+    im = ax.imshow(
+        raster(maps[0], rgb, extent, size), extent=extent, origin="upper", interpolation="nearest", aspect="auto"
+    )
     marks = [ax.plot([], [], "o", ms=9, mfc="none", mec=c, mew=2)[0] for c in ("red", "black", "orange")]
-    labels = [ax.text(0, 0, str(j + 1), color=c, fontsize=9, fontweight="bold") for j, c in enumerate(("red", "black", "orange"))]
+    labels = [
+        ax.text(0, 0, str(j + 1), color=c, fontsize=9, fontweight="bold")
+        for j, c in enumerate(("red", "black", "orange"))
+    ]
     title = ax.set_title("", fontsize=11)
     frames = []
     for s in range(len(maps)):
@@ -334,7 +361,9 @@ def render_movie_frames(maps: np.ndarray, rgb: np.ndarray, titles: list[str], tr
     return frames
 
 
-def save_movie(frames: list[np.ndarray], gif_path: str | Path | None, mp4_path: str | Path | None, fps: int = 6) -> None:
+def save_movie(
+    frames: list[np.ndarray], gif_path: str | Path | None, mp4_path: str | Path | None, fps: int = 6
+) -> None:
     """Write frames as an animated GIF and an H.264 MP4 (imageio-ffmpeg ships its own ffmpeg)."""
     import imageio.v2 as imageio
 
@@ -343,8 +372,9 @@ def save_movie(frames: list[np.ndarray], gif_path: str | Path | None, mp4_path: 
             imageio.mimsave(tmp, frames, format="GIF", duration=1.0 / fps, loop=0)
     if mp4_path is not None:
         with atomic_path(mp4_path) as tmp:
-            with imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=7,
-                                    macro_block_size=16) as w:  # imageio-ffmpeg writes yuv420p: plays everywhere
+            with imageio.get_writer(
+                tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=7, macro_block_size=16
+            ) as w:  # imageio-ffmpeg writes yuv420p: plays everywhere
                 for f in frames:
                     w.append_data(f)
 
@@ -353,7 +383,10 @@ def save_score_curves(rows: list[dict], path: str | Path) -> Path:
     """Decodability of each condition over training (from snapshots): angles (MAE, degrees) and others (R^2)."""
     plt = _mpl()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for ax, metric, ylabel in ((axes[0], "mae_deg", "angle error (deg), lower is better"), (axes[1], "r2", "R², higher is better")):
+    for ax, metric, ylabel in (
+        (axes[0], "mae_deg", "angle error (deg), lower is better"),
+        (axes[1], "r2", "R², higher is better"),
+    ):
         names = sorted({r["condition"] for r in rows if r["metric"] == metric})
         for name in names:
             rr = [r for r in rows if r["condition"] == name and r["metric"] == metric]
@@ -370,8 +403,16 @@ def save_score_curves(rows: list[dict], path: str | Path) -> Path:
     return save_fig(fig, path)
 
 
-def save_recon_comparison(frames, recons: list[np.ndarray], maps: list[np.ndarray], values, is_angle: bool,
-                          labels: list[str], color_by: str, path) -> Path:
+def save_recon_comparison(
+    frames,
+    recons: list[np.ndarray],
+    maps: list[np.ndarray],
+    values,
+    is_angle: bool,
+    labels: list[str],
+    color_by: str,
+    path,
+) -> Path:
     """The reference study's layout: one column per model; rows: the same input frames, each model's output, and
     each model's latent mapped to 2-D, coloured by ``color_by``."""
     plt = _mpl()
@@ -383,7 +424,7 @@ def save_recon_comparison(frames, recons: list[np.ndarray], maps: list[np.ndarra
         k = int(np.ceil(np.sqrt(len(u))))
         pad = np.full((k * k - len(u),) + u.shape[1:], 255, np.uint8)
         u = np.concatenate([u, pad])
-        rows = [np.concatenate(list(u[r * k:(r + 1) * k]), axis=1) for r in range(k)]
+        rows = [np.concatenate(list(u[r * k : (r + 1) * k]), axis=1) for r in range(k)]
         return np.concatenate(rows, axis=0)
 
     for j in range(n):
@@ -429,8 +470,13 @@ def save_sweep_plot(rows: list[dict], chance: float | None, path) -> Path:
     return save_fig(fig, path)
 
 
-def save_comparison_grid(maps: list[np.ndarray], labels: list[str], columns: list[tuple[str, np.ndarray, bool]],
-                         path, notes: dict | None = None) -> Path:
+def save_comparison_grid(
+    maps: list[np.ndarray],
+    labels: list[str],
+    columns: list[tuple[str, np.ndarray, bool]],
+    path,
+    notes: dict | None = None,
+) -> Path:
     """One column per run, one row per condition: each run's 2-D latent map coloured by that condition."""
     plt = _mpl()
     n, m = len(maps), max(1, len(columns))

@@ -20,7 +20,13 @@ from .scores import decoding_score, trustworthiness
 from .snapshots import analysis_indices, load_snapshots
 
 log = logging.getLogger("aelens")
-SKIP_COLUMNS = ("frame", "session", "track", "time_s", "interpolated")  # ids and counters: not conditions worth a map by default
+SKIP_COLUMNS = (
+    "frame",
+    "session",
+    "track",
+    "time_s",
+    "interpolated",
+)  # ids and counters: not conditions worth a map by default
 
 
 def is_training_data(run: Run, ds: Dataset) -> bool:
@@ -62,14 +68,22 @@ def format_score(row: dict) -> str:
     return f"{row['decoder']}: R² {row['score']:.2f} (chance {row['chance']:.2f})"
 
 
-def encoding_scores(codes: np.ndarray, ds: Dataset, idx: np.ndarray, columns: list[str], decoders=("ridge", "knn"),
-                    max_points: int = 5000, seed: int = 0) -> list[dict]:
+def encoding_scores(
+    codes: np.ndarray,
+    ds: Dataset,
+    idx: np.ndarray,
+    columns: list[str],
+    decoders=("ridge", "knn"),
+    max_points: int = 5000,
+    seed: int = 0,
+) -> list[dict]:
     rows = []
     for name in columns:
         values = ds.conditions.column(name)[idx]
         for dec in decoders:
-            res = decoding_score(codes, values, ds.conditions.is_angle(name), method=dec, max_points=max_points,
-                                 random_state=seed)
+            res = decoding_score(
+                codes, values, ds.conditions.is_angle(name), method=dec, max_points=max_points, random_state=seed
+            )
             rows.append({"condition": name, "decoder": dec, **res})
     return rows
 
@@ -81,10 +95,17 @@ def snapshot_scores(run: Run, ds: Dataset, columns: list[str], layer: str, seed:
     for s, meta in enumerate(index):
         codes = np.asarray(snaps[s], dtype=np.float32)
         for name in columns:
-            res = decoding_score(codes, ds.conditions.column(name)[idx], ds.conditions.is_angle(name), "ridge",
-                                 max_points=3000, random_state=seed)
-            rows.append({"snapshot": s, "epoch": meta["epoch"], "global_step": meta["global_step"],
-                         "condition": name, **res})
+            res = decoding_score(
+                codes,
+                ds.conditions.column(name)[idx],
+                ds.conditions.is_angle(name),
+                "ridge",
+                max_points=3000,
+                random_state=seed,
+            )
+            rows.append(
+                {"snapshot": s, "epoch": meta["epoch"], "global_step": meta["global_step"], "condition": name, **res}
+            )
     return rows
 
 
@@ -122,8 +143,16 @@ def latent_analysis(
     if run.kind == "ae":
         recon = np.zeros_like(frames)
         recon[examples] = run.reconstruct(frames[examples])
-    summary: dict = {"run": str(run.path), "kind": run.kind, "layer": layer, "method": method, "n": int(len(idx)),
-                     "map_seconds": round(fitted.seconds, 3), "columns": columns, "files": []}
+    summary: dict = {
+        "run": str(run.path),
+        "kind": run.kind,
+        "layer": layer,
+        "method": method,
+        "n": int(len(idx)),
+        "map_seconds": round(fitted.seconds, 3),
+        "columns": columns,
+        "files": [],
+    }
     rows = []
     if scores and columns:
         rows = encoding_scores(codes, ds, idx, columns, seed=seed)
@@ -134,22 +163,40 @@ def latent_analysis(
     label = {r["condition"]: format_score(r) for r in rows if r["decoder"] == "ridge"}
     for name in columns:
         values = ds.conditions.column(name)[idx]
-        figures.save_latent_scatter(xy, values, name, ds.conditions.is_angle(name), frames, recon, examples,
-                                    out / f"scatter_{name}.png", method=method)
+        figures.save_latent_scatter(
+            xy,
+            values,
+            name,
+            ds.conditions.is_angle(name),
+            frames,
+            recon,
+            examples,
+            out / f"scatter_{name}.png",
+            method=method,
+        )
         summary["files"].append(f"scatter_{name}.png")
     if not columns:
         figures.save_latent_scatter(xy, None, "", False, frames, recon, examples, out / "scatter.png", method=method)
         summary["files"].append("scatter.png")
     panels = condition_panels(ds, idx, columns)
-    figures.save_overview(xy, panels, out / "overview.png", scores=label,
-                          title=f"{run.kind} latent ({layer}, {len(idx)} frames), {method.upper()}; "
-                          f"trustworthiness {summary['trustworthiness']:.2f}")
+    figures.save_overview(
+        xy,
+        panels,
+        out / "overview.png",
+        scores=label,
+        title=f"{run.kind} latent ({layer}, {len(idx)} frames), {method.upper()}; "
+        f"trustworthiness {summary['trustworthiness']:.2f}",
+    )
     summary["files"].append("overview.png")
     rd = RunDir(run.path)
     has_snapshots = rd.snapshot_index.is_file() and is_training_data(run, ds)
     if scores and columns and has_snapshots and rd.snapshot_layer(layer).is_file():
         srows = snapshot_scores(run, ds, columns, layer, seed)
-        write_csv(out / "encoding_vs_epoch.csv", srows, ["snapshot", "epoch", "global_step", "condition", "metric", "score", "chance", "n"])
+        write_csv(
+            out / "encoding_vs_epoch.csv",
+            srows,
+            ["snapshot", "epoch", "global_step", "condition", "metric", "score", "chance", "n"],
+        )
         figures.save_score_curves(srows, out / "encoding_vs_epoch.png")
         summary["files"] += ["encoding_vs_epoch.csv", "encoding_vs_epoch.png"]
     if evolution:
@@ -163,8 +210,11 @@ def latent_analysis(
 def _check_evolution(run: Run, ds: Dataset, layer: str) -> None:
     rd = RunDir(run.path)
     if not rd.snapshot_index.is_file() or not rd.snapshot_layer(layer).is_file():
-        hint = "(train with --snapshots, and --snapshot-layers fc1,fc2 for fc2)" if run.kind != "decoder" else \
-            "(decoder runs have no encoder to snapshot)"
+        hint = (
+            "(train with --snapshots, and --snapshot-layers fc1,fc2 for fc2)"
+            if run.kind != "decoder"
+            else "(decoder runs have no encoder to snapshot)"
+        )
         raise AelensError(f"{run.path}: no latent snapshots of {layer} to make a movie from {hint}")
     if not is_training_data(run, ds):
         raise AelensError(f"{ds.source}: --evolution needs the run's own dataset (the snapshots are of its frames)")
@@ -182,22 +232,35 @@ def evolution_movie(run: Run, ds: Dataset, layer: str, method: str, fit: str, co
         other = load_run(ref_dir)
         reference_codes = other.encode(ds.batch(idx).numpy(), layer)
         if reference_codes.shape[1] != snaps.shape[2]:
-            raise AelensError(f"--fit {fit}: its {layer} is {reference_codes.shape[1]}-D, this run's is {snaps.shape[2]}-D")
-    maps, timing = evolution_maps(np.asarray(snaps, dtype=np.float32), mode, method, reference_codes,
-                                  random_state=run.config.seed)
+            raise AelensError(
+                f"--fit {fit}: its {layer} is {reference_codes.shape[1]}-D, this run's is {snaps.shape[2]}-D"
+            )
+    maps, timing = evolution_maps(
+        np.asarray(snaps, dtype=np.float32), mode, method, reference_codes, random_state=run.config.seed
+    )
     color_col = next((c for c in columns if ds.conditions.is_angle(c)), columns[0] if columns else None)
     if color_col is not None:
         rgb, _ = figures.color_values(ds.conditions.column(color_col)[idx], ds.conditions.is_angle(color_col))
     else:
         rgb = np.tile([[0.2, 0.3, 0.6]], (len(idx), 1))
     tracked = figures.spread_examples(maps[-1], 3, run.config.seed)
-    titles = [f"epoch {m['epoch']:g}, step {m['global_step']}, loss "
-              + ("-" if np.isnan(m["train_loss"]) else f"{m['train_loss']:.4g}") for m in index]
+    titles = [
+        f"epoch {m['epoch']:g}, step {m['global_step']}, loss "
+        + ("-" if np.isnan(m["train_loss"]) else f"{m['train_loss']:.4g}")
+        for m in index
+    ]
     t1 = time.perf_counter()
     frames = figures.render_movie_frames(maps, rgb, titles, tracked)
     figures.save_movie(frames, out / "evolution.gif", out / "evolution.mp4")
     save_npy(out / "evolution_maps.npy", maps.astype(np.float16))
-    timing.update({"render_seconds": round(time.perf_counter() - t1, 3), "total_seconds": round(time.perf_counter() - t0, 3),
-                   "frames": len(frames), "colored_by": color_col, "fit": fit})
+    timing.update(
+        {
+            "render_seconds": round(time.perf_counter() - t1, 3),
+            "total_seconds": round(time.perf_counter() - t0, 3),
+            "frames": len(frames),
+            "colored_by": color_col,
+            "fit": fit,
+        }
+    )
     write_json(out / "evolution.json", timing)
     return timing

@@ -31,8 +31,14 @@ def _umap(n_neighbors: int, min_dist: float, random_state: int | None, **kw):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, random_state=random_state,
-                         n_jobs=1 if random_state is not None else -1, **kw)
+        return umap.UMAP(
+            n_components=2,
+            n_neighbors=n_neighbors,
+            min_dist=min_dist,
+            random_state=random_state,
+            n_jobs=1 if random_state is not None else -1,
+            **kw,
+        )
 
 
 EXACT_PLACE_MAX = 20000  # up to the default analysis set: exact neighbours; above: approximate (as umap.transform)
@@ -98,8 +104,12 @@ class Map2D:
         else:
             from sklearn.manifold import TSNE
 
-            xy = TSNE(n_components=2, random_state=self.random_state or 0, init="pca" if init is None else init,
-                      perplexity=min(30.0, (len(codes) - 1) / 3)).fit_transform(codes)
+            xy = TSNE(
+                n_components=2,
+                random_state=self.random_state or 0,
+                init="pca" if init is None else init,
+                perplexity=min(30.0, (len(codes) - 1) / 3),
+            ).fit_transform(codes)
         self.codes, self.xy, self._index = codes, np.asarray(xy, dtype=np.float32), None
         self.seconds = time.perf_counter() - t0
         return self.xy
@@ -109,7 +119,9 @@ class Map2D:
         the positions of each code's nearest fitted codes (UMAP's transform initialisation)."""
         codes = np.ascontiguousarray(codes, dtype=np.float32)
         if codes.shape[1] != self.codes.shape[1]:
-            raise AelensError(f"cannot place {codes.shape[1]}-D codes into a map fitted on {self.codes.shape[1]}-D codes")
+            raise AelensError(
+                f"cannot place {codes.shape[1]}-D codes into a map fitted on {self.codes.shape[1]}-D codes"
+            )
         if self._pca is not None:
             xy = self._pca.transform(codes)
             return np.pad(xy, ((0, 0), (0, 2 - xy.shape[1]))).astype(np.float32)
@@ -117,7 +129,11 @@ class Map2D:
 
         k = min(self.n_neighbors, len(self.codes))
         if self._index is None:  # built once, queried for every snapshot
-            self._index = KnnIndex(self.codes) if len(self.codes) <= EXACT_PLACE_MAX else _ApproxIndex(self.codes, self.random_state)
+            self._index = (
+                KnnIndex(self.codes)
+                if len(self.codes) <= EXACT_PLACE_MAX
+                else _ApproxIndex(self.codes, self.random_state)
+            )
         idx, dist = self._index.query(codes, k)
         sigma, rho = smooth_knn_dist(dist.astype(np.float32), float(k), local_connectivity=1.0)
         w = np.exp(-np.maximum(dist - rho[:, None], 0) / np.maximum(sigma[:, None], 1e-12))
@@ -179,8 +195,11 @@ def evolution_maps(
         out[-1] = m.fit(snaps[-1])
         for s in range(s_count - 2, -1, -1):
             warm = Map2D(method=method, random_state=random_state)
-            xy = warm.fit(snaps[s], init=out[s + 1] if method == "umap" else None,
-                          n_epochs=warm_epochs if method == "umap" else None)
+            xy = warm.fit(
+                snaps[s],
+                init=out[s + 1] if method == "umap" else None,
+                n_epochs=warm_epochs if method == "umap" else None,
+            )
             out[s] = procrustes_align(xy, out[s + 1])
             if progress:
                 progress(s_count - s, s_count)

@@ -41,9 +41,11 @@ def answer_q1(latent: dict | None, latent_dim: int) -> str:
     ranked = sorted(best.values(), key=_skill, reverse=True)
     top = ", ".join(f"{r['condition']} ({r['decoder']}: {_fmt_score(r)})" for r in ranked[:3])
     low = ranked[-1]
-    return (f"The AE's {latent_dim}-D latent encodes {top}; the least decodable condition is {low['condition']} "
-            f"({low['decoder']}: {_fmt_score(low)}). The 2-D map's trustworthiness is {latent['trustworthiness']:.3f} "
-            "(1 = every neighbour in the picture is a neighbour in the latent).")
+    return (
+        f"The AE's {latent_dim}-D latent encodes {top}; the least decodable condition is {low['condition']} "
+        f"({low['decoder']}: {_fmt_score(low)}). The 2-D map's trustworthiness is {latent['trustworthiness']:.3f} "
+        "(1 = every neighbour in the picture is a neighbour in the latent)."
+    )
 
 
 def _quality_key(rows: list[dict]) -> str:
@@ -64,13 +66,16 @@ def answer_q2(recon: dict | None) -> str:
             continue
         t = (r["train_seconds"] or 0) / (ae["train_seconds"] or 1)
         what = "PSNR against the clean frames" if key == "psnr_clean" else "PSNR"
-        parts.append(f"{r['model']} reaches {100 * r[key] / ae[key]:.0f}% of the AE's {what} "
-                     f"({r[key]:.1f} vs {ae[key]:.1f} dB) with {t:.2f}x its training time")
+        parts.append(
+            f"{r['model']} reaches {100 * r[key] / ae[key]:.0f}% of the AE's {what} "
+            f"({r[key]:.1f} vs {ae[key]:.1f} dB) with {t:.2f}x its training time"
+        )
     best = max((r for r in rows if r is not ae), key=lambda r: r[key], default=None)
     verdict = ""
     if best is not None:
-        verdict = (f" The best replacement for the encoder is {best['model']}"
-                   + (", which beats the AE." if best[key] > ae[key] else f", {ae[key] - best[key]:.1f} dB below the AE."))
+        verdict = f" The best replacement for the encoder is {best['model']}" + (
+            ", which beats the AE." if best[key] > ae[key] else f", {ae[key] - best[key]:.1f} dB below the AE."
+        )
     pca = next((r for r in rows if r["latent_source"] == "pca" and r.get("explained_variance")), None)
     ev = f" {pca['model']} explains {100 * pca['explained_variance']:.0f}% of the training variance." if pca else ""
     return "; ".join(parts) + "." + verdict + ev
@@ -82,8 +87,10 @@ def answer_q3(compare: dict | None, sweep: dict | None) -> str:
     labels = compare["labels"]
     pair = compare["pairs"][0]
     lo, hi = pair["linear_cka_ci95"]
-    text = (f"The AE and the tagger trained from scratch share a linear CKA of {pair['linear_cka']:.2f} "
-            f"[95% CI {lo:.2f}-{hi:.2f}; unrelated representations score up to {pair['permutation_95']:.2f}]")
+    text = (
+        f"The AE and the tagger trained from scratch share a linear CKA of {pair['linear_cka']:.2f} "
+        f"[95% CI {lo:.2f}-{hi:.2f}; unrelated representations score up to {pair['permutation_95']:.2f}]"
+    )
     dec = compare["decoding"]
 
     def ridge(label, cond):
@@ -99,22 +106,28 @@ def answer_q3(compare: dict | None, sweep: dict | None) -> str:
         a, t = ridge(labels[0], other), ridge(labels[1], other)
         if a and t:
             change = "drops" if t["score"] < a["score"] else "rises"
-            text += (f"; {other}, the condition the AE's latent holds best linearly, {change} from R² {a['score']:.2f} "
-                     f"(AE) to {t['score']:.2f} (tagger)")
+            text += (
+                f"; {other}, the condition the AE's latent holds best linearly, {change} from R² {a['score']:.2f} "
+                f"(AE) to {t['score']:.2f} (tagger)"
+            )
     loop = compare.get("loop", {}).get(labels[1])
     if loop:
         is_loop = loop["circular_corr"] > max(0.5, loop["permutation_95"])
-        text += (f". The tagger's map {'is' if is_loop else 'is not'} a loop ordered by angle "
-                 f"(|circular correlation| {loop['circular_corr']:.2f}, chance up to {loop['permutation_95']:.2f})")
+        text += (
+            f". The tagger's map {'is' if is_loop else 'is not'} a loop ordered by angle "
+            f"(|circular correlation| {loop['circular_corr']:.2f}, chance up to {loop['permutation_95']:.2f})"
+        )
     if sweep:
         rows = sweep["rows"]
         scratch = next(r for r in rows if r["init"] == "scratch")
         ae_rows = [r for r in rows if r["init"] == "ae"]
         best = min(ae_rows, key=lambda r: r["angle_mae_deg"])
         probe = ae_rows[0]
-        text += (f". Starting from the AE encoder, the linear probe (0 layers) reaches {probe['angle_mae_deg']:.1f}° and the best "
-                 f"setting (unfreeze {best['unfreeze']}) {best['angle_mae_deg']:.1f}°, vs {scratch['angle_mae_deg']:.1f}° from "
-                 f"scratch (always answering the mean direction: {sweep['circular_mean_mae_deg']:.1f}°)")
+        text += (
+            f". Starting from the AE encoder, the linear probe (0 layers) reaches {probe['angle_mae_deg']:.1f}° and the best "
+            f"setting (unfreeze {best['unfreeze']}) {best['angle_mae_deg']:.1f}°, vs {scratch['angle_mae_deg']:.1f}° from "
+            f"scratch (always answering the mean direction: {sweep['circular_mean_mae_deg']:.1f}°)"
+        )
     return text + "."
 
 
@@ -144,38 +157,55 @@ def answer_transfer(tr: dict, target: str = "body_angle_deg") -> list[str]:
         own, new = _psnr(ae["own"]), _psnr(ae["new"])
         holds = own - new <= PSNR_HOLDS_DB
         gap = f"{abs(own - new):.1f} dB {'below' if new < own else 'above'}"
-        out.append(f"The AE reconstructs {name} at {new:.1f} dB PSNR, {gap} its own test frames ({own:.1f} dB): it "
-                   f"{'holds' if holds else 'does not hold'} on the new session (criterion: within {PSNR_HOLDS_DB} dB).")
+        out.append(
+            f"The AE reconstructs {name} at {new:.1f} dB PSNR, {gap} its own test frames ({own:.1f} dB): it "
+            f"{'holds' if holds else 'does not hold'} on the new session (criterion: within {PSNR_HOLDS_DB} dB)."
+        )
     recon = [m for m in tr["models"] if m["kind"] == "decoder" and _psnr(m["own"]) is not None]
     if ae and recon:
         drop_ae = _psnr(ae["own"]) - _psnr(ae["new"])
         best = max(recon, key=lambda m: _psnr(m["new"]))
         verdict = "better" if _psnr(best["new"]) > _psnr(ae["new"]) else "worse"
-        out.append(f"Of the encoder replacements, {best['label']} reconstructs {name} best ({_psnr(best['new']):.1f} dB, "
-                   f"{verdict} than the AE; from its own test frames to {name} it changes by "
-                   f"{_psnr(best['new']) - _psnr(best['own']):+.1f} dB, the AE by {-drop_ae:+.1f} dB).")
+        out.append(
+            f"Of the encoder replacements, {best['label']} reconstructs {name} best ({_psnr(best['new']):.1f} dB, "
+            f"{verdict} than the AE; from its own test frames to {name} it changes by "
+            f"{_psnr(best['new']) - _psnr(best['own']):+.1f} dB, the AE by {-drop_ae:+.1f} dB)."
+        )
     tagger = models.get("tagger")
     if tagger and tagger["new"].get("value") is not None and tagger["own"]:
         new, own, base = tagger["new"]["value"], tagger["own"]["value"], tagger["new"].get("baseline")
         holds = new <= TAGGER_HOLDS_RATIO * max(own, 1e-9) and base is not None and new < 0.5 * base
-        out.append(f"The tagger (from scratch) is off by {new:.1f}° on {name} (median {tagger['new']['median']:.1f}°), "
-                   f"vs {own:.1f}° on its own test frames and {base:.1f}° for always answering the training frames' mean "
-                   f"direction: it {'transfers' if holds else 'does not transfer well'} "
-                   f"(criterion: at most {TAGGER_HOLDS_RATIO:g}x its own error and under half the baseline).")
-        sweep = [m for m in tr["models"] if m["kind"] == "tagger" and m["label"] != "tagger" and m["new"].get("value") is not None]
+        out.append(
+            f"The tagger (from scratch) is off by {new:.1f}° on {name} (median {tagger['new']['median']:.1f}°), "
+            f"vs {own:.1f}° on its own test frames and {base:.1f}° for always answering the training frames' mean "
+            f"direction: it {'transfers' if holds else 'does not transfer well'} "
+            f"(criterion: at most {TAGGER_HOLDS_RATIO:g}x its own error and under half the baseline)."
+        )
+        sweep = [
+            m
+            for m in tr["models"]
+            if m["kind"] == "tagger" and m["label"] != "tagger" and m["new"].get("value") is not None
+        ]
         if sweep:
             best = min(sweep, key=lambda m: m["new"]["value"])
-            out.append(f"Started from the AE encoder, the best tagger on {name} is {best['label']} "
-                       f"({best['new']['value']:.1f}°).")
+            out.append(
+                f"Started from the AE encoder, the best tagger on {name} is {best['label']} "
+                f"({best['new']['value']:.1f}°)."
+            )
     dec = [r for r in tr.get("decoding", []) if r["decoder"] == "ridge" and r["score"] == r["score"]]
     for model in ("ae", "tagger"):
         rows = [r for r in dec if r["model"] == model]
-        angle = next((r for r in rows if r["metric"] == "mae_deg" and r["condition"] == target), None) or \
-            next((r for r in rows if r["metric"] == "mae_deg"), None)
+        angle = next((r for r in rows if r["metric"] == "mae_deg" and r["condition"] == target), None) or next(
+            (r for r in rows if r["metric"] == "mae_deg"), None
+        )
         if angle:
-            within = f", within the training data {angle['in_session']:.1f}°" if angle.get("in_session") is not None else ""
-            out.append(f"A ridge readout of {angle['condition']} fitted on the training session's {model} latent scores "
-                       f"{angle['score']:.1f}° on {name} (chance {angle['chance']:.0f}°{within}).")
+            within = (
+                f", within the training data {angle['in_session']:.1f}°" if angle.get("in_session") is not None else ""
+            )
+            out.append(
+                f"A ridge readout of {angle['condition']} fitted on the training session's {model} latent scores "
+                f"{angle['score']:.1f}° on {name} (chance {angle['chance']:.0f}°{within})."
+            )
     return out
 
 
@@ -201,8 +231,12 @@ def collect_results(out: Path, cfg, timings: dict, seconds: float) -> dict:
         "sweep": sweep,
         "comparison": compare,
         "transfer": transfer,
-        "answers": {"q1": answer_q1(latent_ae, cfg.latent_dim), "q2": answer_q2(recon), "q3": answer_q3(compare, sweep),
-                    "transfer": {t["name"]: answer_transfer(t, cfg.target) for t in transfer}},
+        "answers": {
+            "q1": answer_q1(latent_ae, cfg.latent_dim),
+            "q2": answer_q2(recon),
+            "q3": answer_q3(compare, sweep),
+            "transfer": {t["name"]: answer_transfer(t, cfg.target) for t in transfer},
+        },
     }
 
 
@@ -224,8 +258,10 @@ def _img(path: Path, caption: str) -> str:
         return ""
     mime = "image/gif" if path.suffix == ".gif" else "image/png"
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (f'<figure><img src="data:{mime};base64,{data}" alt="{html.escape(caption)}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    return (
+        f'<figure><img src="data:{mime};base64,{data}" alt="{html.escape(caption)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
 
 
 def _cell(v) -> str:
@@ -251,10 +287,20 @@ def _score_table(rows: list[dict]) -> str:
     out = []
     for cond, d in by.items():
         any_row = next(iter(d.values()))
-        out.append({"condition": cond, "metric": "angle MAE (deg)" if any_row["metric"] == "mae_deg" else "R²",
-                    "ridge": d.get("ridge", {}).get("score"), "knn": d.get("knn", {}).get("score"),
-                    "chance": any_row["chance"]})
-    return _table(out, ["condition", "metric", "ridge", "knn", "chance"], ["condition", "metric", "ridge", "k-NN", "chance (shuffled)"])
+        out.append(
+            {
+                "condition": cond,
+                "metric": "angle MAE (deg)" if any_row["metric"] == "mae_deg" else "R²",
+                "ridge": d.get("ridge", {}).get("score"),
+                "knn": d.get("knn", {}).get("score"),
+                "chance": any_row["chance"],
+            }
+        )
+    return _table(
+        out,
+        ["condition", "metric", "ridge", "knn", "chance"],
+        ["condition", "metric", "ridge", "k-NN", "chance (shuffled)"],
+    )
 
 
 def _split_line(results: dict) -> str:
@@ -266,38 +312,72 @@ def _split_line(results: dict) -> str:
         text += f", purge {split['purge']} frames at block boundaries"
     if split.get("groups"):
         text += f", groups {split['groups']}"
-    return f"<p class='meta'>{html.escape(text)} (every model shares this split; test scores are on its test frames)</p>"
+    return (
+        f"<p class='meta'>{html.escape(text)} (every model shares this split; test scores are on its test frames)</p>"
+    )
 
 
 def _transfer_section(lay: StudyLayout, results: dict) -> list[str]:
     transfer = results.get("transfer") or []
     if not transfer:
         return []
-    parts = ["<section id='transfer'><h2>4. Does it hold on a new session?</h2>",
-             "<p>Every model scored on data it never saw, beside its own held-out test frames. Readouts of the "
-             "conditions are fitted on the training session's latent and applied to the new one.</p>"]
+    parts = [
+        "<section id='transfer'><h2>4. Does it hold on a new session?</h2>",
+        "<p>Every model scored on data it never saw, beside its own held-out test frames. Readouts of the "
+        "conditions are fitted on the training session's latent and applied to the new one.</p>",
+    ]
     for tr in transfer:
         name = tr["name"]
         parts.append(f"<h3>{html.escape(name)} ({tr['n']} frames)</h3>")
-        parts.append("<div class='answer'>" + "<br>".join(html.escape(t) for t in results["answers"]["transfer"].get(name, [])) + "</div>")
+        parts.append(
+            "<div class='answer'>"
+            + "<br>".join(html.escape(t) for t in results["answers"]["transfer"].get(name, []))
+            + "</div>"
+        )
         parts += [f"<p><b>Warning:</b> {html.escape(n)}</p>" for n in tr.get("notes", [])]
         rows = []
         for m in tr["models"]:
             own, new = m["own"] or {}, m["new"]
             if m["kind"] == "tagger":
-                rows.append({"model": m["label"], "metric": "angle error (deg, mean)", "own test": own.get("value"),
-                             "new session": new.get("value"), "change": (new.get("value") or 0) - (own.get("value") or 0),
-                             "baseline": new.get("baseline")})
+                rows.append(
+                    {
+                        "model": m["label"],
+                        "metric": "angle error (deg, mean)",
+                        "own test": own.get("value"),
+                        "new session": new.get("value"),
+                        "change": (new.get("value") or 0) - (own.get("value") or 0),
+                        "baseline": new.get("baseline"),
+                    }
+                )
             else:
-                rows.append({"model": m["label"], "metric": "PSNR (dB)", "own test": _psnr(own), "new session": _psnr(new),
-                             "change": (_psnr(new) or 0) - (_psnr(own) or 0), "baseline": None})
+                rows.append(
+                    {
+                        "model": m["label"],
+                        "metric": "PSNR (dB)",
+                        "own test": _psnr(own),
+                        "new session": _psnr(new),
+                        "change": (_psnr(new) or 0) - (_psnr(own) or 0),
+                        "baseline": None,
+                    }
+                )
         parts.append(_table(rows, ["model", "metric", "own test", "new session", "change", "baseline"]))
         dec = [r for r in tr.get("decoding", [])]
         if dec:
-            parts.append(_table(dec, ["model", "condition", "decoder", "metric", "in_session", "score", "chance"],
-                                ["model", "condition", "decoder", "metric", "within training data", "on the new session", "chance"]))
-        parts.append(_img(lay.transfer(name) / "ae" / "recon_grid.png", f"{name}: frames and the AE's reconstructions."))
-        parts.append(_img(lay.transfer(name) / "tagger" / "angle_arrows.png", f"{name}: the tagger's answers (true vs predicted)."))
+            parts.append(
+                _table(
+                    dec,
+                    ["model", "condition", "decoder", "metric", "in_session", "score", "chance"],
+                    ["model", "condition", "decoder", "metric", "within training data", "on the new session", "chance"],
+                )
+            )
+        parts.append(
+            _img(lay.transfer(name) / "ae" / "recon_grid.png", f"{name}: frames and the AE's reconstructions.")
+        )
+        parts.append(
+            _img(
+                lay.transfer(name) / "tagger" / "angle_arrows.png", f"{name}: the tagger's answers (true vs predicted)."
+            )
+        )
     parts.append("</section>")
     return parts
 
@@ -315,69 +395,125 @@ def _condition_figures(lay: StudyLayout, results: dict) -> list[str]:
     scores = (results.get("latent_ae") or {}).get("encoding_scores", [])
     other = _best_linear_r2([r for r in scores if r["condition"] != target])
     folder = lay.latent("ae")
-    parts = [_img(folder / f"scatter_{target}.png", f"Coloured by {target} (the taggers' target), with example frames "
-                  "and their reconstructions.")]
+    parts = [
+        _img(
+            folder / f"scatter_{target}.png",
+            f"Coloured by {target} (the taggers' target), with example frames and their reconstructions.",
+        )
+    ]
     if other:
-        parts.append(_img(folder / f"scatter_{other}.png", f"Coloured by {other}, the condition a linear readout "
-                          "decodes best from the AE latent."))
+        parts.append(
+            _img(
+                folder / f"scatter_{other}.png",
+                f"Coloured by {other}, the condition a linear readout decodes best from the AE latent.",
+            )
+        )
     return parts
 
 
 def write_report(out: Path, results: dict) -> Path:
     lay = StudyLayout(out)
     a = results["answers"]
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>aelens study</title><style>{CSS}</style></head><body>",
-             "<h1>aelens study report</h1>",
-             f"<p class='meta'>data: <code>{html.escape(str(results['settings']['data']['path']))}</code> · "
-             f"{results['settings']['epochs']} epochs per model · total {results['seconds']:.0f} s of this session's compute · "
-             f"aelens {results['versions']['aelens']}, torch {results['versions']['torch']} · {results['created']}</p>",
-             _split_line(results)]
+    parts = [
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>aelens study</title><style>{CSS}</style></head><body>",
+        "<h1>aelens study report</h1>",
+        f"<p class='meta'>data: <code>{html.escape(str(results['settings']['data']['path']))}</code> · "
+        f"{results['settings']['epochs']} epochs per model · total {results['seconds']:.0f} s of this session's compute · "
+        f"aelens {results['versions']['aelens']}, torch {results['versions']['torch']} · {results['created']}</p>",
+        _split_line(results),
+    ]
     # Q1
     lat = results.get("latent_ae") or {}
     method = str(results["settings"].get("latent_method", "umap")).upper()
     pca_run = _pca_run(lay, results["settings"].get("decoders", []))
-    parts += ["<section id='q1'><h2>1. What does the autoencoder's latent encode?</h2>",
-              f"<div class='answer'>{html.escape(a['q1'])}</div>",
-              _img(lay.latent("ae") / "overview.png", f"The AE latent ({method}), coloured by each condition; decoding score in each title."),
-              _score_table(lat.get("encoding_scores", [])),
-              *_condition_figures(lay, results),
-              _img(lay.latent("ae") / "evolution.gif", "How the latent developed during training (one frame per snapshot)."),
-              _img(lay.latent("ae") / "encoding_vs_epoch.png", "Decodability of each condition over training."),
-              _img(lay.ae.test_dir / "recon_grid.png", "Held-out test frames and the AE's reconstructions."),
-              "</section>"]
+    parts += [
+        "<section id='q1'><h2>1. What does the autoencoder's latent encode?</h2>",
+        f"<div class='answer'>{html.escape(a['q1'])}</div>",
+        _img(
+            lay.latent("ae") / "overview.png",
+            f"The AE latent ({method}), coloured by each condition; decoding score in each title.",
+        ),
+        _score_table(lat.get("encoding_scores", [])),
+        *_condition_figures(lay, results),
+        _img(lay.latent("ae") / "evolution.gif", "How the latent developed during training (one frame per snapshot)."),
+        _img(lay.latent("ae") / "encoding_vs_epoch.png", "Decodability of each condition over training."),
+        _img(lay.ae.test_dir / "recon_grid.png", "Held-out test frames and the AE's reconstructions."),
+        "</section>",
+    ]
     # Q2
     recon = results.get("reconstruction") or {}
     rows = recon.get("rows", [])
     key = _quality_key(rows)
-    fields = ["model", "dim", "mse", "psnr", "ssim"] + ([key, "ssim_clean"] if key == "psnr_clean" else []) + ["train_seconds", "seconds_per_epoch", "explained_variance"]
-    parts += ["<section id='q2'><h2>2. Can PCA or UMAP replace the encoder?</h2>",
-              f"<div class='answer'>{html.escape(a['q2'])}</div>",
-              _img(lay.recon / "recon_comparison.png", "Same test frames through each model; bottom row: each model's latent in 2-D."),
-              _table(rows, fields),
-              _img(pca_run / "pca_variance.png", f"Cumulative explained variance of PCA on the training frames ({pca_run.name}).") if pca_run else "",
-              "</section>"]
+    fields = (
+        ["model", "dim", "mse", "psnr", "ssim"]
+        + ([key, "ssim_clean"] if key == "psnr_clean" else [])
+        + ["train_seconds", "seconds_per_epoch", "explained_variance"]
+    )
+    parts += [
+        "<section id='q2'><h2>2. Can PCA or UMAP replace the encoder?</h2>",
+        f"<div class='answer'>{html.escape(a['q2'])}</div>",
+        _img(
+            lay.recon / "recon_comparison.png",
+            "Same test frames through each model; bottom row: each model's latent in 2-D.",
+        ),
+        _table(rows, fields),
+        _img(
+            pca_run / "pca_variance.png",
+            f"Cumulative explained variance of PCA on the training frames ({pca_run.name}).",
+        )
+        if pca_run
+        else "",
+        "</section>",
+    ]
     # Q3
     cmp_ = results.get("comparison")
     sweep = results.get("sweep")
-    parts += ["<section id='q3'><h2>3. How does the objective shape the representation?</h2>",
-              f"<div class='answer'>{html.escape(a['q3'])}</div>"]
+    parts += [
+        "<section id='q3'><h2>3. How does the objective shape the representation?</h2>",
+        f"<div class='answer'>{html.escape(a['q3'])}</div>",
+    ]
     if cmp_:
-        pair_rows = [{"runs": f"{p['a']} vs {p['b']}", "linear CKA": p["linear_cka"],
-                      "95% CI": f"{p['linear_cka_ci95'][0]:.3f}-{p['linear_cka_ci95'][1]:.3f}",
-                      "debiased CKA": p["debiased_cka"], "permutation 95%": p["permutation_95"],
-                      "mutual 10-NN": p["mutual_knn_10"], "Procrustes": p["procrustes_distance"]} for p in cmp_["pairs"]]
-        parts += [_img(lay.compare / "comparison.png", "Each run's latent (columns) coloured by each condition (rows)."),
-                  _table(pair_rows, list(pair_rows[0])),
-                  "".join(f"<h3>{html.escape(lab)}</h3>" + _score_table(rows) for lab, rows in cmp_["decoding"].items())]
+        pair_rows = [
+            {
+                "runs": f"{p['a']} vs {p['b']}",
+                "linear CKA": p["linear_cka"],
+                "95% CI": f"{p['linear_cka_ci95'][0]:.3f}-{p['linear_cka_ci95'][1]:.3f}",
+                "debiased CKA": p["debiased_cka"],
+                "permutation 95%": p["permutation_95"],
+                "mutual 10-NN": p["mutual_knn_10"],
+                "Procrustes": p["procrustes_distance"],
+            }
+            for p in cmp_["pairs"]
+        ]
+        parts += [
+            _img(lay.compare / "comparison.png", "Each run's latent (columns) coloured by each condition (rows)."),
+            _table(pair_rows, list(pair_rows[0])),
+            "".join(f"<h3>{html.escape(lab)}</h3>" + _score_table(rows) for lab, rows in cmp_["decoding"].items()),
+        ]
     if sweep:
-        parts += [_img(lay.sweep / "unfreeze_sweep.png", "Tagger test error vs trainable AE encoder layers."),
-                  _table(sweep["rows"], ["run", "trainable_layers", "angle_mae_deg", "angle_median_deg", "within_15deg", "within_30deg", "train_seconds"])]
+        parts += [
+            _img(lay.sweep / "unfreeze_sweep.png", "Tagger test error vs trainable AE encoder layers."),
+            _table(
+                sweep["rows"],
+                [
+                    "run",
+                    "trainable_layers",
+                    "angle_mae_deg",
+                    "angle_median_deg",
+                    "within_15deg",
+                    "within_30deg",
+                    "train_seconds",
+                ],
+            ),
+        ]
     parts.append("</section>")
     parts += _transfer_section(lay, results)
-    parts += ["<h2>Reproduce</h2><p>Every run directory holds its <code>config.yaml</code>; "
-              "<code>aelens study --data DATA --out DIR --config DIR/study.yaml</code> repeats (or resumes) this study.</p>",
-              f"<p class='meta'>step times (s): {html.escape(', '.join(f'{k}: {v}' for k, v in results['step_seconds'].items()))}</p>",
-              "</body></html>"]
+    parts += [
+        "<h2>Reproduce</h2><p>Every run directory holds its <code>config.yaml</code>; "
+        "<code>aelens study --data DATA --out DIR --config DIR/study.yaml</code> repeats (or resumes) this study.</p>",
+        f"<p class='meta'>step times (s): {html.escape(', '.join(f'{k}: {v}' for k, v in results['step_seconds'].items()))}</p>",
+        "</body></html>",
+    ]
     path = lay.report
     write_text(path, "\n".join(p for p in parts if p))
     return path

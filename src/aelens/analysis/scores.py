@@ -110,7 +110,12 @@ def decoding_score(
     x, v = latent[idx], values[idx]
     y = np.stack([np.cos(np.radians(v)), np.sin(np.radians(v))], 1) if is_angle else v
     if len(idx) < 2 * folds:
-        return {"metric": "mae_deg" if is_angle else "r2", "score": float("nan"), "chance": float("nan"), "n": int(len(idx))}
+        return {
+            "metric": "mae_deg" if is_angle else "r2",
+            "score": float("nan"),
+            "chance": float("nan"),
+            "n": int(len(idx)),
+        }
     tau = max(autocorrelation_time(x), autocorrelation_time(y))
     f = _folds(len(idx), folds, tau)
     score = _score(y, _cv_predict(x, y, method, f, n_neighbors), is_angle)
@@ -152,12 +157,18 @@ def transfer_decoding_score(
     xa, ya = rows(latent_fit, values_fit)
     xb, yb = rows(latent_new, values_new)
     if len(xa) < 2 or len(xb) < 2:
-        return {"metric": metric, "score": float("nan"), "chance": float("nan"), "n_fit": int(len(xa)), "n": int(len(xb))}
+        return {
+            "metric": metric,
+            "score": float("nan"),
+            "chance": float("nan"),
+            "n_fit": int(len(xa)),
+            "n": int(len(xb)),
+        }
     folds = [(np.arange(len(xa)), np.arange(len(xa), len(xa) + len(xb)))]
     x = np.concatenate([xa, xb])
-    score = _score(yb, _cv_predict(x, np.concatenate([ya, yb]), method, folds, n_neighbors)[len(xa):], is_angle)
+    score = _score(yb, _cv_predict(x, np.concatenate([ya, yb]), method, folds, n_neighbors)[len(xa) :], is_angle)
     ya_shuf = ya[rng.permutation(len(ya))]
-    chance = _score(yb, _cv_predict(x, np.concatenate([ya_shuf, yb]), method, folds, n_neighbors)[len(xa):], is_angle)
+    chance = _score(yb, _cv_predict(x, np.concatenate([ya_shuf, yb]), method, folds, n_neighbors)[len(xa) :], is_angle)
     return {"metric": metric, "score": score, "chance": chance, "n_fit": int(len(xa)), "n": int(len(xb))}
 
 
@@ -199,8 +210,9 @@ def debiased_cka(x: np.ndarray, y: np.ndarray) -> float:
     return float(xy / math.sqrt(xx * yy)) if xx > 0 and yy > 0 else float("nan")
 
 
-def cka_with_intervals(x: np.ndarray, y: np.ndarray, n_boot: int = 200, n_perm: int = 200,
-                       random_state: int = 0) -> dict[str, float]:
+def cka_with_intervals(
+    x: np.ndarray, y: np.ndarray, n_boot: int = 200, n_perm: int = 200, random_state: int = 0
+) -> dict[str, float]:
     """Linear and debiased CKA with a bootstrap 95% interval (resampling frames) and a permutation baseline
     (frames of ``y`` shuffled: what unrelated representations of these marginals score)."""
     rng = np.random.default_rng(random_state)
@@ -208,12 +220,14 @@ def cka_with_intervals(x: np.ndarray, y: np.ndarray, n_boot: int = 200, n_perm: 
     out = {"linear_cka": linear_cka(x, y), "debiased_cka": debiased_cka(x, y)}
     boot = [linear_cka(x[i], y[i]) for i in (rng.integers(0, n, n) for _ in range(n_boot))]
     perm = [linear_cka(x, y[rng.permutation(n)]) for _ in range(n_perm)]
-    out.update({
-        "linear_cka_ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
-        "permutation_mean": float(np.mean(perm)),
-        "permutation_95": float(np.percentile(perm, 95)),
-        "p_value": float((1 + sum(p >= out["linear_cka"] for p in perm)) / (1 + n_perm)),
-    })
+    out.update(
+        {
+            "linear_cka_ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
+            "permutation_mean": float(np.mean(perm)),
+            "permutation_95": float(np.percentile(perm, 95)),
+            "p_value": float((1 + sum(p >= out["linear_cka"] for p in perm)) / (1 + n_perm)),
+        }
+    )
     return out
 
 
@@ -333,12 +347,17 @@ def loop_score(angles_deg: np.ndarray, xy: np.ndarray, n_perm: int = 200, random
     r = abs(circular_correlation(a, phi))
     rng = np.random.default_rng(random_state)
     perm = [abs(circular_correlation(a[rng.permutation(len(a))], phi)) for _ in range(n_perm)]
-    return {"circular_corr": r, "permutation_95": float(np.percentile(perm, 95)),
-            "p_value": float((1 + sum(q >= r for q in perm)) / (1 + n_perm)), "n": int(len(a))}
+    return {
+        "circular_corr": r,
+        "permutation_95": float(np.percentile(perm, 95)),
+        "p_value": float((1 + sum(q >= r for q in perm)) / (1 + n_perm)),
+        "n": int(len(a)),
+    }
 
 
-def trustworthiness(high: np.ndarray, low: np.ndarray, n_neighbors: int = 10, max_points: int = 3000,
-                    random_state: int = 0) -> float:
+def trustworthiness(
+    high: np.ndarray, low: np.ndarray, n_neighbors: int = 10, max_points: int = 3000, random_state: int = 0
+) -> float:
     """scikit-learn's trustworthiness of a 2-D map (1 = every map neighbour is a true neighbour) on a subsample."""
     from sklearn.manifold import trustworthiness as tw
 

@@ -56,9 +56,15 @@ def transfer_decoding(run_dir: Path, new: Dataset, max_images: int, seed: int = 
     rows = []
     for name in columns:
         for dec in DECODERS:
-            res = transfer_decoding_score(z_fit, train_ds.conditions.column(name)[idx_fit], z_new,
-                                          new.conditions.column(name)[idx_new], train_ds.conditions.is_angle(name),
-                                          method=dec, random_state=seed)
+            res = transfer_decoding_score(
+                z_fit,
+                train_ds.conditions.column(name)[idx_fit],
+                z_new,
+                new.conditions.column(name)[idx_new],
+                train_ds.conditions.is_angle(name),
+                method=dec,
+                random_state=seed,
+            )
             rows.append({"condition": name, "decoder": dec, **res})
     return rows
 
@@ -71,9 +77,17 @@ def _in_session_scores(latent_dir: Path | None) -> dict[tuple[str, str], float]:
     return {(r["condition"], r["decoder"]): r["score"] for r in rows}
 
 
-def score_transfer(name: str, data: str | Path, runs: dict[str, Path], out: str | Path,
-                   latent_dirs: dict[str, Path] | None = None, decode: tuple[str, ...] = ("ae", "tagger"),
-                   max_images: int = 20000, seed: int = 0, notes: list[str] | None = None) -> dict:
+def score_transfer(
+    name: str,
+    data: str | Path,
+    runs: dict[str, Path],
+    out: str | Path,
+    latent_dirs: dict[str, Path] | None = None,
+    decode: tuple[str, ...] = ("ae", "tagger"),
+    max_images: int = 20000,
+    seed: int = 0,
+    notes: list[str] | None = None,
+) -> dict:
     """Score every run in ``runs`` (label -> run folder) on the dataset ``data``; decode conditions across sessions
     from the runs labelled in ``decode``. Writes ``out/transfer.json``, ``decoding.csv`` and each run's test folder."""
     out = Path(out)
@@ -85,10 +99,17 @@ def score_transfer(name: str, data: str | Path, runs: dict[str, Path], out: str 
             new = run.dataset(data)
         own = RunDir(run_dir).test_result()
         res = test_run(run_dir, dataset=new, out=out / label, figures=label in decode)
-        models.append({"label": label, "kind": run.kind, "run": str(run_dir), "new": _headline(run.kind, res),
-                       "own": _headline(run.kind, own) if own else None,
-                       "own_frames": own.get("frames") if own else None,
-                       "split": (own or {}).get("split", {}).get("kind")})
+        models.append(
+            {
+                "label": label,
+                "kind": run.kind,
+                "run": str(run_dir),
+                "new": _headline(run.kind, res),
+                "own": _headline(run.kind, own) if own else None,
+                "own_frames": own.get("frames") if own else None,
+                "split": (own or {}).get("split", {}).get("kind"),
+            }
+        )
     decoding = []
     for label in decode:
         if label not in runs:
@@ -97,9 +118,18 @@ def score_transfer(name: str, data: str | Path, runs: dict[str, Path], out: str 
         for row in transfer_decoding(runs[label], new, max_images, seed):
             decoding.append({"model": label, **row, "in_session": in_session.get((row["condition"], row["decoder"]))})
     if decoding:
-        write_csv(out / "decoding.csv", decoding,
-                  ["model", "condition", "decoder", "metric", "score", "chance", "in_session", "n_fit", "n"])
-    result = {"name": name, "data": str(data), "n": new.n, "models": models, "decoding": decoding,
-              "notes": list(notes or [])}
+        write_csv(
+            out / "decoding.csv",
+            decoding,
+            ["model", "condition", "decoder", "metric", "score", "chance", "in_session", "n_fit", "n"],
+        )
+    result = {
+        "name": name,
+        "data": str(data),
+        "n": new.n,
+        "models": models,
+        "decoding": decoding,
+        "notes": list(notes or []),
+    }
     write_json(out / TRANSFER_RESULT, result)
     return result

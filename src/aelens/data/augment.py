@@ -32,8 +32,9 @@ def uses_circle_mask(parts: tuple[str, ...]) -> bool:
     return "rotate" in parts
 
 
-def affine_batch(x: torch.Tensor, angle_rad: torch.Tensor, zoom: torch.Tensor | None = None,
-                 shift: torch.Tensor | None = None) -> torch.Tensor:
+def affine_batch(
+    x: torch.Tensor, angle_rad: torch.Tensor, zoom: torch.Tensor | None = None, shift: torch.Tensor | None = None
+) -> torch.Tensor:
     """Rotate each frame counter-clockwise (y up) by ``angle_rad`` (b,) about its centre, enlarge it by ``zoom`` (b,)
     and move it by ``shift`` (b, 2) (fractions of the half-size, x right and y up); uncovered pixels are 0."""
     c, s = torch.cos(angle_rad), torch.sin(angle_rad)
@@ -73,8 +74,9 @@ def photometric(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return (x + sigma * noise).clamp(0.0, 1.0)
 
 
-def augment_batch(x: torch.Tensor, y: torch.Tensor, parts: tuple[str, ...],
-                  gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def augment_batch(
+    x: torch.Tensor, y: torch.Tensor, parts: tuple[str, ...], gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Augment frames ``x`` (b, c, h, w) and their target unit vectors ``y`` (b, 2) = (cos, sin) by ``parts``."""
     if not parts:
         return x, y
@@ -87,8 +89,9 @@ def augment_batch(x: torch.Tensor, y: torch.Tensor, parts: tuple[str, ...],
     if geometric:
         alpha = _uniform(b, 0.0, 2 * math.pi, gen, dev) if "rotate" in parts else torch.zeros(b, device=dev)
         zoom = torch.exp(_uniform(b, *map(math.log, SCALE_RANGE), gen, dev)) if "scale" in parts else None
-        shift = (_uniform(2 * b, -2 * SHIFT_FRACTION, 2 * SHIFT_FRACTION, gen, dev).view(b, 2)
-                 if "shift" in parts else None)
+        shift = (
+            _uniform(2 * b, -2 * SHIFT_FRACTION, 2 * SHIFT_FRACTION, gen, dev).view(b, 2) if "shift" in parts else None
+        )
         x = affine_batch(x, alpha, zoom, shift)
         if "rotate" in parts:
             c, s = torch.cos(alpha), torch.sin(alpha)

@@ -43,8 +43,9 @@ DEFAULT_PURGE = 10  # frames, when no frame rate is known; with time_s: one seco
 MAX_BLOCKS = 20  # contiguous blocks per session: enough to spread every part over the session
 
 
-def make_split(dataset: Dataset, val_fraction: float, test_fraction: float, seed: int, kind: str = "auto",
-               purge: int | None = None) -> tuple[dict[str, np.ndarray], dict]:
+def make_split(
+    dataset: Dataset, val_fraction: float, test_fraction: float, seed: int, kind: str = "auto", purge: int | None = None
+) -> tuple[dict[str, np.ndarray], dict]:
     """Train / val / test row indices and a description of how they were made.
 
     ``kind``: ``random`` (a seeded permutation: only for independent frames); ``blocked`` (each session cut into
@@ -91,7 +92,9 @@ def _time_key(dataset: Dataset) -> tuple[np.ndarray, str]:
         if c is not None and col in c.names:
             t = c.column(col)
             if np.isnan(t).any():
-                raise AelensError(f"{c.source}: column {col!r} has empty cells; a blocked split needs the time of every row")
+                raise AelensError(
+                    f"{c.source}: column {col!r} has empty cells; a blocked split needs the time of every row"
+                )
             return t, col
     return np.arange(dataset.n, dtype=np.float64), "row order"
 
@@ -151,12 +154,22 @@ def _blocked(dataset: Dataset, val_fraction, test_fraction, seed, purge) -> tupl
         t_part = _purge(t_part, purge)
         part[rows] = t_part[inv]
         blocks_per_session.append(k)
-    split = {name: np.flatnonzero(part == code).astype(np.int64) for name, code in (("train", 0), ("val", 1), ("test", 2))}
+    split = {
+        name: np.flatnonzero(part == code).astype(np.int64) for name, code in (("train", 0), ("val", 1), ("test", 2))
+    }
     for name, idx in split.items():
         if len(idx) == 0 and (name != "test" or test_fraction > 0):
-            raise AelensError(f"blocked split left no {name} frames; use fewer held-out frames, a smaller --purge or --split random")
-    info = {"kind": "blocked", "purge": purge, "time_column": time_col, "sessions": len(blocks_per_session),
-            "blocks_per_session": blocks_per_session, "dropped": int((part < 0).sum())}
+            raise AelensError(
+                f"blocked split left no {name} frames; use fewer held-out frames, a smaller --purge or --split random"
+            )
+    info = {
+        "kind": "blocked",
+        "purge": purge,
+        "time_column": time_col,
+        "sessions": len(blocks_per_session),
+        "blocks_per_session": blocks_per_session,
+        "dropped": int((part < 0).sum()),
+    }
     return split, info
 
 
@@ -184,7 +197,9 @@ def _grouped(dataset: Dataset, column: str, val_fraction, test_fraction, seed) -
     conds = dataset.require_conditions(f"--split group:{column}")
     values = conds.column(column)
     if np.isnan(values).any():
-        raise AelensError(f"{conds.source}: column {column!r} has empty cells; --split group:{column} needs a group for every row")
+        raise AelensError(
+            f"{conds.source}: column {column!r} has empty cells; --split group:{column} needs a group for every row"
+        )
     groups, counts = np.unique(values, return_counts=True)
     need = 2 + (test_fraction > 0)
     if len(groups) < need:
@@ -204,7 +219,9 @@ def _grouped(dataset: Dataset, column: str, val_fraction, test_fraction, seed) -
     part["train"] = list(order[i:])
     for name, chosen in part.items():
         if not chosen and (name != "test" or test_fraction > 0):
-            raise AelensError(f"--split group:{column}: no group left for {name}; {len(groups)} groups are too few for these fractions")
+            raise AelensError(
+                f"--split group:{column}: no group left for {name}; {len(groups)} groups are too few for these fractions"
+            )
     label = conds.labels.get(column)
     split = {k: np.flatnonzero(np.isin(values, groups[v])).astype(np.int64) for k, v in part.items()}
     names = {k: [label[int(groups[g])] if label else float(groups[g]) for g in v] for k, v in part.items()}

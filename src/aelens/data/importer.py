@@ -23,12 +23,30 @@ from . import kinematics as kin
 from .poses import Poses, read_poses
 from .video import probe, stream_frames
 
-WINDOW_BODY_LENGTHS = 4.0  # default window: 4 x the median back->front length holds a whole fly or rodent body and some floor
+WINDOW_BODY_LENGTHS = (
+    4.0  # default window: 4 x the median back->front length holds a whole fly or rodent body and some floor
+)
 SMOOTH_S = 0.2  # speed smoothing window (s): removes tracking jitter, keeps a stride
 PREVIEW_FRAMES = 100
-COLUMNS = ["session", "track", "frame", "time_s", "x", "y", "body_angle_deg", "head_angle_deg", "speed",
-           "speed_bl_s", "angular_speed_deg_s", "dist_from_center", "location_polar_deg", "body_length_px",
-           "pose_score", "pad_fraction", "interpolated"]
+COLUMNS = [
+    "session",
+    "track",
+    "frame",
+    "time_s",
+    "x",
+    "y",
+    "body_angle_deg",
+    "head_angle_deg",
+    "speed",
+    "speed_bl_s",
+    "angular_speed_deg_s",
+    "dist_from_center",
+    "location_polar_deg",
+    "body_length_px",
+    "pose_score",
+    "pad_fraction",
+    "interpolated",
+]
 
 
 @dataclass(frozen=True)
@@ -69,7 +87,9 @@ class ImportOptions:
             raise AelensError(f"--interpolate must be 0 or more frames, got {self.interpolate}")
         if self.min_track_frames < 1:
             raise AelensError(f"--min-track-frames must be at least 1, got {self.min_track_frames}")
-        if self.arena is not None and (len(self.arena) != 3 or not all(map(math.isfinite, self.arena)) or self.arena[2] <= 0):
+        if self.arena is not None and (
+            len(self.arena) != 3 or not all(map(math.isfinite, self.arena)) or self.arena[2] <= 0
+        ):
             raise AelensError(f"--arena: expected cx,cy,r with r > 0, got {self.arena}")
         if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
             raise AelensError(f"--fps must be positive, got {self.fps}")
@@ -161,8 +181,11 @@ def plan_session(poses: Poses, opts: ImportOptions, n_video_frames: int) -> tupl
     else:
         angle = angles_in if angles_in is not None else np.full(center.shape[:2], np.nan)
         body_len = np.full(center.shape[:2], np.nan)
-    head = (kin.heading_deg(kin.group_mean(pts, choice.head_back), kin.group_mean(pts, choice.head_front))
-            if choice.head_back else np.full(angle.shape, np.nan))
+    head = (
+        kin.heading_deg(kin.group_mean(pts, choice.head_back), kin.group_mean(pts, choice.head_front))
+        if choice.head_back
+        else np.full(angle.shape, np.nan)
+    )
     score = _mean_known(sc[:, :, list(used)])
     ok_center = np.isfinite(center).all(axis=2)
     ok_angle = np.isfinite(angle) & (~np.isfinite(body_len) | (body_len > 0) if choice.back else np.isfinite(angle))
@@ -170,7 +193,7 @@ def plan_session(poses: Poses, opts: ImportOptions, n_video_frames: int) -> tupl
     # life (first to last frame with any point): outside it the track does not exist, which is not a skipped crop
     sel = np.zeros(f_all, dtype=bool)
     stop = min(f_all, opts.stop if opts.stop is not None else f_all)
-    sel[opts.start:stop:opts.every] = True
+    sel[opts.start : stop : opts.every] = True
     keep = ok_center & ok_angle & sel[:, None]
     skipped: dict[str, int] = {}
     seen = np.cumsum(anything, axis=0) > 0
@@ -222,8 +245,9 @@ def _count(d: dict, reason: str, mask: np.ndarray) -> None:
 # --------------------------------------------------------------------------------------------- cropping
 
 
-def crop(frame: np.ndarray, cx: float, cy: float, window: float, size: int, rotate_deg: float | None = None
-         ) -> tuple[np.ndarray, float]:
+def crop(
+    frame: np.ndarray, cx: float, cy: float, window: float, size: int, rotate_deg: float | None = None
+) -> tuple[np.ndarray, float]:
     """A ``window`` x ``window`` square of ``frame`` centred on (cx, cy) (video px, pixel centres at integers),
     resized to ``size`` x ``size`` with anti-aliasing (Pillow's bilinear filter widened by the scale). Outside the
     frame is black: the animal stays centred. ``rotate_deg``: turn the crop counter-clockwise by this much.
@@ -278,7 +302,9 @@ def import_session(s: Session, opts: ImportOptions, part: Path, progress: bool =
     plan, choice = plan_session(poses, opts, n_frames)
     if not plan.keep.any():
         raise AelensError(f"{poses.source}: no frame has a usable pose (skipped: {_reasons(plan.skipped)})")
-    med_len = float(np.nanmedian(plan.body_len[plan.keep])) if np.isfinite(plan.body_len[plan.keep]).any() else float("nan")
+    med_len = (
+        float(np.nanmedian(plan.body_len[plan.keep])) if np.isfinite(plan.body_len[plan.keep]).any() else float("nan")
+    )
     window = opts.window
     if window is None:
         if not math.isfinite(med_len) or med_len <= 0:
@@ -309,12 +335,21 @@ def import_session(s: Session, opts: ImportOptions, part: Path, progress: bool =
             bar.update(1)
             for i in by_frame.get(fr, ()):
                 a = float(plan.angle[fr, tidx[i]])
-                c, pad[i] = crop(frame, float(rows["x"][i]), float(rows["y"][i]), window, opts.size,
-                                 (90.0 - a) if opts.egocentric else None)
+                c, pad[i] = crop(
+                    frame,
+                    float(rows["x"][i]),
+                    float(rows["y"][i]),
+                    window,
+                    opts.size,
+                    (90.0 - a) if opts.egocentric else None,
+                )
                 block.append(c)
             if preview is not None and fr in by_frame:
-                preview.add(frame, [(rows["x"][i], rows["y"][i], plan.angle[fr, tidx[i]], tidx[i]) for i in by_frame[fr]],
-                            block[-len(by_frame[fr]):])
+                preview.add(
+                    frame,
+                    [(rows["x"][i], rows["y"][i], plan.angle[fr, tidx[i]], tidx[i]) for i in by_frame[fr]],
+                    block[-len(by_frame[fr]) :],
+                )
             if len(block) >= 256:
                 out.append(np.stack(block))
                 block = []
@@ -429,13 +464,24 @@ class _Preview:
             if self.egocentric:
                 corners = [(-half, -half), (half, -half), (half, half), (-half, half)]
                 t = math.radians(a - 90)
-                pts = [((x + u * math.cos(t) + v * math.sin(t)) * s, (y - u * math.sin(t) + v * math.cos(t)) * s) for u, v in corners]
+                pts = [
+                    ((x + u * math.cos(t) + v * math.sin(t)) * s, (y - u * math.sin(t) + v * math.cos(t)) * s)
+                    for u, v in corners
+                ]
                 d.polygon(pts, outline=col)
             else:
                 d.rectangle([(x - half) * s, (y - half) * s, (x + half) * s, (y + half) * s], outline=col)
             d.ellipse([x * s - 2, y * s - 2, x * s + 2, y * s + 2], fill=col)
-            d.line([x * s, y * s, (x + 0.4 * self.window * math.cos(rad)) * s, (y - 0.4 * self.window * math.sin(rad)) * s],
-                   fill=col, width=2)
+            d.line(
+                [
+                    x * s,
+                    y * s,
+                    (x + 0.4 * self.window * math.cos(rad)) * s,
+                    (y - 0.4 * self.window * math.sin(rad)) * s,
+                ],
+                fill=col,
+                width=2,
+            )
             if len(self.crops) < 48 and len(self.frames) % 2 == 0:  # every other frame: more variety
                 self.crops.append((c, 90.0 if self.egocentric else a))
         self.frames.append(np.asarray(img))
@@ -462,7 +508,11 @@ class _Preview:
                 d = ImageDraw.Draw(tile)
                 m = size * z / 2
                 rad = math.radians(a)
-                d.line([m, m, m + 0.35 * size * z * math.cos(rad), m - 0.35 * size * z * math.sin(rad)], fill=(46, 204, 64), width=2)
+                d.line(
+                    [m, m, m + 0.35 * size * z * math.cos(rad), m - 0.35 * size * z * math.sin(rad)],
+                    fill=(46, 204, 64),
+                    width=2,
+                )
                 sheet.paste(tile, ((i % cols) * size * z, (i // cols) * size * z))
             with atomic_path(self.folder / "preview_crops.png") as tmp:
                 sheet.save(tmp, format="PNG")
@@ -496,7 +546,9 @@ def import_video(
     opts = options or ImportOptions()
     opts.check()
     poses_l = [str(p) for p in ([poses] if isinstance(poses, (str, Path)) else list(poses))]
-    videos_l = [] if videos is None else [str(v) for v in ([videos] if isinstance(videos, (str, Path)) else list(videos))]
+    videos_l = (
+        [] if videos is None else [str(v) for v in ([videos] if isinstance(videos, (str, Path)) else list(videos))]
+    )
     if not poses_l:
         raise AelensError("--poses: give at least one pose file")
     if videos_l and len(videos_l) != len(poses_l):
@@ -505,8 +557,12 @@ def import_video(
             "or none when every pose file names its video"
         )
     if sessions and len(sessions) != len(poses_l):
-        raise AelensError(f"--session given {len(sessions)} times for {len(poses_l)} pose files; give one per pose file")
-    todo = [Session(p, videos_l[i] if videos_l else None, sessions[i] if sessions else None) for i, p in enumerate(poses_l)]
+        raise AelensError(
+            f"--session given {len(sessions)} times for {len(poses_l)} pose files; give one per pose file"
+        )
+    todo = [
+        Session(p, videos_l[i] if videos_l else None, sessions[i] if sessions else None) for i, p in enumerate(poses_l)
+    ]
     if jobs < 1:
         raise AelensError(f"--jobs must be at least 1, got {jobs}")
     t0 = time.perf_counter()
@@ -555,8 +611,10 @@ def _axis_warnings(sessions: list[dict]) -> list[str]:
     if len(set(axes.values())) < 2:
         return []
     listed = "; ".join(f"{name}: {axis}" for name, axis in axes.items())
-    return [f"the sessions' body axes differ ({listed}), so their crops show the animals at different scales; "
-            "pass one --heading BACK:FRONT that every skeleton has"]
+    return [
+        f"the sessions' body axes differ ({listed}), so their crops show the animals at different scales; "
+        "pass one --heading BACK:FRONT that every skeleton has"
+    ]
 
 
 def _merge(tmp: Path, parts: list[Path], results: list[SessionResult], opts: ImportOptions) -> None:
@@ -582,6 +640,7 @@ def _merge(tmp: Path, parts: list[Path], results: list[SessionResult], opts: Imp
                 target = extra if len(parts) == 1 else f"{Path(extra).stem}_{r.name}{Path(extra).suffix}"
                 (p / extra).replace(tmp / target)
         shutil.rmtree(p)
+
     def rows():  # streamed in chunks: an hour of video has hundreds of thousands of rows
         for r in results:
             n = len(r.rows["frame"])
@@ -604,7 +663,6 @@ def summary_line(s: dict) -> str:
     )
 
 
-
 def _crop_recipe(folder: Path) -> list[dict] | None:
     """What shaped the crops of an imported data directory (from its ``import.json``), one dict per session."""
     path = Path(folder) / "import.json"
@@ -613,10 +671,15 @@ def _crop_recipe(folder: Path) -> list[dict] | None:
     try:
         summary = json.loads(path.read_text())
         opts = summary.get("options", {})
-        return [{"session": s.get("session"),
-                 "heading": _heading_of(s.get("nodes_used", "")),
-                 "window": f"{opts['window']} px" if opts.get("window") else s.get("window_rule"),
-                 "egocentric": opts.get("egocentric")} for s in summary.get("sessions", [])]
+        return [
+            {
+                "session": s.get("session"),
+                "heading": _heading_of(s.get("nodes_used", "")),
+                "window": f"{opts['window']} px" if opts.get("window") else s.get("window_rule"),
+                "egocentric": opts.get("egocentric"),
+            }
+            for s in summary.get("sessions", [])
+        ]
     except (OSError, ValueError, AttributeError):
         return None
 
@@ -634,7 +697,9 @@ def crop_mismatches(training: list[str | Path], other: str | Path) -> list[str]:
         theirs = {str(r[key]) for r in new}
         ours = {str(r[key]) for r in seen}
         if ours and theirs != ours:
-            notes.append(f"{other}: crops cut with {what} {', '.join(sorted(theirs))}, the training data's with "
-                         f"{', '.join(sorted(ours))}; the animals may appear at another scale or orientation "
-                         f"(import both with the same --heading / --window)")
+            notes.append(
+                f"{other}: crops cut with {what} {', '.join(sorted(theirs))}, the training data's with "
+                f"{', '.join(sorted(ours))}; the animals may appear at another scale or orientation "
+                f"(import both with the same --heading / --window)"
+            )
     return notes

@@ -13,8 +13,19 @@ import numpy as np
 from ..errors import AelensError
 
 # auto node choice, by (lower-case) name, in order of preference
-CENTER_NAMES = ("center", "centre", "centroid", "body_center", "bodycenter", "body_centre", "thorax", "mid", "spine_mid",
-                "midbody", "body")
+CENTER_NAMES = (
+    "center",
+    "centre",
+    "centroid",
+    "body_center",
+    "bodycenter",
+    "body_centre",
+    "thorax",
+    "mid",
+    "spine_mid",
+    "midbody",
+    "body",
+)
 BACK_NAMES = ("tail_base", "tailbase", "tail_root", "tailroot", "tail", "abdomen", "thorax")
 FRONT_NAMES = ("neck", "head", "nose", "snout")
 HEAD_BACK_NAMES = ("neck", "head_base", "headbase", "thorax")
@@ -95,7 +106,9 @@ def choose_nodes(nodes: list[str], center: str, heading: str, source: str, has_a
     def names(g):
         return ",".join(nodes[i] for i in g)
 
-    text = f"centre {names(cen)}; heading " + (f"{names(back)} -> {names(front)}" if back else "from the file's angle_deg")
+    text = f"centre {names(cen)}; heading " + (
+        f"{names(back)} -> {names(front)}" if back else "from the file's angle_deg"
+    )
     if head_back:
         text += f"; head {names(head_back)} -> {names(head_front)}"
     return NodeChoice(cen, back, front, head_back, head_front, text)

@@ -279,9 +279,7 @@ def load_conditions(
         header, values, labels = _read_csv(path)
     elif suffix == ".npy":
         values = _read_array(path, None, "metadata")
-        if values.dtype == object or not (
-            np.issubdtype(values.dtype, np.number) or values.dtype == bool
-        ):
+        if values.dtype == object or not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
             raise AelensError(f"{path}: metadata has dtype {values.dtype}; expected numbers")
         if values.ndim == 1:
             values = values[:, None]
@@ -358,7 +356,9 @@ def load_dataset(
     if clean_path is not None:
         clean, _ = load_images(clean_path, None, max_pixel_value, what="clean images")
         if clean.shape != images.shape:
-            raise AelensError(f"{clean_path}: shape {tuple(clean.shape)} differs from the images' {tuple(images.shape)}")
+            raise AelensError(
+                f"{clean_path}: shape {tuple(clean.shape)} differs from the images' {tuple(images.shape)}"
+            )
     return Dataset(images, scale, str(path), conds, clean, fingerprint(images))
 
 
@@ -366,13 +366,19 @@ def load_dataset_from_config(data_cfg) -> Dataset:
     """``load_dataset`` (or :func:`load_datasets` for several paths) with the fields of a
     :class:`~aelens.config.DataConfig`."""
     paths = expand_data_paths(data_cfg.path)
-    kwargs = dict(key=data_cfg.key, max_pixel_value=data_cfg.max_pixel_value, conditions=data_cfg.conditions,
-                  angle_columns=data_cfg.angle_columns)
+    kwargs = dict(
+        key=data_cfg.key,
+        max_pixel_value=data_cfg.max_pixel_value,
+        conditions=data_cfg.conditions,
+        angle_columns=data_cfg.angle_columns,
+    )
     if len(paths) == 1:
         return load_dataset(paths[0], metadata=data_cfg.metadata, **kwargs)
     if data_cfg.metadata is not None:
-        raise AelensError("--metadata names one conditions file, but there are several --data inputs; "
-                          "keep each input's metadata.csv beside its images")
+        raise AelensError(
+            "--metadata names one conditions file, but there are several --data inputs; "
+            "keep each input's metadata.csv beside its images"
+        )
     return load_datasets(paths, **kwargs)
 
 
@@ -392,7 +398,9 @@ def expand_data_paths(value) -> list[str]:
             try:
                 lines = path.read_text(encoding="utf-8-sig").splitlines()
             except FileNotFoundError:
-                raise AelensError(f"{path}: file not found (a .txt --data lists data directories, one per line)") from None
+                raise AelensError(
+                    f"{path}: file not found (a .txt --data lists data directories, one per line)"
+                ) from None
             except (OSError, UnicodeDecodeError) as exc:
                 raise AelensError(f"{path}: cannot read the list of data directories ({exc})") from None
             listed = [ln.split("#", 1)[0].strip() for ln in lines]
@@ -496,8 +504,10 @@ def concat_conditions(datasets: list[Dataset]) -> Conditions:
         else:
             label = session_name(ds)
             if label in sessions:
-                raise AelensError(f"{ds.source}: session name {label!r} is used by another --data input; "
-                                  "give the inputs distinct directory names or a session column")
+                raise AelensError(
+                    f"{ds.source}: session name {label!r} is used by another --data input; "
+                    "give the inputs distinct directory names or a session column"
+                )
             sessions.append(label)
             block[:, 0] = sessions.index(label)
         blocks.append(block)
@@ -513,11 +523,15 @@ def load_datasets(paths: list[str | Path], **kwargs) -> Dataset:
     first = datasets[0]
     for ds in datasets[1:]:
         if ds.shape != first.shape:
-            raise AelensError(f"{ds.source}: images are {'x'.join(map(str, ds.shape))} but {first.source} has "
-                              f"{'x'.join(map(str, first.shape))}; every --data input needs frames of one size")
+            raise AelensError(
+                f"{ds.source}: images are {'x'.join(map(str, ds.shape))} but {first.source} has "
+                f"{'x'.join(map(str, first.shape))}; every --data input needs frames of one size"
+            )
         if ds.images.dtype != first.images.dtype or ds.scale != first.scale:
-            raise AelensError(f"{ds.source}: pixels are {ds.images.dtype} (scale {ds.scale:g}) but {first.source} has "
-                              f"{first.images.dtype} (scale {first.scale:g}); convert them to one type")
+            raise AelensError(
+                f"{ds.source}: pixels are {ds.images.dtype} (scale {ds.scale:g}) but {first.source} has "
+                f"{first.images.dtype} (scale {first.scale:g}); convert them to one type"
+            )
     images = ConcatFrames([ds.images for ds in datasets])
     clean = ConcatFrames([ds.clean for ds in datasets]) if all(ds.clean is not None for ds in datasets) else None
     conditions = concat_conditions(datasets)

@@ -125,9 +125,11 @@ def _read_with_sleap_io(path: Path, fmt: str) -> Poses:
     arr = labels.numpy(untracked=not tracked, return_confidence=True, user_instances=True)
     if arr.ndim != 4 or arr.shape[0] == 0:
         raise AelensError(f"{path}: holds no labelled frames")
-    tracks = [t.name or f"track_{i}" for i, t in enumerate(labels.tracks)] if tracked else [
-        f"instance_{i}" for i in range(arr.shape[1])
-    ]
+    tracks = (
+        [t.name or f"track_{i}" for i, t in enumerate(labels.tracks)]
+        if tracked
+        else [f"instance_{i}" for i in range(arr.shape[1])]
+    )
     video = labels.videos[0].filename
     video = video if isinstance(video, str) else None
     fps = None
@@ -223,10 +225,44 @@ def _read_sleap_analysis(path: Path, fh) -> Poses:
 
 
 _SAFE_OPS = {
-    "PROTO", "FRAME", "STOP", "MARK", "EMPTY_LIST", "LIST", "APPEND", "APPENDS", "EMPTY_TUPLE", "TUPLE", "TUPLE1",
-    "TUPLE2", "TUPLE3", "PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE", "GET", "BINGET", "LONG_BINGET", "UNICODE",
-    "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8", "STRING", "BINSTRING", "SHORT_BINSTRING", "INT", "BININT",
-    "BININT1", "BININT2", "LONG", "LONG1", "FLOAT", "BINFLOAT", "NONE", "NEWTRUE", "NEWFALSE",
+    "PROTO",
+    "FRAME",
+    "STOP",
+    "MARK",
+    "EMPTY_LIST",
+    "LIST",
+    "APPEND",
+    "APPENDS",
+    "EMPTY_TUPLE",
+    "TUPLE",
+    "TUPLE1",
+    "TUPLE2",
+    "TUPLE3",
+    "PUT",
+    "BINPUT",
+    "LONG_BINPUT",
+    "MEMOIZE",
+    "GET",
+    "BINGET",
+    "LONG_BINGET",
+    "UNICODE",
+    "BINUNICODE",
+    "SHORT_BINUNICODE",
+    "BINUNICODE8",
+    "STRING",
+    "BINSTRING",
+    "SHORT_BINSTRING",
+    "INT",
+    "BININT",
+    "BININT1",
+    "BININT2",
+    "LONG",
+    "LONG1",
+    "FLOAT",
+    "BINFLOAT",
+    "NONE",
+    "NEWTRUE",
+    "NEWFALSE",
 }
 
 
@@ -330,7 +366,9 @@ def _dlc_from_columns(path: Path, columns: list[tuple], data: np.ndarray, index,
     """Columns (scorer, [individual,] bodypart, coord) with coord x / y / likelihood -> Poses."""
     depth = {len(c) for c in columns}
     if depth not in ({3}, {4}):
-        raise AelensError(f"{path}: column labels have {sorted(depth)} levels; expected scorer, [individuals,] bodyparts, coords")
+        raise AelensError(
+            f"{path}: column labels have {sorted(depth)} levels; expected scorer, [individuals,] bodyparts, coords"
+        )
     multi = depth == {4}
     single_parts = []
     keyed: dict[tuple[str, str], dict[str, int]] = {}
@@ -430,7 +468,9 @@ def _read_dlc_csv(path: Path, fh) -> Poses:
                 try:
                     data[i, j - 1] = float(cell)
                 except ValueError:
-                    raise AelensError(f"{path}: row {len(head) + i + 1}, column {j + 1}: {cell!r} is not a number") from None
+                    raise AelensError(
+                        f"{path}: row {len(head) + i + 1}, column {j + 1}: {cell!r} is not a number"
+                    ) from None
         i += 1
     if data is None or i == 0:
         raise AelensError(f"{path}: header only, no rows of points")
@@ -442,7 +482,9 @@ def _read_plain_csv(path: Path, rows: list[list[str]], header: list[str]) -> Pos
     allowed = {"frame", "x", "y", "angle_deg", "track", "score"}
     unknown = [h for h in header if h not in allowed]
     if unknown:
-        raise AelensError(f"{path}: unknown column {unknown[0]!r}; a plain pose CSV has frame,x,y[,angle_deg][,track][,score]")
+        raise AelensError(
+            f"{path}: unknown column {unknown[0]!r}; a plain pose CSV has frame,x,y[,angle_deg][,track][,score]"
+        )
     col = {h: header.index(h) for h in header}
     vals: dict[str, list[float]] = {h: [] for h in header}
     for i, r in enumerate(rows[1:]):
@@ -493,4 +535,3 @@ def describe(poses: Poses) -> str:
         f"{Path(poses.source).name}: {poses.format}, {len(poses.frames)} frames, {len(poses.tracks)} tracks, "
         f"nodes {', '.join(poses.nodes)}"
     )
-

@@ -98,13 +98,33 @@ def lab_arena(frame: int = 1024) -> Arena:
     k = frame / 320.0 * 0.6
     # a lab camera at this size: far less noise per pixel than the crop renderer's, so H.264 compresses it about
     # as well as a real recording (the decode rate depends on that)
-    return Arena(frame=frame, radius=140.0 * frame / 320.0, wall=7.0 * k, port_radius=5.5 * k, body_length=11.0 * k,
-                 body_width=6.0 * k, head_length=5.5 * k, head_width=4.0 * k, tail_length=20.0 * k, tail_width=1.1 * k,
-                 full_well=20000.0, read_noise=20.0, stripes=0.005, hot_fraction=1e-5)
+    return Arena(
+        frame=frame,
+        radius=140.0 * frame / 320.0,
+        wall=7.0 * k,
+        port_radius=5.5 * k,
+        body_length=11.0 * k,
+        body_width=6.0 * k,
+        head_length=5.5 * k,
+        head_width=4.0 * k,
+        tail_length=20.0 * k,
+        tail_width=1.1 * k,
+        full_well=20000.0,
+        read_noise=20.0,
+        stripes=0.005,
+        hot_fraction=1e-5,
+    )
 
 
-def synthesize_video(out_dir: str | Path, n: int = 300, animals: int = 1, seed: int = 0, overwrite: bool = False,
-                     arena: Arena = Arena(), crf: int = 10) -> dict[str, Path]:
+def synthesize_video(
+    out_dir: str | Path,
+    n: int = 300,
+    animals: int = 1,
+    seed: int = 0,
+    overwrite: bool = False,
+    arena: Arena = Arena(),
+    crf: int = 10,
+) -> dict[str, Path]:
     """Write ``video.mp4`` and the true poses in every format available; returns {format: path}. ``crf``: H.264
     quality (10: nearly lossless, for ground truth; 23: a typical lab recording)."""
     from .video import write_video
@@ -146,7 +166,9 @@ def _write_truth(path: Path, trajs, pts) -> None:
     for t in range(pts.shape[0]):
         for a, tr in enumerate(trajs):
             c = pts[t, a, NODES.index("center")]
-            w.writerow([t, a, f"{c[0]:.4f}", f"{c[1]:.4f}", f"{tr['body_angle_deg'][t]:.4f}", f"{tr['head_angle_deg'][t]:.4f}"])
+            w.writerow(
+                [t, a, f"{c[0]:.4f}", f"{c[1]:.4f}", f"{tr['body_angle_deg'][t]:.4f}", f"{tr['head_angle_deg'][t]:.4f}"]
+            )
     write_text(path, buf.getvalue())
 
 
@@ -217,8 +239,9 @@ def _write_slp(out: Path, pts: np.ndarray) -> Path | None:
     video = sio.Video(filename="video.mp4", open_backend=False)
     skel = sio.Skeleton(list(NODES), name="synthetic")
     arr = np.concatenate([pts, np.ones((f, t, k, 1))], axis=-1)
-    labels = sio.Labels.from_numpy(arr, videos=[video], skeletons=skel,
-                                   tracks=[sio.Track(f"track_{i}") for i in range(t)], return_confidence=True)
+    labels = sio.Labels.from_numpy(
+        arr, videos=[video], skeletons=skel, tracks=[sio.Track(f"track_{i}") for i in range(t)], return_confidence=True
+    )
     with atomic_path(out / "poses.slp") as tmp:
         sio.save_slp(labels, str(tmp))
     try:  # NWB with ndx-pose as well, where pynwb is installed

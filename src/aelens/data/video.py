@@ -50,8 +50,14 @@ def probe(path: str | Path) -> VideoInfo:
     w, h = meta.get("size") or (0, 0)
     if not w or not h:
         raise AelensError(f"{path}: cannot read as a video (no frame size in its header)")
-    return VideoInfo(str(path), int(w), int(h), float(meta.get("fps") or 0.0), float(meta.get("duration") or 0.0),
-                     str(meta.get("codec", "")))
+    return VideoInfo(
+        str(path),
+        int(w),
+        int(h),
+        float(meta.get("fps") or 0.0),
+        float(meta.get("duration") or 0.0),
+        str(meta.get("codec", "")),
+    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -60,8 +66,9 @@ def _first_line(exc: BaseException) -> str:
     return (lines[-1] if lines else exc.__class__.__name__)[:200]
 
 
-def stream_frames(path: str | Path, channels: int = 1, stop: int | None = None, info: VideoInfo | None = None
-                  ) -> Iterator[np.ndarray]:
+def stream_frames(
+    path: str | Path, channels: int = 1, stop: int | None = None, info: VideoInfo | None = None
+) -> Iterator[np.ndarray]:
     """Yield every frame in order as uint8 (h, w) for ``channels=1`` or (h, w, 3) for 3, up to frame ``stop``
     (``info``: the video's :func:`probe`, when the caller has it already).
 
@@ -87,8 +94,9 @@ def stream_frames(path: str | Path, channels: int = 1, stop: int | None = None, 
         gen.close()
 
 
-def write_video(path: str | Path, frames: Iterator[np.ndarray], size: tuple[int, int], fps: float, crf: int = 12,
-                channels: int = 1) -> int:
+def write_video(
+    path: str | Path, frames: Iterator[np.ndarray], size: tuple[int, int], fps: float, crf: int = 12, channels: int = 1
+) -> int:
     """Encode uint8 frames (h, w) or (h, w, 3) to H.264 (``crf`` 0 = lossless); returns the number written.
 
     The caller writes to a temporary path (see :func:`aelens.storage.atomic_path`).
@@ -97,8 +105,15 @@ def write_video(path: str | Path, frames: Iterator[np.ndarray], size: tuple[int,
 
     w, h = size
     writer = imageio_ffmpeg.write_frames(
-        str(path), (w, h), pix_fmt_in="gray" if channels == 1 else "rgb24", pix_fmt_out="yuv420p", fps=fps,
-        codec="libx264", quality=None, macro_block_size=1, output_params=["-crf", str(crf), "-preset", "veryfast"],
+        str(path),
+        (w, h),
+        pix_fmt_in="gray" if channels == 1 else "rgb24",
+        pix_fmt_out="yuv420p",
+        fps=fps,
+        codec="libx264",
+        quality=None,
+        macro_block_size=1,
+        output_params=["-crf", str(crf), "-preset", "veryfast"],
         ffmpeg_log_level="error",
     )
     writer.send(None)

@@ -100,8 +100,10 @@ class EmbeddingDecoder(Objective):
         if isinstance(self.reducer, PCAReducer):
             ratio = self.reducer.explained_variance_ratio_
             cum = np.cumsum(ratio)
-            rows = [{"component": i + 1, "explained_variance_ratio": float(r), "cumulative": float(c)}
-                    for i, (r, c) in enumerate(zip(ratio, cum))]
+            rows = [
+                {"component": i + 1, "explained_variance_ratio": float(r), "cumulative": float(c)}
+                for i, (r, c) in enumerate(zip(ratio, cum))
+            ]
             write_csv(Path(run_dir) / "pca_variance.csv", rows, ["component", "explained_variance_ratio", "cumulative"])
             from ..analysis.figures import save_variance_plot
 

@@ -211,5 +211,9 @@ class DirectionTagger(Objective):
             check_init_from(cfg.tagger.init_from, cfg, Geometry(*dataset.shape))
 
     def describe(self):
-        return {"trainable_layers": list(self.trainable), "frozen_layers": [n for n in Encoder.LAYERS if n not in self.trainable],
-                "augment": format_augment(self.augment_parts), "input_mask": "circle" if self.encoder.input_mask is not None else "none"}
+        return {
+            "trainable_layers": list(self.trainable),
+            "frozen_layers": [n for n in Encoder.LAYERS if n not in self.trainable],
+            "augment": format_augment(self.augment_parts),
+            "input_mask": "circle" if self.encoder.input_mask is not None else "none",
+        }
