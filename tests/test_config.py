@@ -125,3 +125,57 @@ def test_command_numbers_out_of_range_exit_2(tmp_path, capsys, args, message):
     code, _, err = run_cli([a.replace("{tmp}", str(tmp_path)) for a in args], capsys)
     assert code == 2 and message in err, err
     assert not (tmp_path / "s").exists()
+
+
+def test_command_line_help_shows_the_config_defaults(capsys):
+    """Defaults are defined once, in the config fields; the help text is generated from them."""
+    import dataclasses
+
+    from aelens.cli import TAGGER_OPTIONS, TRAIN_OPTIONS, config_default, option_help
+    from aelens.config import RunConfig, StudyConfig
+    from conftest import run_cli
+
+    assert option_help("Training epochs.", "train.epochs") == f"Training epochs. [{RunConfig().train.epochs}]"
+    assert option_help("Adam learning rate.", "train.lr") == "Adam learning rate. [0.001]"
+    assert option_help("Latent snapshots during training.", "snapshots.enabled").endswith("[on]")
+    assert option_help("x.", "split.purge") == "x."  # None: the help itself says what happens
+    alt = dataclasses.replace(RunConfig(), seed=7)
+    assert config_default("seed") == RunConfig().seed != alt.seed
+    for _, _, flag, help_, key in TRAIN_OPTIONS + TAGGER_OPTIONS:  # no default restated by hand
+        if key and config_default(key) is not None:
+            assert "[" not in help_, f"{flag}: the help restates a default"
+    code, out, _ = run_cli(["study", "--help"], capsys)
+    assert code == 0 and f"[{StudyConfig().epochs}]" in out and "[body_angle_deg]" in out
+
+
+def test_a_config_with_a_retired_field_still_loads(tmp_path):
+    """Runs written when train.compile existed keep loading (the field was never used)."""
+    from aelens.config import RunConfig, load_config
+
+    path = tmp_path / "config.yaml"
+    RunConfig(kind="ae").save(path)
+    text = path.read_text().replace("train:\n", "train:\n  compile: false\n")
+    path.write_text(text)
+    assert load_config(path) == RunConfig(kind="ae")
+
+
+def test_the_command_line_answers_without_importing_torch(tmp_path):
+    """`aelens --help` and one-line errors on a wrong path come before torch and Lightning are imported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from aelens.cli import main\n"
+        "codes = [main(['--help']), main(['test', sys.argv[1]]), main(['train', 'ae', '--data', sys.argv[2]])]\n"
+        "print(codes, 'torch' in sys.modules, 'lightning' in sys.modules)\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "no_run"), str(tmp_path / "missing.npy")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.stdout.strip().splitlines()[-1] == "[0, 2, 2] False False", res.stdout + res.stderr
+    assert f"{tmp_path / 'no_run'}: not an aelens run directory (no manifest.json)" in res.stderr
+    assert f"{tmp_path / 'missing.npy'}: file not found" in res.stderr

@@ -48,7 +48,8 @@ def echo(msg: str = "") -> None:
 
 # --------------------------------------------------------------------------------------------- shared options
 
-# (parameter name, type, flag, help, dotted config key)
+# (parameter name, type, flag, help, dotted config key). The help gets the default from the config field named by
+# the key ([150]); a field whose default is None says in its help what happens then.
 TRAIN_OPTIONS = [
     (
         "data",
@@ -72,19 +73,19 @@ TRAIN_OPTIONS = [
         "Conditions file (.csv/.npy); default: beside the images.",
         "data.metadata",
     ),
-    ("epochs", Optional[int], "--epochs", "Training epochs [150].", "train.epochs"),
-    ("batch_size", Optional[int], "--batch-size", "Batch size per device [64].", "train.batch_size"),
-    ("lr", Optional[float], "--lr", "Adam learning rate [1e-3].", "train.lr"),
-    ("lr_schedule", Optional[str], "--lr-schedule", "cosine | none | step:EPOCHS:GAMMA [cosine].", "train.lr_schedule"),
-    ("latent_dim", Optional[int], "--latent-dim", "Latent dimension [16].", "model.latent_dim"),
-    ("val_fraction", Optional[float], "--val-fraction", "Validation fraction [0.2].", "split.val_fraction"),
-    ("test_fraction", Optional[float], "--test-fraction", "Test fraction [0.1].", "split.test_fraction"),
-    ("seed", Optional[int], "--seed", "Seed for the split, initialisation and shuffling [42].", "seed"),
+    ("epochs", Optional[int], "--epochs", "Training epochs.", "train.epochs"),
+    ("batch_size", Optional[int], "--batch-size", "Batch size per device.", "train.batch_size"),
+    ("lr", Optional[float], "--lr", "Adam learning rate.", "train.lr"),
+    ("lr_schedule", Optional[str], "--lr-schedule", "cosine | none | step:EPOCHS:GAMMA.", "train.lr_schedule"),
+    ("latent_dim", Optional[int], "--latent-dim", "Latent dimension.", "model.latent_dim"),
+    ("val_fraction", Optional[float], "--val-fraction", "Validation fraction.", "split.val_fraction"),
+    ("test_fraction", Optional[float], "--test-fraction", "Test fraction.", "split.test_fraction"),
+    ("seed", Optional[int], "--seed", "Seed for the split, initialisation and shuffling.", "seed"),
     (
         "split",
         Optional[str],
         "--split",
-        "auto | random | blocked | group:COLUMN (auto: blocked in time when the conditions have frame, time_s or session) [auto].",
+        "auto | random | blocked | group:COLUMN (auto: blocked in time when the conditions have frame, time_s or session).",
         "split.kind",
     ),
     (
@@ -98,23 +99,23 @@ TRAIN_OPTIONS = [
         "checkpoint_every",
         Optional[int],
         "--checkpoint-every",
-        "Keep a checkpoint every N epochs [5].",
+        "Keep a checkpoint every N epochs.",
         "train.checkpoint_every",
     ),
-    ("val_every", Optional[int], "--val-every", "Validate every N epochs [1].", "train.val_every"),
+    ("val_every", Optional[int], "--val-every", "Validate every N epochs.", "train.val_every"),
     (
         "noise",
         Optional[str],
         "--noise",
-        "Input corruption: none | gaussian:S | poisson:PEAK | saltpepper:P [none].",
+        "Input corruption: none | gaussian:S | poisson:PEAK | saltpepper:P.",
         "noise",
     ),
-    ("precision", Optional[str], "--precision", "auto | bf16 | fp32 [auto].", "train.precision"),
-    ("threads", Optional[int], "--threads", "CPU threads (0: physical cores) [0].", "train.threads"),
-    ("accelerator", Optional[str], "--accelerator", "auto | cpu | gpu [auto].", "train.accelerator"),
-    ("devices", Optional[str], "--devices", "Devices (processes) per node, or auto [1].", "train.devices"),
-    ("num_nodes", Optional[int], "--num-nodes", "Nodes [1].", "train.num_nodes"),
-    ("strategy", Optional[str], "--strategy", "auto | ddp | ... (Lightning strategies) [auto].", "train.strategy"),
+    ("precision", Optional[str], "--precision", "auto | bf16 | fp32.", "train.precision"),
+    ("threads", Optional[int], "--threads", "CPU threads (0: physical cores).", "train.threads"),
+    ("accelerator", Optional[str], "--accelerator", "auto | cpu | gpu.", "train.accelerator"),
+    ("devices", Optional[str], "--devices", "Devices (processes) per node, or auto.", "train.devices"),
+    ("num_nodes", Optional[int], "--num-nodes", "Nodes.", "train.num_nodes"),
+    ("strategy", Optional[str], "--strategy", "auto | ddp | ... (Lightning strategies).", "train.strategy"),
     (
         "deterministic",
         Optional[bool],
@@ -126,25 +127,25 @@ TRAIN_OPTIONS = [
         "snapshots",
         Optional[bool],
         "--snapshots/--no-snapshots",
-        "Latent snapshots during training [on].",
+        "Latent snapshots during training.",
         "snapshots.enabled",
     ),
     (
         "snapshots_per_epoch",
         Optional[int],
         "--snapshots-per-epoch",
-        "Latent snapshots per epoch [1].",
+        "Latent snapshots per epoch.",
         "snapshots.per_epoch",
     ),
     (
         "snapshot_max_images",
         Optional[int],
         "--snapshot-max-images",
-        "Frames in the snapshot set [20000].",
+        "Frames in the snapshot set.",
         "snapshots.max_images",
     ),
-    ("snapshot_layers", Optional[str], "--snapshot-layers", "fc1 or fc1,fc2 [fc1].", "snapshots.layers"),
-    ("progress", Optional[bool], "--progress/--no-progress", "Show a progress bar [on].", "train.progress"),
+    ("snapshot_layers", Optional[str], "--snapshot-layers", "fc1 or fc1,fc2.", "snapshots.layers"),
+    ("progress", Optional[bool], "--progress/--no-progress", "Show a progress bar.", "train.progress"),
 ]
 RUN_OPTIONS = [
     (
@@ -160,6 +161,39 @@ RUN_OPTIONS = [
 ]
 
 
+def config_default(key: str):
+    """The default of a dotted ``RunConfig`` field (``train.epochs`` -> 150): the one place defaults are defined."""
+    from .config import RunConfig
+
+    node = RunConfig()
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _format_default(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def option_help(help_: str, key: str | None) -> str:
+    """The option's help with its default from the config, e.g. "Training epochs. [150]"."""
+    value = config_default(key) if key else None
+    return help_ if value is None else f"{help_} [{_format_default(value)}]"
+
+
+def study_help(help_: str, field: str) -> str:
+    """A study option's help with its default from ``StudyConfig``."""
+    from .config import StudyConfig
+
+    return f"{help_} [{_format_default(getattr(StudyConfig(), field))}]"
+
+
 def with_options(options):
     """Add ``options`` as keyword parameters of a Typer command; the command receives them in ``opts``."""
 
@@ -167,9 +201,11 @@ def with_options(options):
         sig = inspect.signature(fn)
         own = [p for p in sig.parameters.values() if p.name != "opts"]
         extra = []
-        for name, tp, flag, help_, _ in options:
+        for name, tp, flag, help_, key in options:
             metavar = "PATH" if "List" in str(tp) else None  # repeatable paths, not "<list[str]>"
-            opt = typer.Option(False if tp is bool else None, flag, help=help_, show_default=False, metavar=metavar)
+            opt = typer.Option(
+                False if tp is bool else None, flag, help=option_help(help_, key), show_default=False, metavar=metavar
+            )
             extra.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=tp))
 
         @functools.wraps(fn)
@@ -198,17 +234,35 @@ def build_config(kind: str, opts: dict, extra: dict | None = None):
     return base.with_overrides(overrides)
 
 
-def _train(kind: str, opts: dict, extra: dict | None = None) -> Path:
-    from .train import is_worker, train
+def _run_dir(path: Path) -> Path:
+    """A one-line error for a folder that is not a run, before the command imports torch (seconds)."""
+    from .layout import RunDir
 
+    RunDir(path).manifest()
+    return path
+
+
+def _train(kind: str, opts: dict, extra: dict | None = None) -> Path:
+    # options and data are checked before torch and Lightning are imported: a mistake is reported at once
     if opts.get("resume"):
         cfg = build_config(kind, {"epochs": opts.get("epochs")}) if opts.get("epochs") else None
+        _run_dir(opts["resume"])
+        from .train import train
+
         run_dir = train(cfg, resume=opts["resume"])
     else:
+        from .data.loading import load_dataset_from_config, resolve_data_paths
+
         cfg = build_config(kind, opts, extra)
         if cfg.data.path is None:
             raise AelensError("--data is required (an images file or a data directory), or a --config that names it")
-        run_dir = train(cfg, out=opts.get("out"), overwrite=opts.get("overwrite", False))
+        cfg = cfg.with_overrides({"data.path": resolve_data_paths(cfg.data.path)})
+        dataset = load_dataset_from_config(cfg.data)
+        from .train import train
+
+        run_dir = train(cfg, out=opts.get("out"), overwrite=opts.get("overwrite", False), dataset=dataset)
+    from .train import is_worker
+
     if not is_worker():  # DDP processes other than rank 0 re-run this command too: one summary
         _summary(run_dir)
     return run_dir
@@ -439,17 +493,17 @@ def train_ae(opts):
 
 
 DECODER_OPTIONS = [
-    ("embedding", Optional[str], "--embedding", "pca | umap | randproj | ica [pca].", "embedding.method"),
-    ("dim", Optional[int], "--dim", "Embedding dimension [16].", "embedding.dim"),
+    ("embedding", Optional[str], "--embedding", "pca | umap | randproj | ica.", "embedding.method"),
+    ("dim", Optional[int], "--dim", "Embedding dimension.", "embedding.dim"),
     (
         "umap_fit_max",
         Optional[int],
         "--umap-fit-max",
-        "Fit UMAP on at most N training frames [20000].",
+        "Fit UMAP on at most N training frames.",
         "embedding.umap_fit_max",
     ),
-    ("umap_neighbors", Optional[int], "--umap-neighbors", "UMAP n_neighbors [15].", "embedding.umap_neighbors"),
-    ("umap_min_dist", Optional[float], "--umap-min-dist", "UMAP min_dist [0.1].", "embedding.umap_min_dist"),
+    ("umap_neighbors", Optional[int], "--umap-neighbors", "UMAP n_neighbors.", "embedding.umap_neighbors"),
+    ("umap_min_dist", Optional[float], "--umap-min-dist", "UMAP min_dist.", "embedding.umap_min_dist"),
     (
         "umap_epochs",
         Optional[int],
@@ -457,7 +511,7 @@ DECODER_OPTIONS = [
         "UMAP optimisation epochs [umap-learn's choice].",
         "embedding.umap_epochs",
     ),
-    ("umap_n_jobs", Optional[int], "--umap-n-jobs", "UMAP threads (-1: all) [-1].", "embedding.umap_n_jobs"),
+    ("umap_n_jobs", Optional[int], "--umap-n-jobs", "UMAP threads (-1: all).", "embedding.umap_n_jobs"),
 ]
 
 
@@ -473,7 +527,7 @@ TAGGER_OPTIONS = [
         "target",
         Optional[str],
         "--target",
-        "Target column: an angle in degrees, or a scalar with --kind linear [body_angle_deg].",
+        "Target column: an angle in degrees, or a scalar with --kind linear.",
         "tagger.target",
     ),
     (
@@ -483,7 +537,7 @@ TAGGER_OPTIONS = [
         "X,Y or X1,Y1,X2,Y2 columns: the direction from point 2 to point 1.",
         "tagger.target_vector",
     ),
-    ("target_kind", Optional[str], "--kind", "angle | linear [angle].", "tagger.kind"),
+    ("target_kind", Optional[str], "--kind", "angle | linear.", "tagger.kind"),
     (
         "init_from",
         Optional[str],
@@ -495,14 +549,14 @@ TAGGER_OPTIONS = [
         "unfreeze",
         Optional[str],
         "--unfreeze",
-        "Trainable encoder layers from the top: 0, 1, 2, ... or all [all].",
+        "Trainable encoder layers from the top: 0, 1, 2, ... or all.",
         "tagger.unfreeze",
     ),
     (
         "augment",
         Optional[str],
         "--augment",
-        "Training augmentation: none, all, or parts from rotate,flip,shift,scale,photometric [all].",
+        "Training augmentation: none, all, or parts from rotate,flip,shift,scale,photometric.",
         "tagger.augment",
     ),
 ]
@@ -552,6 +606,7 @@ def test(
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder [RUN_DIR/test]."),
 ):
     """Score a run on held-out frames beside simple baselines; write results.json and figures."""
+    _run_dir(run_dir)  # before the import: a wrong path is reported at once
     from .evaluate import test_run
 
     res = test_run(run_dir, data=data, out=out)
@@ -588,6 +643,8 @@ def compare_recon(
     color_by: str = typer.Option("body_angle_deg", "--color-by", help="Condition colouring the latent maps."),
 ):
     """Evaluate AE and decoder runs on the same test frames: one table, one figure."""
+    for r in run_dirs:  # before the import: a wrong path is reported at once
+        _run_dir(r)
     from .evaluate import compare_reconstructions
 
     res = compare_reconstructions(run_dirs, data, out, color_by)
@@ -621,9 +678,9 @@ def latent(
 ):
     """Map the latent to 2-D, colour it by each condition, score how decodable each condition is; --evolution adds
     the movie of the latent over training."""
-    from .analysis.latent import latent_analysis
-
     _need(max_images, 20, "--max-images", "at least 20 frames")
+    _run_dir(run_dir)  # before the import: a wrong path is reported at once
+    from .analysis.latent import latent_analysis
 
     s = latent_analysis(
         run_dir, data, layer, method, _split_list(color_by), out, evolution, fit, max_images, not no_scores
@@ -657,6 +714,7 @@ def encode(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
 ):
     """Write the latent code of every frame (a compressed copy of the dataset, and the door to your own analyses)."""
+    _run_dir(run_dir)  # before the import: a wrong path is reported at once
     from .export import encode_to_file
 
     r = encode_to_file(run_dir, out, data, layer, overwrite)
@@ -672,6 +730,7 @@ def decode(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
 ):
     """Turn latent codes back into frames."""
+    _run_dir(run_dir)  # before the import: a wrong path is reported at once
     from .export import decode_to_file
 
     r = decode_to_file(run_dir, codes, out, overwrite)
@@ -688,9 +747,10 @@ def compare(
     color_by: Optional[str] = typer.Option(None, "--color-by", help="Conditions (rows of the figure) [all]."),
 ):
     """Compare the latents of several runs on the same frames: CKA, k-NN overlap, Procrustes, decoding, loop test."""
-    from .analysis.compare import compare_runs
-
     _need(max_images, 20, "--max-images", "at least 20 frames")
+    for r in run_dirs:  # before the import: a wrong path is reported at once
+        _run_dir(r)
+    from .analysis.compare import compare_runs
 
     res = compare_runs(run_dirs, data, layer, out, max_images, _split_list(color_by))
     for p in res["pairs"]:
@@ -718,8 +778,10 @@ def study(
     ),
     out: Path = typer.Option(..., "--out", help="Study folder (resumed when it exists)."),
     config: Optional[Path] = typer.Option(None, "--config", help="study.yaml with settings (see README)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs for every model [30]."),
-    split: Optional[str] = typer.Option(None, "--split", help="auto | random | blocked | group:COLUMN [auto]."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help=study_help("Epochs for every model.", "epochs")),
+    split: Optional[str] = typer.Option(
+        None, "--split", help=study_help("auto | random | blocked | group:COLUMN.", "split")
+    ),
     purge: Optional[int] = typer.Option(
         None, "--purge", help="Frames dropped at block boundaries [1 s of video, else 10]."
     ),
@@ -727,10 +789,14 @@ def study(
         None, "--transfer", metavar="PATH", help="A new session (dataset) every model is also scored on; repeatable."
     ),
     augment: Optional[str] = typer.Option(
-        None, "--augment", help="The taggers' training augmentation (see train tagger --augment)."
+        None,
+        "--augment",
+        help=study_help("The taggers' training augmentation (see train tagger --augment).", "augment"),
     ),
-    latent_dim: Optional[int] = typer.Option(None, "--latent-dim", help="Latent size of the AE and the taggers [16]."),
-    target: Optional[str] = typer.Option(None, "--target", help="The taggers' angle column [body_angle_deg]."),
+    latent_dim: Optional[int] = typer.Option(
+        None, "--latent-dim", help=study_help("Latent size of the AE and the taggers.", "latent_dim")
+    ),
+    target: Optional[str] = typer.Option(None, "--target", help=study_help("The taggers' angle column.", "target")),
 ):
     """Run the whole pipeline: AE, PCA/UMAP decoders, tagger + unfreeze sweep, latent analysis, comparisons, report."""
     from .config import load_study_config

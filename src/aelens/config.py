@@ -59,7 +59,6 @@ class TrainConfig:
     checkpoint_every: int = 5  # keep epoch checkpoints every N epochs, besides last and best
     precision: str = "auto"  # auto: bf16 autocast where the CPU/GPU has fast bf16, else fp32
     channels_last: bool = True  # oneDNN's fast layout for convolutions
-    compile: bool = False  # torch.compile measured slower for this model on CPU (see README, performance)
     threads: int = 0  # 0: one per physical core
     accelerator: str = "auto"
     devices: str = "1"  # an int, or "auto"
@@ -80,7 +79,7 @@ class SnapshotConfig:
 
 @dataclass(frozen=True)
 class EmbeddingConfig:
-    method: str = "pca"  # a registered reducer: pca, umap, randproj, kpca
+    method: str = "pca"  # a registered reducer (reducers.REDUCERS): pca, umap, randproj, ica
     dim: int = 16
     umap_neighbors: int = 15  # umap-learn's default
     umap_min_dist: float = 0.1  # umap-learn's default
@@ -247,9 +246,16 @@ def _build(cls: type, values: dict, where: str) -> Any:
     return cls(**kwargs)
 
 
+# fields that older runs wrote and that no longer exist: dropped when such a config.yaml is read
+RETIRED = {"train": ("compile",)}  # train.compile: never wired up (torch.compile measured slower on CPU: README)
+
+
 def from_dict(values: dict, source: str = "config") -> RunConfig:
     if not isinstance(values, dict):
         raise AelensError(f"{source}: expected a mapping at the top level")
+    for section, keys in RETIRED.items():
+        if isinstance(values.get(section), dict):
+            values = {**values, section: {k: v for k, v in values[section].items() if k not in keys}}
     cfg = _build(RunConfig, values, "")
     validate(cfg, source)
     return cfg

@@ -17,6 +17,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from .config import EmbeddingConfig
 from .errors import AelensError
 from .storage import load_tensors, save_tensors, sha256_file, write_text
 
@@ -223,13 +224,13 @@ class UMAPReducer(Reducer):
         import umap
 
         o = self.options
-        n_jobs = int(o.get("n_jobs", -1))
+        n_jobs = int(o.get("n_jobs", EmbeddingConfig.umap_n_jobs))
         return umap.UMAP(
             n_components=self.dim,
-            n_neighbors=int(o.get("n_neighbors", 15)),
-            min_dist=float(o.get("min_dist", 0.1)),
+            n_neighbors=int(o.get("n_neighbors", EmbeddingConfig.umap_neighbors)),
+            min_dist=float(o.get("min_dist", EmbeddingConfig.umap_min_dist)),
             n_epochs=o.get("n_epochs"),
-            low_memory=bool(o.get("low_memory", True)),
+            low_memory=bool(o.get("low_memory", EmbeddingConfig.umap_low_memory)),
             n_jobs=n_jobs,
             random_state=self.seed if n_jobs == 1 else None,  # a seed forces umap-learn onto one thread
             verbose=bool(o.get("verbose", False)),  # timestamps and "completed k / n epochs" while fitting
@@ -238,7 +239,7 @@ class UMAPReducer(Reducer):
         )
 
     def _fit(self, x):
-        fit_max = int(self.options.get("fit_max", 20000))
+        fit_max = int(self.options.get("fit_max", EmbeddingConfig.umap_fit_max))
         if x.shape[0] > fit_max:
             rng = np.random.default_rng(self.seed)
             sub = np.sort(rng.choice(x.shape[0], size=fit_max, replace=False))

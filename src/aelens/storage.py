@@ -17,15 +17,15 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
-import torch
 import yaml
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save as _st_save
 
 from .errors import AelensError
+
+if TYPE_CHECKING:  # torch and safetensors are imported where tensors are read or written: the CLI starts fast
+    import torch
 
 MANIFEST = "manifest.json"
 TREE_FORMAT = "aelens-tree-1"
@@ -126,7 +126,8 @@ def _jsonable(obj: Any) -> Any:
         return obj.item()
     if isinstance(obj, Path):
         return str(obj)
-    if isinstance(obj, torch.Tensor):
+    torch = sys.modules.get("torch")  # no tensor exists before torch is imported
+    if torch is not None and isinstance(obj, torch.Tensor):
         return _jsonable(obj.detach().cpu().tolist())
     return obj
 
@@ -176,12 +177,16 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None):
     """Write a dict of tensors as one safetensors file, atomically."""
+    from safetensors.torch import save as _st_save
+
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     write_bytes(path, _st_save(flat, metadata=metadata))
 
 
 def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read a safetensors file: (tensors, header metadata). A missing, truncated or corrupted file is an AelensError."""
+    from safetensors import SafetensorError, safe_open
+
     path = Path(path)
     if not path.is_file():
         raise AelensError(f"{path}: checkpoint file not found")
@@ -203,6 +208,8 @@ def tree_to_safetensors(tree: Any) -> tuple[dict[str, torch.Tensor], str]:
     Tensors become ``{"__t__": name}``; dicts with non-string keys become ``{"__dict__": [[k, v], ...]}``; tuples
     become ``{"__tuple__": [...]}``. Anything else (an arbitrary object) is refused: we never pickle.
     """
+    import torch
+
     tensors: dict[str, torch.Tensor] = {}
 
     def enc(obj: Any, where: str) -> Any:
@@ -305,6 +312,7 @@ def create_run_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
 def versions() -> dict[str, str]:
     import lightning
     import sklearn
+    import torch
 
     from ._version import __version__
 

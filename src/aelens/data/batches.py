@@ -358,14 +358,6 @@ def batch_loader(
     return ResumableLoader(ArrayBatches(dataset, targets, images), sampler=sampler, batch_size=None, num_workers=0)
 
 
-def iterate_batches(dataset: Dataset, indices: np.ndarray, batch_size: int, clean: bool = False):
-    """Yield (index array, float32 frames) in order, for inference."""
-    indices = np.asarray(indices, dtype=np.int64)
-    for start in range(0, len(indices), batch_size):
-        idx = indices[start : start + batch_size]
-        yield idx, dataset.batch(idx, clean=clean)
-
-
 # --------------------------------------------------------------------------------------------- corruption
 
 NoiseFn = Callable[[torch.Tensor, float, torch.Generator | None], torch.Tensor]

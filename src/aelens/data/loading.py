@@ -14,11 +14,14 @@ import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..errors import AelensError
+
+if TYPE_CHECKING:  # torch is imported when frames become tensors (the CLI checks data before loading it)
+    import torch
 
 MIN_SIZE = 24  # the encoder's three 3x3 convolutions and two 2x poolings need at least 24 px
 IMAGE_NAMES = ("images.npz", "images.npy")
@@ -98,6 +101,8 @@ class Dataset:
         src = self.clean if clean else self.images
         if src is None:
             raise AelensError(f"{self.source}: the dataset has no clean (noise-free) images")
+        import torch
+
         arr = src[idx]
         if arr.dtype == np.float32:  # own copy: never hand out (or divide in place) the read-only memory map
             out = torch.from_numpy(np.array(arr))
