@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         ],
     ),
     ("objectives", ["objectives", "objectives.*"]),
-    ("training", ["callbacks", "train"]),
+    ("training", ["callbacks", "training"]),
     ("runs", ["runs", "evaluate", "export"]),
     (
         "analysis",
@@ -145,3 +145,19 @@ def test_the_checker_sees_upward_and_circular_imports(tmp_path, monkeypatch):
     assert _layer_of("study") > _layer_of("storage")  # so storage -> study is reported as upward
     with pytest.raises(pytest.fail.Exception, match="import cycle: aelens.data.batches -> aelens.data.loading"):
         test_no_import_cycles()
+
+
+def test_the_python_api_names_stay_functions_after_every_module_is_imported():
+    """The package imports its API lazily; a submodule named like an API function would replace it on import."""
+    import importlib
+
+    import aelens
+
+    for path in sorted(SRC.rglob("*.py")):
+        name = _module_name(path)
+        if name and name != "__main__":
+            importlib.import_module(f"aelens.{name}")
+    for name in aelens.__all__:
+        value = getattr(aelens, name)
+        assert not isinstance(value, type(aelens)), f"aelens.{name} is a module, not the API's {name}"
+    assert callable(aelens.train) and aelens.train.__module__ == "aelens.training"

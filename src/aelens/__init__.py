@@ -34,10 +34,10 @@ _API = {
     "load_run": "runs",
     "synthesize": "data.synthetic",
     "test_run": "evaluate",
-    "train": "train",
-    "train_autoencoder": "train",
-    "train_decoder": "train",
-    "train_tagger": "train",
+    "train": "training",  # the module is not called train: importing it would replace aelens.train, the function
+    "train_autoencoder": "training",
+    "train_decoder": "training",
+    "train_tagger": "training",
     "write_dataset": "data.synthetic",
 }
 __all__ = ["__version__", *sorted(_API)]
@@ -63,4 +63,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .errors import AelensError  # noqa: F401
     from .evaluate import test_run  # noqa: F401
     from .runs import Run, load_run  # noqa: F401
-    from .train import train, train_autoencoder, train_decoder, train_tagger  # noqa: F401
+    from .training import train, train_autoencoder, train_decoder, train_tagger  # noqa: F401

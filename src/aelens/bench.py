@@ -182,7 +182,7 @@ def inference_rates(
 def _aelens_run(data_dir: Path, out: Path, epochs: int, extra: dict | None = None) -> tuple[Path, dict]:
     from .config import RunConfig
     from .storage import read_manifest
-    from .train import train
+    from .training import train
 
     # the reference's random split: both sides then train and validate on the same frames
     over = {
@@ -218,7 +218,7 @@ def _child_with_peak_rss(code: str, what: str) -> dict:
 def peak_rss_training(data_dir: Path, out: Path, steps: int) -> dict:
     """Train in a child process and report its peak RSS and images/s."""
     code = (
-        "from aelens.config import RunConfig; from aelens.train import train; "
+        "from aelens.config import RunConfig; from aelens.training import train; "
         "from aelens.storage import read_manifest; "
         f"cfg=RunConfig(kind='ae').with_overrides({{'data.path': {str(data_dir)!r}, 'train.epochs': 1, "
         f"'train.max_steps': {steps}, 'train.progress': False, 'snapshots.enabled': False, 'train.val_every': 1000, "

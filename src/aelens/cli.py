@@ -247,7 +247,7 @@ def _train(kind: str, opts: dict, extra: dict | None = None) -> Path:
     if opts.get("resume"):
         cfg = build_config(kind, {"epochs": opts.get("epochs")}) if opts.get("epochs") else None
         _run_dir(opts["resume"])
-        from .train import train
+        from .training import train
 
         run_dir = train(cfg, resume=opts["resume"])
     else:
@@ -258,10 +258,10 @@ def _train(kind: str, opts: dict, extra: dict | None = None) -> Path:
             raise AelensError("--data is required (an images file or a data directory), or a --config that names it")
         cfg = cfg.with_overrides({"data.path": resolve_data_paths(cfg.data.path)})
         dataset = load_dataset_from_config(cfg.data)
-        from .train import train
+        from .training import train
 
         run_dir = train(cfg, out=opts.get("out"), overwrite=opts.get("overwrite", False), dataset=dataset)
-    from .train import is_worker
+    from .training import is_worker
 
     if not is_worker():  # DDP processes other than rank 0 re-run this command too: one summary
         _summary(run_dir)

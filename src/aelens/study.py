@@ -28,7 +28,7 @@ from .evaluate import ensure_test
 from .layout import RunDir, StudyLayout
 from .storage import read_json, write_json
 from .sweep import sweep_settings, unfreeze_sweep
-from .train import ensure_run
+from .training import ensure_run
 
 log = logging.getLogger("aelens")
 

@@ -13,7 +13,7 @@ from .evaluate import ensure_test
 from .layout import SWEEP_RESULT
 from .nets import Encoder
 from .storage import read_manifest, write_json, write_table
-from .train import ensure_run
+from .training import ensure_run
 
 log = logging.getLogger("aelens")
 

@@ -1,7 +1,7 @@
 """What every objective shares: the optimiser and schedule, the data loaders, the step/log pattern.
 
 An objective is a small LightningModule: it names its networks (from :mod:`aelens.nets`) and its loss; the loop,
-checkpointing, logging and devices belong to Lightning (see :mod:`aelens.train`).
+checkpointing, logging and devices belong to Lightning (see :mod:`aelens.training`).
 """
 
 from __future__ import annotations
