@@ -237,6 +237,18 @@ def analysis_indices(n: int, max_images: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng((seed, 7)).choice(n, size=max_images, replace=False)).astype(np.int64)
 
 
+def snapshot_epochs(max_epochs: int, schedule: str = "early") -> set[int]:
+    """The epochs (1-based) in which snapshots are taken. ``every``: all. ``early``: 1 to 5, then each ~25% more
+    epochs than the one before (6, 8, 10, 13, 16, 20, 25, 31, ...), and the last epoch."""
+    if schedule == "every":
+        return set(range(1, max_epochs + 1))
+    chosen, e = set(range(1, min(5, max_epochs) + 1)), 5
+    while e < max_epochs:
+        e = max(e + 1, int(e * 1.25 + 0.5))
+        chosen.add(min(e, max_epochs))
+    return chosen | {max_epochs}
+
+
 def capture_points(batches_per_epoch: int, per_epoch: int) -> set[int]:
     """Batch indices (0-based) after which a snapshot is taken: ``per_epoch`` evenly spaced, the last one at the
     epoch's end."""
@@ -263,14 +275,24 @@ def read_index(folder: str | Path) -> list[dict]:
 
 
 class LatentSnapshots(L.Callback):
-    """Capture the latent of the analysis set before the first update and ``per_epoch`` times per epoch."""
+    """Capture the latent of the analysis set before the first update and ``per_epoch`` times in each epoch that
+    the ``schedule`` names (``snapshot_epochs``)."""
 
     def __init__(
-        self, folder: str | Path, layers: tuple[str, ...], per_epoch: int, max_images: int, seed: int, bf16: bool
+        self,
+        folder: str | Path,
+        layers: tuple[str, ...],
+        per_epoch: int,
+        max_images: int,
+        seed: int,
+        bf16: bool,
+        schedule: str = "early",
     ):
         self.folder = Path(folder)
         self.layers = layers
         self.per_epoch = per_epoch
+        self.schedule = schedule
+        self._epochs: set[int] = set()
         self.max_images = max_images
         self.seed = seed
         self.bf16 = bf16
@@ -294,7 +316,7 @@ class LatentSnapshots(L.Callback):
             save_npy(path, self.indices)
 
     def _open(self, trainer, pl_module) -> None:
-        capacity = 1 + trainer.max_epochs * self.per_epoch
+        capacity = 1 + len(snapshot_epochs(trainer.max_epochs, self.schedule)) * self.per_epoch
         n = len(self.indices)
         for layer in self.layers:
             path = self.folder / f"{layer}.npy"
@@ -326,6 +348,7 @@ class LatentSnapshots(L.Callback):
         self.rows = [r for r in read_index(self.folder) if r["global_step"] <= step]  # drop any after a crash
         self._open(trainer, pl_module)
         self._points = capture_points(trainer.num_training_batches, self.per_epoch)
+        self._epochs = snapshot_epochs(trainer.max_epochs, self.schedule)
         if not self.rows:
             self._capture(trainer, pl_module, epoch=0.0, loss=float("nan"))
 
@@ -336,7 +359,7 @@ class LatentSnapshots(L.Callback):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         self._loss_sum = self._loss_sum + loss.detach()
         self._loss_n += 1
-        if batch_idx in self._points:
+        if batch_idx in self._points and trainer.current_epoch + 1 in self._epochs:
             nb = max(1, trainer.num_training_batches)
             epoch = trainer.current_epoch + (batch_idx + 1) / nb
             mean_loss = float(self._loss_sum / max(1, self._loss_n))

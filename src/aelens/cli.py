@@ -145,6 +145,13 @@ TRAIN_OPTIONS = [
         "snapshots.max_images",
     ),
     ("snapshot_layers", Optional[str], "--snapshot-layers", "fc1 or fc1,fc2.", "snapshots.layers"),
+    (
+        "snapshot_schedule",
+        Optional[str],
+        "--snapshot-schedule",
+        "Epochs with snapshots: early (1-5, then every ~25% more epochs, and the last) | every.",
+        "snapshots.schedule",
+    ),
     ("progress", Optional[bool], "--progress/--no-progress", "Show a progress bar.", "train.progress"),
 ]
 RUN_OPTIONS = [

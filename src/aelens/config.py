@@ -73,6 +73,9 @@ class TrainConfig:
 class SnapshotConfig:
     enabled: bool = True  # latent snapshots for the evolution movie; off for decoder runs (no encoder)
     per_epoch: int = 1  # the reference took 3 per epoch
+    # which epochs: "early" = each of the first 5, then every ~25% more epochs, and the last (the latent changes
+    # most early on; 13 of 30 epochs, 21 of 150); "every" = each epoch
+    schedule: str = "early"
     max_images: int = 20000  # analysis set: all images up to this many, chosen once and stored
     layers: tuple[str, ...] = ("fc1",)  # fc1 = the latent; fc2 = the decoder's first layer (AE only)
 
@@ -270,6 +273,9 @@ def load_config(path: str | Path) -> RunConfig:
         raise AelensError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
 
 
+SNAPSHOT_SCHEDULES = ("early", "every")
+
+
 def validate(cfg: RunConfig, source: str = "config") -> None:
     """Range checks that need no data. Each message names the option as the CLI spells it."""
 
@@ -321,6 +327,8 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
     sn = cfg.snapshots
     if sn.per_epoch < 1:
         bad("--snapshots-per-epoch", "at least 1", sn.per_epoch)
+    if sn.schedule not in SNAPSHOT_SCHEDULES:
+        bad("--snapshot-schedule", " or ".join(SNAPSHOT_SCHEDULES), sn.schedule)
     if sn.max_images < 2:
         bad("--snapshot-max-images", "at least 2", sn.max_images)
     for layer in sn.layers:

@@ -193,7 +193,7 @@ def _trainer(st: _Start, objective, accelerator: str, precision: str) -> tuple[L
         sn = cfg.snapshots
         layers = tuple(layer for layer in sn.layers if layer == "fc1" or objective.has_decoder)
         hooks.snapshots = LatentSnapshots(
-            rd.snapshots, layers, sn.per_epoch, sn.max_images, cfg.seed, precision == "bf16"
+            rd.snapshots, layers, sn.per_epoch, sn.max_images, cfg.seed, precision == "bf16", sn.schedule
         )
         callbacks.append(hooks.snapshots)
     if cfg.train.progress:
