@@ -16,6 +16,7 @@ from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
+from .errors import TrainingDiverged
 from .inference import INFER_BATCH, autocast, inference_copy
 from .layout import SNAPSHOT_INDEX, SNAPSHOT_SUBSET
 from .storage import load_npy, load_tree, save_npy, save_tree, write_csv, write_text
@@ -83,6 +84,8 @@ class RunCheckpoints(L.Callback):
         trainer.save_checkpoint(self.path("last"))
 
     def on_exception(self, trainer, pl_module, exception):
+        if isinstance(exception, TrainingDiverged):  # the weights are NaN: keep the last good checkpoint
+            return
         trainer.save_checkpoint(self.path("last"))
         self.saved_on_exception = self.path("last")
 
@@ -92,6 +95,19 @@ class RunCheckpoints(L.Callback):
     def load_state_dict(self, state):
         self.best_score = float(state.get("best_score", float("inf")))
         self.best_epoch = int(state.get("best_epoch", -1))
+
+
+class DivergenceGuard(L.Callback):
+    """Stop when the epoch's training loss is not finite (checked once per epoch: no host sync per step). Runs
+    before the checkpoints, so ``checkpoints/last`` keeps the last finite state."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        loss = trainer.callback_metrics.get("train_loss_epoch")
+        if loss is not None and not torch.isfinite(torch.as_tensor(loss)).all():
+            raise TrainingDiverged(
+                f"training diverged: the training loss is {float(loss)} after epoch {trainer.current_epoch + 1}; "
+                "lower --lr (or check the data for extreme values)"
+            )
 
 
 class EpochTimer(L.Callback):

@@ -241,6 +241,13 @@ def build_config(kind: str, opts: dict, extra: dict | None = None):
     return base.with_overrides(overrides)
 
 
+def _out_dir(path: Path | None) -> Path | None:
+    """``--out`` names a folder: an existing file there is a one-line error before any work (never replaced)."""
+    if path is not None and Path(path).exists() and not Path(path).is_dir():
+        raise AelensError(f"{path}: exists and is not a folder; --out names a folder to write into")
+    return path
+
+
 def _run_dir(path: Path) -> Path:
     """A one-line error for a folder that is not a run, before the command imports torch (seconds)."""
     from .layout import RunDir
@@ -249,11 +256,24 @@ def _run_dir(path: Path) -> Path:
     return path
 
 
+def _require_kind(path, kind: str, flag: str) -> None:
+    """``flag`` must name a run of ``kind`` (a one-line error before any folder is made)."""
+    from .layout import RunDir
+
+    found = RunDir(path).manifest().kind
+    if found != kind:
+        raise AelensError(
+            f"{flag} {path}: a {found} run; resume it with aelens train {found}"
+            if flag == "--resume"
+            else f"{flag} {path}: a {found} run, not an {kind} run"
+        )
+
+
 def _train(kind: str, opts: dict, extra: dict | None = None) -> Path:
     # options and data are checked before torch and Lightning are imported: a mistake is reported at once
     if opts.get("resume"):
         cfg = build_config(kind, {"epochs": opts.get("epochs")}) if opts.get("epochs") else None
-        _run_dir(opts["resume"])
+        _require_kind(opts["resume"], kind, "--resume")
         from .training import train
 
         run_dir = train(cfg, resume=opts["resume"])
@@ -321,6 +341,7 @@ def data_synth(
     """Render the synthetic arena: a rodent-like animal in a round arena with six ports, seen from above."""
     import time
 
+    _out_dir(out_dir)
     _need(n, 2, "--n", "at least 2 frames")
     _need(seed, 0, "--seed", "an integer from 0 to 2^32 - 1", 2**32 - 1)
     _need(size, 24, "--size", "from 24 to 512 pixels", 512)
@@ -587,10 +608,12 @@ def sweep_unfreeze(
     opts=None,
 ):
     """Train the tagger from scratch and from the AE encoder with 0, 1, 2, ... all layers trainable; test each."""
-    from .sweep import unfreeze_sweep
-
     if not opts.get("init_from"):
         raise AelensError("--init-from AE_RUN_DIR is required: the AE whose encoder starts the sweep's runs")
+    _out_dir(out)
+    _require_kind(opts["init_from"], "ae", "--init-from")  # before the sweep folder exists
+    from .sweep import unfreeze_sweep
+
     cfg = build_config("tagger", opts, {key: opts[name] for name, _, _, _, key in TAGGER_OPTIONS if name in opts})
     if cfg.data.path is None:
         raise AelensError("--data is required (an images file or a data directory)")
@@ -650,6 +673,7 @@ def compare_recon(
     color_by: str = typer.Option("body_angle_deg", "--color-by", help="Condition colouring the latent maps."),
 ):
     """Evaluate AE and decoder runs on the same test frames: one table, one figure."""
+    _out_dir(out)
     for r in run_dirs:  # before the import: a wrong path is reported at once
         _run_dir(r)
     from .evaluate import compare_reconstructions
@@ -686,6 +710,7 @@ def latent(
     """Map the latent to 2-D, colour it by each condition, score how decodable each condition is; --evolution adds
     the movie of the latent over training."""
     _need(max_images, 20, "--max-images", "at least 20 frames")
+    _out_dir(out)
     _run_dir(run_dir)  # before the import: a wrong path is reported at once
     from .analysis.latent import latent_analysis
 
@@ -755,6 +780,7 @@ def compare(
 ):
     """Compare the latents of several runs on the same frames: CKA, k-NN overlap, Procrustes, decoding, loop test."""
     _need(max_images, 20, "--max-images", "at least 20 frames")
+    _out_dir(out)
     for r in run_dirs:  # before the import: a wrong path is reported at once
         _run_dir(r)
     from .analysis.compare import compare_runs
@@ -806,6 +832,7 @@ def study(
     target: Optional[str] = typer.Option(None, "--target", help=study_help("The taggers' angle column.", "target")),
 ):
     """Run the whole pipeline: AE, PCA/UMAP decoders, tagger + unfreeze sweep, latent analysis, comparisons, report."""
+    _out_dir(out)
     from .config import load_study_config
     from .study import run_study
 
@@ -838,6 +865,7 @@ def demo(
     """Synthetic arena data + a small study (about 8 minutes on 2 cores); prints the report's path."""
     import time
 
+    _out_dir(out)
     from .study import run_demo
 
     _need(n, 100, "--n", "at least 100 frames")
@@ -868,6 +896,7 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="About 3 minutes on 2 CPU cores: fewer steps, smaller datasets."),
 ):
     """Measure speed beside the reference implementation's way of training, in one run; print ratios."""
+    _out_dir(out)
     from .bench import run_bench
 
     res = run_bench(out, quick=quick, echo=echo)

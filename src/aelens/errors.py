@@ -10,6 +10,10 @@ class AelensError(Exception):
     """
 
 
+class TrainingDiverged(AelensError):
+    """The training loss became NaN or infinite; the run is marked failed and its last good checkpoint is kept."""
+
+
 class TrainingInterrupted(Exception):
     """Training was stopped with Ctrl-C; a checkpoint was saved at ``checkpoint``."""
 

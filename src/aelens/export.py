@@ -56,8 +56,13 @@ def decode_to_file(run_dir, codes_path, out, overwrite: bool = False) -> dict:
     _refuse_existing(out, overwrite)
     run = load_run(run_dir)
     codes = load_npy(codes_path)
-    if codes.ndim != 2 or not np.issubdtype(codes.dtype, np.number):
-        raise AelensError(f"{codes_path}: codes must be a numeric N x D array, got {codes.dtype} {tuple(codes.shape)}")
+    if codes.ndim != 2 or not (np.issubdtype(codes.dtype, np.floating) or np.issubdtype(codes.dtype, np.integer)):
+        raise AelensError(f"{codes_path}: codes must be a real N x D array, got {codes.dtype} {tuple(codes.shape)}")
+    if len(codes) == 0:
+        raise AelensError(f"{codes_path}: holds 0 codes; expected at least one row")
+    if not np.isfinite(codes).all():
+        row = int(np.nonzero(~np.isfinite(codes).all(axis=1))[0][0])
+        raise AelensError(f"{codes_path}: codes contain NaN or infinite values (first in row {row})")
     images = run.decode(codes)
     as_uint8 = run.manifest.get("data", {}).get("dtype", "uint8") == "uint8"
     arr = (np.clip(images, 0, 1) * 255 + 0.5).astype(np.uint8) if as_uint8 else images.astype(np.float32)

@@ -78,12 +78,26 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(_jsonable(obj), indent=2, allow_nan=True) + "\n")
 
 
-def read_json(path: str | os.PathLike) -> Any:
+def _read_text(path: str | os.PathLike, what: str) -> str:
+    """A text file's contents, or a one-line error: missing, a directory, or not UTF-8 text (binary, .npz, ...)."""
+    path = Path(path)
+    if path.is_dir():
+        raise AelensError(f"{path}: is a directory, expected a {what} file")
     try:
-        return json.loads(Path(path).read_text())
+        return path.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the text
     except FileNotFoundError:
         raise AelensError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        raise AelensError(f"{path}: not a {what} text file (binary content)") from None
+    except OSError as exc:
+        raise AelensError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    text = _read_text(path, "JSON")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
         raise AelensError(f"{path}: not valid JSON ({exc})") from None
 
 
@@ -92,10 +106,9 @@ def write_yaml(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_yaml(path: str | os.PathLike) -> Any:
+    text = _read_text(path, "YAML")
     try:
-        return yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise AelensError(f"{path}: file not found") from None
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise AelensError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
 

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from .config import RunConfig, StudyConfig, load_study_config
 from .errors import AelensError
 from .evaluate import ensure_test
@@ -79,6 +81,24 @@ def check_settings(out: Path, cfg: StudyConfig) -> None:
     else:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(path)
+
+
+def check_study(cfg: StudyConfig, dataset) -> None:
+    """Settings that only fail late (after the AE has trained) are checked against the data before any work."""
+    from .analysis.projection import METHODS
+    from .reducers import REDUCERS
+
+    if cfg.latent_method not in METHODS:
+        raise AelensError(f"latent_method: {cfg.latent_method!r} is not one of {', '.join(METHODS)}")
+    pixels = int(np.prod(dataset.shape))
+    for spec in cfg.decoders:
+        method, _, dim = spec.partition(":")
+        if method not in REDUCERS:
+            raise AelensError(f"decoders: {spec!r}: unknown method {method!r}; expected one of {', '.join(REDUCERS)}")
+        if int(dim) > pixels or int(dim) >= dataset.n:
+            raise AelensError(
+                f"decoders: {spec!r}: {dim} dimensions is more than the frames hold ({pixels} pixels, {dataset.n} frames)"
+            )
 
 
 def transfer_names(paths: tuple[str, ...]) -> list[str]:
@@ -145,6 +165,7 @@ def run_study(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], Non
     transfer = tuple(str(Path(p).resolve()) for p in cfg.transfer)
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=data), transfer=transfer)
     dataset = load_dataset_from_config(cfg.data)  # validate before any work
+    check_study(cfg, dataset)
     _check_transfer(dataset, transfer, cfg)
     check_settings(out, cfg)
     lay = StudyLayout(out)

@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from .callbacks import (
+    DivergenceGuard,
     EpochTimer,
     LatentSnapshots,
     RunCheckpoints,
@@ -31,7 +32,7 @@ from .callbacks import (
 from .config import RunConfig
 from .data.batches import make_split
 from .data.loading import Dataset, load_dataset_from_config, resolve_data_paths
-from .errors import AelensError, TrainingInterrupted
+from .errors import AelensError, TrainingDiverged, TrainingInterrupted
 from .inference import physical_cores, resolve_precision, set_threads
 from .layout import RunDir
 from .nets import Geometry
@@ -186,7 +187,7 @@ class _Hooks:
 def _trainer(st: _Start, objective, accelerator: str, precision: str) -> tuple[L.Trainer, _Hooks]:
     cfg, rd = st.cfg, st.run
     hooks = _Hooks(RunCheckpoints(rd.checkpoints, cfg.train.checkpoint_every), EpochTimer(), None)
-    callbacks: list = [hooks.ckpts, hooks.timer, LearningRateMonitor(logging_interval="epoch")]
+    callbacks: list = [DivergenceGuard(), hooks.ckpts, hooks.timer, LearningRateMonitor(logging_interval="epoch")]
     if objective.has_decoder:
         callbacks.append(ValidationImages(rd.images))
     if cfg.snapshots.enabled and objective.has_encoder:
@@ -237,6 +238,9 @@ def _fit(trainer: L.Trainer, objective, st: _Start, hooks: _Hooks) -> float:
         warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # frozen tagger layers, on purpose
         try:
             trainer.fit(objective, ckpt_path=str(st.ckpt) if st.ckpt else None, weights_only=True)
+        except TrainingDiverged:
+            update_manifest(st.run.path, status="failed")
+            raise
         except SystemExit:
             if trainer.interrupted and trainer.is_global_zero:
                 update_manifest(st.run.path, status="interrupted")

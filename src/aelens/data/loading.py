@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 import math
 import zipfile
 from dataclasses import dataclass, field
@@ -134,7 +135,9 @@ def _read_array(path: Path, key: str | None, what: str) -> np.ndarray:
         )
     try:
         if suffix == ".npy":
-            return np.load(path, mmap_mode="r", allow_pickle=False)
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+            _check_npy_size(path, arr)
+            return arr
         with np.load(path, allow_pickle=False) as npz:
             names = list(npz.files)
             if key is not None:
@@ -160,8 +163,35 @@ def _read_array(path: Path, key: str | None, what: str) -> np.ndarray:
         if "pickle" in str(exc).lower() or "python objects" in str(exc).lower():
             raise AelensError(f"{path}: holds an object (pickled) array; aelens reads only numeric arrays") from None
         raise AelensError(f"{path}: cannot read as a NumPy array ({exc})") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, zipfile.BadZipFile, EOFError, OverflowError) as exc:  # OverflowError: a negative shape
         raise AelensError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from None
+
+
+def _check_npy_size(path: Path, arr: np.ndarray) -> None:
+    """A .npy header that describes fewer frames than the file holds (or more) is an error, not a silent crop."""
+    offset = getattr(arr, "offset", None)
+    if offset is None:
+        return
+    size, expected = path.stat().st_size, offset + arr.nbytes
+    if size != expected:
+        raise AelensError(
+            f"{path}: the .npy header describes shape {tuple(arr.shape)} ({expected} bytes) but the file holds "
+            f"{size} bytes; the file is damaged or its header was edited"
+        )
+
+
+FLOAT_RANGE_WARNING = 1.5  # float pixels above this look like 0..255 data read as 0..1
+
+
+def _warn_float_range(arr: np.ndarray, path: Path) -> None:
+    idx = np.unique(np.linspace(0, arr.shape[0] - 1, num=min(64, arr.shape[0])).astype(int))
+    top = float(np.max(arr[idx]))
+    if top > FLOAT_RANGE_WARNING:
+        logging.getLogger("aelens").warning(
+            "%s: float pixels reach %.4g but are read as 0..1; pass --max-pixel-value (e.g. 255) to scale them",
+            path,
+            top,
+        )
 
 
 def _scale_for(arr: np.ndarray, path: Path, max_pixel_value: float | None) -> float:
@@ -173,6 +203,7 @@ def _scale_for(arr: np.ndarray, path: Path, max_pixel_value: float | None) -> fl
         return float(max_pixel_value)
     if np.issubdtype(arr.dtype, np.unsignedinteger):
         return float(np.iinfo(arr.dtype).max)
+    _warn_float_range(arr, path)
     return 1.0
 
 
@@ -194,6 +225,8 @@ def validate_images(arr: np.ndarray, path: Path | str, what: str = "images") -> 
     else:
         raise AelensError(f"{path}: {what} must be N x H x W or N x C x H x W, got shape {tuple(arr.shape)}")
     n, c, h, w = arr.shape
+    if c < 1:
+        raise AelensError(f"{path}: {what} have 0 channels (shape {tuple(arr.shape)}); expected N x C x H x W, C >= 1")
     if n < 2:
         raise AelensError(f"{path}: need at least 2 images, got {n}")
     if h < MIN_SIZE or w < MIN_SIZE:
