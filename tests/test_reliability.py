@@ -47,7 +47,10 @@ def files(tmp_path):
             "the .npy header describes shape (5, 32, 32) (5248 bytes) but "
             "the file holds 10368 bytes; the file is damaged or its header was edited",
         ),
-        (["train", "ae", "--data", "{tmp}/negative.npy"], "negative.npy: cannot read (OverflowError: memory mapped length must"),
+        (
+            ["train", "ae", "--data", "{tmp}/negative.npy"],
+            "negative.npy: cannot read (OverflowError: memory mapped length must",
+        ),
         (["train", "ae", "--data", "{data}", "--config", "{tmp}/binary.yaml"], "binary.yaml: not a YAML text file"),
         (
             ["train", "ae", "--data", "{data}", "--config", "{tmp}/folder.yaml"],
