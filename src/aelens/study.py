@@ -146,133 +146,100 @@ def transfer_notes(data, path: str) -> list[str]:
     return crop_mismatches(expand_data_paths(data), path)
 
 
-def run_study(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], None] = print) -> dict:
-    """Run (or resume) every step; write ``results.json`` and ``report.html``; return the results.
-
-    ``data``: one dataset path, several (sessions read as one, with a ``session`` column), or None for the study
-    config's ``data.path``. ``cfg.transfer``: datasets every model is also scored on (see ``analysis.transfer``)."""
-    from .analysis.compare import compare_runs
-    from .analysis.latent import latent_analysis
-    from .analysis.report import collect_results, write_report
-    from .analysis.transfer import score_transfer
+def _prepare(data, out, cfg: StudyConfig):
+    """Resolve paths, load and check the data and settings (before any work); returns (cfg, dataset, layout)."""
     from .data.loading import load_dataset_from_config, resolve_data_paths
-    from .evaluate import compare_reconstructions
 
-    out = Path(out)
     if isinstance(data, (list, tuple)) and len(data) == 1:
         data = data[0]
     data = resolve_data_paths(data if data else cfg.data.path)
     transfer = tuple(str(Path(p).resolve()) for p in cfg.transfer)
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=data), transfer=transfer)
-    dataset = load_dataset_from_config(cfg.data)  # validate before any work
+    dataset = load_dataset_from_config(cfg.data)
     check_study(cfg, dataset)
     _check_transfer(dataset, transfer, cfg)
-    check_settings(out, cfg)
-    lay = StudyLayout(out)
-    ae, tagger, tagger_all = lay.ae, lay.tagger, lay.sweep_run("unfreeze_all")
-    sweep_epochs = cfg.sweep_epochs or cfg.epochs
-    has_target = dataset.conditions is not None and cfg.target in dataset.conditions.names
+    check_settings(Path(out), cfg)
+    return cfg, dataset, StudyLayout(out)
 
-    def train_test(run_cfg: RunConfig, run: RunDir):
-        ensure_run(run_cfg, run.path)
-        ensure_test(run.path)
 
-    def latent_step(name: str, run: RunDir, what: str) -> Step:
-        return Step(
-            f"latent analysis of the {what}",
-            lambda: lay.latent_summary(name).is_file(),
-            lambda: latent_analysis(
-                run.path,
-                method=cfg.latent_method,
-                out=lay.latent(name),
-                evolution=True,
-                fit=cfg.evolution_fit,
-                max_images=cfg.max_images,
-            ),
-        )
+def _train_test(run_cfg: RunConfig, run: RunDir) -> None:
+    ensure_run(run_cfg, run.path)
+    ensure_test(run.path)
 
-    steps = [Step("train + test AE", lambda: _complete(ae), lambda: train_test(_run_config(cfg, data, "ae"), ae))]
+
+def _model_steps(cfg: StudyConfig, lay: StudyLayout, has_target: bool) -> list[Step]:
+    """Train and test the AE and each decoder; compare their reconstructions."""
+    from .evaluate import compare_reconstructions
+
+    data, ae = cfg.data.path, lay.ae
+    steps = [Step("train + test AE", lambda: _complete(ae), lambda: _train_test(_run_config(cfg, data, "ae"), ae))]
     for spec in cfg.decoders:
         method, _, dim = spec.partition(":")
-        d = lay.decoder(spec)
-        dc = _run_config(
-            cfg,
-            data,
-            "decoder",
-            **{
-                "embedding.method": method,
-                "embedding.dim": int(dim),
-                "embedding.umap_fit_max": cfg.umap_fit_max,
-                "snapshots.enabled": False,
-            },
-        )
+        over = {"embedding.method": method, "embedding.dim": int(dim), "embedding.umap_fit_max": cfg.umap_fit_max,
+                "snapshots.enabled": False}  # fmt: skip
+        d, dc = lay.decoder(spec), _run_config(cfg, data, "decoder", **over)
         steps.append(
-            Step(f"train + test decoder {spec}", lambda d=d: _complete(d), lambda dc=dc, d=d: train_test(dc, d))
+            Step(f"train + test decoder {spec}", lambda d=d: _complete(d), lambda c=dc, d=d: _train_test(c, d))
         )
     recon_runs = [ae.path] + [lay.decoder(s).path for s in cfg.decoders]
-    steps.append(
-        Step(
-            "compare reconstructions",
-            lambda: lay.recon_result.is_file(),
-            lambda: compare_reconstructions(recon_runs, out=lay.recon, color_by=cfg.target if has_target else None),
-        )
-    )
-    steps.append(latent_step("ae", ae, "AE (with evolution movie)"))
+    color = cfg.target if has_target else None
+    steps.append(Step("compare reconstructions", lambda: lay.recon_result.is_file(),
+                      lambda: compare_reconstructions(recon_runs, out=lay.recon, color_by=color)))  # fmt: skip
+    return steps
+
+
+def _latent_step(cfg: StudyConfig, lay: StudyLayout, name: str, run: RunDir, what: str) -> Step:
+    from .analysis.latent import latent_analysis
+
+    return Step(f"latent analysis of the {what}", lambda: lay.latent_summary(name).is_file(),
+                lambda: latent_analysis(run.path, method=cfg.latent_method, out=lay.latent(name), evolution=True,
+                                        fit=cfg.evolution_fit, max_images=cfg.max_images))  # fmt: skip
+
+
+def _tagger_steps(cfg: StudyConfig, lay: StudyLayout) -> list[Step]:
+    """The tagger from scratch and the unfreeze sweep, its latent, and the AE-vs-tagger comparison."""
+    from .analysis.compare import compare_runs
+
+    over = {"train.epochs": cfg.sweep_epochs or cfg.epochs, "tagger.target": cfg.target}
+    tcfg = _run_config(cfg, cfg.data.path, "tagger", **over)
+    runs = [lay.ae.path, lay.tagger.path, lay.sweep_run("unfreeze_all").path]
+    return [
+        Step("tagger from scratch + unfreeze sweep", lambda: lay.sweep_result.is_file(),
+             lambda: unfreeze_sweep(tcfg, lay.ae.path, lay.sweep)),
+        _latent_step(cfg, lay, "tagger", lay.tagger, "tagger"),
+        Step("compare AE and tagger representations", lambda: lay.compare_result.is_file(),
+             lambda: compare_runs(runs, out=lay.compare, max_images=cfg.max_images, loop_on=cfg.target)),
+    ]  # fmt: skip
+
+
+def _transfer_steps(cfg: StudyConfig, lay: StudyLayout, has_target: bool, echo) -> list[Step]:
+    """Score every model on each transfer set (a session never trained on)."""
+    from .analysis.transfer import score_transfer
+
+    scored = {"ae": lay.ae.path, **{lay.decoder(s).path.name: lay.decoder(s).path for s in cfg.decoders}}
     if has_target:
-        tcfg = _run_config(cfg, data, "tagger", **{"train.epochs": sweep_epochs, "tagger.target": cfg.target})
-        steps.append(
-            Step(
-                "tagger from scratch + unfreeze sweep",
-                lambda: lay.sweep_result.is_file(),
-                lambda: unfreeze_sweep(tcfg, ae.path, lay.sweep),
-            )
-        )
-        steps.append(latent_step("tagger", tagger, "tagger"))
-        steps.append(
-            Step(
-                "compare AE and tagger representations",
-                lambda: lay.compare_result.is_file(),
-                lambda: compare_runs(
-                    [ae.path, tagger.path, tagger_all.path],
-                    out=lay.compare,
-                    max_images=cfg.max_images,
-                    loop_on=cfg.target,
-                ),
-            )
-        )
-    else:
-        echo(f"no {cfg.target!r} column in the metadata: skipping the tagger, sweep and representation comparison")
-    scored = {"ae": ae.path, **{lay.decoder(s).path.name: lay.decoder(s).path for s in cfg.decoders}}
-    if has_target:
-        scored.update(
-            {
-                "tagger": tagger.path,
-                **{name: lay.sweep_run(name).path for name, _ in sweep_settings() if name != "scratch"},
-            }
-        )
+        scored["tagger"] = lay.tagger.path
+        scored.update({name: lay.sweep_run(name).path for name, _ in sweep_settings() if name != "scratch"})
     latent_dirs = {"ae": lay.latent("ae"), "tagger": lay.latent("tagger")}
-    for name, path in zip(transfer_names(transfer), transfer):
-        for note in transfer_notes(data, path):
+    steps = []
+    for name, path in zip(transfer_names(cfg.transfer), cfg.transfer):
+        notes = transfer_notes(cfg.data.path, path)
+        for note in notes:
             echo(f"warning: {note}")
-        where = lay.transfer(name)
+
+        def run(n=name, p=path, notes=notes):
+            return score_transfer(n, p, scored, lay.transfer(n), latent_dirs, max_images=cfg.max_images,
+                                  seed=cfg.seed, notes=notes)  # fmt: skip
+
         steps.append(
-            Step(
-                f"score every model on new session {name}",
-                lambda n=name: lay.transfer_result(n).is_file(),
-                lambda n=name, p=path, w=where: score_transfer(
-                    n,
-                    p,
-                    scored,
-                    w,
-                    latent_dirs,
-                    max_images=cfg.max_images,
-                    seed=cfg.seed,
-                    notes=transfer_notes(data, p),
-                ),
-            )
+            Step(f"score every model on new session {name}", lambda n=name: lay.transfer_result(n).is_file(), run)
         )
+    return steps
+
+
+def _run_steps(steps: list[Step], lay: StudyLayout, echo) -> dict:
+    """Run the steps that are not done yet, timing each (timings.json); returns every step's seconds so far."""
     timings = read_json(lay.timings) if lay.timings.is_file() else {}
-    t_study = time.perf_counter()
     for i, step in enumerate(steps, 1):
         if step.done():
             echo(f"[{i}/{len(steps)}] {step.name}: done earlier, skipped")
@@ -283,9 +250,29 @@ def run_study(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], Non
         timings[step.name] = round(time.perf_counter() - t0, 2)
         write_json(lay.timings, timings)
         echo(f"[{i}/{len(steps)}] {step.name}: {timings[step.name]:.1f} s")
-    results = collect_results(out, cfg, timings, time.perf_counter() - t_study)
+    return timings
+
+
+def run_study(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], None] = print) -> dict:
+    """Run (or resume) every step; write ``results.json`` and ``report.html``; return the results.
+
+    ``data``: one dataset path, several (sessions read as one, with a ``session`` column), or None for the study
+    config's ``data.path``. ``cfg.transfer``: datasets every model is also scored on (see ``analysis.transfer``)."""
+    from .analysis.report import collect_results, write_report
+
+    cfg, dataset, lay = _prepare(data, out, cfg)
+    has_target = dataset.conditions is not None and cfg.target in dataset.conditions.names
+    steps = _model_steps(cfg, lay, has_target) + [_latent_step(cfg, lay, "ae", lay.ae, "AE (with evolution movie)")]
+    if has_target:
+        steps += _tagger_steps(cfg, lay)
+    else:
+        echo(f"no {cfg.target!r} column in the metadata: skipping the tagger, sweep and representation comparison")
+    steps += _transfer_steps(cfg, lay, has_target, echo)
+    t_study = time.perf_counter()
+    timings = _run_steps(steps, lay, echo)
+    results = collect_results(lay.out, cfg, timings, time.perf_counter() - t_study)
     write_json(lay.results, results)
-    write_report(out, results)
+    write_report(lay.out, results)
     return results
 
 

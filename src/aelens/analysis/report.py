@@ -411,80 +411,78 @@ def _condition_figures(lay: StudyLayout, results: dict) -> list[str]:
     return parts
 
 
-def write_report(out: Path, results: dict) -> Path:
-    lay = StudyLayout(out)
-    a = results["answers"]
-    parts = [
+def _header(results: dict) -> list[str]:
+    s = results["settings"]
+    return [
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>aelens study</title><style>{CSS}</style></head><body>",
         "<h1>aelens study report</h1>",
-        f"<p class='meta'>data: <code>{html.escape(str(results['settings']['data']['path']))}</code> · "
-        f"{results['settings']['epochs']} epochs per model · total {results['seconds']:.0f} s of this session's compute · "
-        f"aelens {results['versions']['aelens']}, torch {results['versions']['torch']} · {results['created']}</p>",
+        f"<p class='meta'>data: <code>{html.escape(str(s['data']['path']))}</code> · {s['epochs']} epochs per model · "
+        f"total {results['seconds']:.0f} s of this session's compute · aelens {results['versions']['aelens']}, "
+        f"torch {results['versions']['torch']} · {results['created']}</p>",
         _split_line(results),
     ]
-    # Q1
+
+
+def _q1_section(lay: StudyLayout, results: dict) -> list[str]:
     lat = results.get("latent_ae") or {}
     method = str(results["settings"].get("latent_method", "umap")).upper()
-    pca_run = _pca_run(lay, results["settings"].get("decoders", []))
-    parts += [
+    folder = lay.latent("ae")
+    return [
         "<section id='q1'><h2>1. What does the autoencoder's latent encode?</h2>",
-        f"<div class='answer'>{html.escape(a['q1'])}</div>",
+        f"<div class='answer'>{html.escape(results['answers']['q1'])}</div>",
         _img(
-            lay.latent("ae") / "overview.png",
+            folder / "overview.png",
             f"The AE latent ({method}), coloured by each condition; decoding score in each title.",
         ),
         _score_table(lat.get("encoding_scores", [])),
         *_condition_figures(lay, results),
-        _img(lay.latent("ae") / "evolution.gif", "How the latent developed during training (one frame per snapshot)."),
-        _img(lay.latent("ae") / "encoding_vs_epoch.png", "Decodability of each condition over training."),
+        _img(folder / "evolution.gif", "How the latent developed during training (one frame per snapshot)."),
+        _img(folder / "encoding_vs_epoch.png", "Decodability of each condition over training."),
         _img(lay.ae.test_dir / "recon_grid.png", "Held-out test frames and the AE's reconstructions."),
         "</section>",
     ]
-    # Q2
-    recon = results.get("reconstruction") or {}
-    rows = recon.get("rows", [])
+
+
+def _q2_section(lay: StudyLayout, results: dict) -> list[str]:
+    rows = (results.get("reconstruction") or {}).get("rows", [])
     key = _quality_key(rows)
-    fields = (
-        ["model", "dim", "mse", "psnr", "ssim"]
-        + ([key, "ssim_clean"] if key == "psnr_clean" else [])
-        + ["train_seconds", "seconds_per_epoch", "explained_variance"]
-    )
-    parts += [
-        "<section id='q2'><h2>2. Can PCA or UMAP replace the encoder?</h2>",
-        f"<div class='answer'>{html.escape(a['q2'])}</div>",
-        _img(
-            lay.recon / "recon_comparison.png",
-            "Same test frames through each model; bottom row: each model's latent in 2-D.",
-        ),
-        _table(rows, fields),
-        _img(
+    clean = [key, "ssim_clean"] if key == "psnr_clean" else []
+    fields = ["model", "dim", "mse", "psnr", "ssim", *clean, "train_seconds", "seconds_per_epoch", "explained_variance"]
+    pca_run = _pca_run(lay, results["settings"].get("decoders", []))
+    variance = ""
+    if pca_run:
+        variance = _img(
             pca_run / "pca_variance.png",
             f"Cumulative explained variance of PCA on the training frames ({pca_run.name}).",
         )
-        if pca_run
-        else "",
+    return [
+        "<section id='q2'><h2>2. Can PCA or UMAP replace the encoder?</h2>",
+        f"<div class='answer'>{html.escape(results['answers']['q2'])}</div>",
+        _img(lay.recon / "recon_comparison.png", "Same test frames through each model; bottom row: each model's latent in 2-D."),
+        _table(rows, fields),
+        variance,
         "</section>",
-    ]
-    # Q3
-    cmp_ = results.get("comparison")
-    sweep = results.get("sweep")
-    parts += [
+    ]  # fmt: skip
+
+
+SWEEP_FIELDS = ["run", "trainable_layers", "angle_mae_deg", "angle_median_deg", "within_15deg", "within_30deg",
+                "train_seconds"]  # fmt: skip
+
+
+def _q3_section(lay: StudyLayout, results: dict) -> list[str]:
+    cmp_, sweep = results.get("comparison"), results.get("sweep")
+    parts = [
         "<section id='q3'><h2>3. How does the objective shape the representation?</h2>",
-        f"<div class='answer'>{html.escape(a['q3'])}</div>",
+        f"<div class='answer'>{html.escape(results['answers']['q3'])}</div>",
     ]
     if cmp_:
         pair_rows = [
-            {
-                "runs": f"{p['a']} vs {p['b']}",
-                "linear CKA": p["linear_cka"],
-                "95% CI": f"{p['linear_cka_ci95'][0]:.3f}-{p['linear_cka_ci95'][1]:.3f}",
-                "debiased CKA": p["debiased_cka"],
-                "permutation 95%": p["permutation_95"],
-                "mutual 10-NN": p["mutual_knn_10"],
-                "Procrustes": p["procrustes_distance"],
-            }
+            {"runs": f"{p['a']} vs {p['b']}", "linear CKA": p["linear_cka"],
+             "95% CI": f"{p['linear_cka_ci95'][0]:.3f}-{p['linear_cka_ci95'][1]:.3f}", "debiased CKA": p["debiased_cka"],
+             "permutation 95%": p["permutation_95"], "mutual 10-NN": p["mutual_knn_10"],
+             "Procrustes": p["procrustes_distance"]}
             for p in cmp_["pairs"]
-        ]
+        ]  # fmt: skip
         parts += [
             _img(lay.compare / "comparison.png", "Each run's latent (columns) coloured by each condition (rows)."),
             _table(pair_rows, list(pair_rows[0])),
@@ -493,27 +491,25 @@ def write_report(out: Path, results: dict) -> Path:
     if sweep:
         parts += [
             _img(lay.sweep / "unfreeze_sweep.png", "Tagger test error vs trainable AE encoder layers."),
-            _table(
-                sweep["rows"],
-                [
-                    "run",
-                    "trainable_layers",
-                    "angle_mae_deg",
-                    "angle_median_deg",
-                    "within_15deg",
-                    "within_30deg",
-                    "train_seconds",
-                ],
-            ),
+            _table(sweep["rows"], SWEEP_FIELDS),
         ]
-    parts.append("</section>")
-    parts += _transfer_section(lay, results)
-    parts += [
+    return [*parts, "</section>"]
+
+
+def write_report(out: Path, results: dict) -> Path:
+    """``report.html``: one section per question (figures embedded), the transfer section, how to reproduce."""
+    lay = StudyLayout(out)
+    steps = ", ".join(f"{k}: {v}" for k, v in results["step_seconds"].items())
+    parts = [
+        *_header(results),
+        *_q1_section(lay, results),
+        *_q2_section(lay, results),
+        *_q3_section(lay, results),
+        *_transfer_section(lay, results),
         "<h2>Reproduce</h2><p>Every run directory holds its <code>config.yaml</code>; "
         "<code>aelens study --data DATA --out DIR --config DIR/study.yaml</code> repeats (or resumes) this study.</p>",
-        f"<p class='meta'>step times (s): {html.escape(', '.join(f'{k}: {v}' for k, v in results['step_seconds'].items()))}</p>",
+        f"<p class='meta'>step times (s): {html.escape(steps)}</p>",
         "</body></html>",
     ]
-    path = lay.report
-    write_text(path, "\n".join(p for p in parts if p))
-    return path
+    write_text(lay.report, "\n".join(p for p in parts if p))
+    return lay.report
