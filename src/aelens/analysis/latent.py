@@ -109,6 +109,41 @@ def snapshot_scores(run: Run, ds: Dataset, columns: list[str], layer: str, seed:
     return rows
 
 
+def _map_figures(run: Run, ds: Dataset, idx, frames, codes, xy, columns, rows, out: Path, layer: str, method: str,
+                 trust: float, seed: int) -> list[str]:  # fmt: skip
+    """One scatter per condition (with example frames and, for an AE, their reconstructions) and the overview."""
+    examples = figures.spread_examples(xy, 3, seed)
+    recon = None
+    if run.kind == "ae":
+        recon = np.zeros_like(frames)
+        recon[examples] = run.reconstruct(frames[examples])
+    files = []
+    for name in columns:
+        values = ds.conditions.column(name)[idx]
+        figures.save_latent_scatter(xy, values, name, ds.conditions.is_angle(name), frames, recon, examples,
+                                    out / f"scatter_{name}.png", method=method)  # fmt: skip
+        files.append(f"scatter_{name}.png")
+    if not columns:
+        figures.save_latent_scatter(xy, None, "", False, frames, recon, examples, out / "scatter.png", method=method)
+        files.append("scatter.png")
+    label = {r["condition"]: format_score(r) for r in rows if r["decoder"] == "ridge"}
+    title = f"{run.kind} latent ({layer}, {len(idx)} frames), {method.upper()}; trustworthiness {trust:.2f}"
+    figures.save_overview(xy, condition_panels(ds, idx, columns), out / "overview.png", scores=label, title=title)
+    return [*files, "overview.png"]
+
+
+def _score_curves(run: Run, ds: Dataset, columns, layer: str, seed: int, out: Path) -> list[str]:
+    """Decodability of each condition over training, from the snapshots (only for the run's own data)."""
+    rd = RunDir(run.path)
+    if not (rd.snapshot_index.is_file() and is_training_data(run, ds) and rd.snapshot_layer(layer).is_file()):
+        return []
+    srows = snapshot_scores(run, ds, columns, layer, seed)
+    fields = ["snapshot", "epoch", "global_step", "condition", "metric", "score", "chance", "n"]
+    write_csv(out / "encoding_vs_epoch.csv", srows, fields)
+    figures.save_score_curves(srows, out / "encoding_vs_epoch.png")
+    return ["encoding_vs_epoch.csv", "encoding_vs_epoch.png"]
+
+
 def latent_analysis(
     run_dir: str | Path,
     data: str | Path | None = None,
@@ -138,21 +173,8 @@ def latent_analysis(
     xy, fitted = embed(codes, method, random_state=seed)
     save_npy(out / "map_xy.npy", xy)
     save_npy(out / "map_indices.npy", idx)
-    examples = figures.spread_examples(xy, 3, seed)
-    recon = None
-    if run.kind == "ae":
-        recon = np.zeros_like(frames)
-        recon[examples] = run.reconstruct(frames[examples])
-    summary: dict = {
-        "run": str(run.path),
-        "kind": run.kind,
-        "layer": layer,
-        "method": method,
-        "n": int(len(idx)),
-        "map_seconds": round(fitted.seconds, 3),
-        "columns": columns,
-        "files": [],
-    }
+    summary: dict = {"run": str(run.path), "kind": run.kind, "layer": layer, "method": method, "n": int(len(idx)),
+                     "map_seconds": round(fitted.seconds, 3), "columns": columns, "files": []}  # fmt: skip
     rows = []
     if scores and columns:
         rows = encoding_scores(codes, ds, idx, columns, seed=seed)
@@ -160,45 +182,10 @@ def latent_analysis(
         summary["encoding_scores"] = rows
         summary["files"].append("encoding_scores.csv")
     summary["trustworthiness"] = trustworthiness(codes, xy, random_state=seed)
-    label = {r["condition"]: format_score(r) for r in rows if r["decoder"] == "ridge"}
-    for name in columns:
-        values = ds.conditions.column(name)[idx]
-        figures.save_latent_scatter(
-            xy,
-            values,
-            name,
-            ds.conditions.is_angle(name),
-            frames,
-            recon,
-            examples,
-            out / f"scatter_{name}.png",
-            method=method,
-        )
-        summary["files"].append(f"scatter_{name}.png")
-    if not columns:
-        figures.save_latent_scatter(xy, None, "", False, frames, recon, examples, out / "scatter.png", method=method)
-        summary["files"].append("scatter.png")
-    panels = condition_panels(ds, idx, columns)
-    figures.save_overview(
-        xy,
-        panels,
-        out / "overview.png",
-        scores=label,
-        title=f"{run.kind} latent ({layer}, {len(idx)} frames), {method.upper()}; "
-        f"trustworthiness {summary['trustworthiness']:.2f}",
-    )
-    summary["files"].append("overview.png")
-    rd = RunDir(run.path)
-    has_snapshots = rd.snapshot_index.is_file() and is_training_data(run, ds)
-    if scores and columns and has_snapshots and rd.snapshot_layer(layer).is_file():
-        srows = snapshot_scores(run, ds, columns, layer, seed)
-        write_csv(
-            out / "encoding_vs_epoch.csv",
-            srows,
-            ["snapshot", "epoch", "global_step", "condition", "metric", "score", "chance", "n"],
-        )
-        figures.save_score_curves(srows, out / "encoding_vs_epoch.png")
-        summary["files"] += ["encoding_vs_epoch.csv", "encoding_vs_epoch.png"]
+    trust = summary["trustworthiness"]
+    summary["files"] += _map_figures(run, ds, idx, frames, codes, xy, columns, rows, out, layer, method, trust, seed)
+    if scores and columns:
+        summary["files"] += _score_curves(run, ds, columns, layer, seed, out)
     if evolution:
         summary["evolution"] = evolution_movie(run, ds, layer, method, fit, columns, out)
         summary["files"] += ["evolution.gif", "evolution.mp4"]
