@@ -21,12 +21,9 @@ def frames():
 def test_every_reducer_round_trips_exactly(name, frames, tmp_path):
     opts = {"n_epochs": 30, "n_neighbors": 10} if name == "umap" else {}
     red = make_reducer(name, 3, seed=1, **opts).fit(frames[:150])
-    files = red.save(tmp_path / "reducer")
-    manifest = None
-    if name == "umap":
-        write_manifest(tmp_path, "decoder", 1)
-        manifest = record_file_hashes(tmp_path, [f"reducer/{f}" for f in files])
-    back = Reducer.load(tmp_path / "reducer", manifest)
+    red.save(tmp_path / "reducer")
+    back = Reducer.load(tmp_path / "reducer")
+    assert not list((tmp_path / "reducer").glob("*.joblib"))  # no reducer is pickled
     a, b = red.transform(frames[150:]), back.transform(frames[150:])
     assert a.shape == (50, 3) and a.dtype == np.float32
     np.testing.assert_array_equal(a, b)
@@ -43,19 +40,42 @@ def test_pca_explained_variance_and_inverse(frames):
     assert np.abs(recon - frames).mean() < 0.06
 
 
-def test_umap_file_with_another_hash_is_refused(frames, tmp_path):
-    red = make_reducer("umap", 2, n_epochs=20, n_neighbors=10).fit(frames)
+def test_umap_is_saved_without_pickle_and_places_new_frames_by_neighbours(frames, tmp_path):
+    red = make_reducer("umap", 2, n_epochs=20, n_neighbors=10, pca=5).fit(frames[:150])
     files = red.save(tmp_path / "reducer")
+    assert sorted(files) == ["reducer.json", "reducer.safetensors"] and not list(tmp_path.rglob("*.joblib"))
+    # a fitted frame placed again lands on (almost) its own position: its nearest neighbour is itself
+    again = red.transform(frames[:150])
+    fitted = red._fit_embedding
+    spread = np.linalg.norm(fitted.max(0) - fitted.min(0))
+    assert np.median(np.linalg.norm(again - fitted, axis=1)) < 0.05 * spread
+    assert red.components_.shape == (5, 900)  # UMAP ran on 5 principal components
+
+
+def test_a_legacy_umap_pickle_is_read_only_behind_its_hash(tmp_path):
+    """Runs made before pickle-free UMAP kept the model in umap.joblib; it is unpickled only when its SHA-256
+    matches the manifest's (planted here with a harmless object)."""
+    import joblib
+    import torch
+
+    from aelens.storage import save_tensors, write_text
+
+    folder = tmp_path / "reducer"
+    folder.mkdir()
+    save_tensors(folder / "reducer.safetensors", {"emb_mean": torch.zeros(2), "emb_std": torch.ones(2)})
+    write_text(folder / "reducer.json", '{"name": "umap", "dim": 2, "seed": 0, "options": {}}')
+    joblib.dump({"planted": True}, folder / "umap.joblib")
     write_manifest(tmp_path, "decoder", 1)
-    manifest = record_file_hashes(tmp_path, [f"reducer/{f}" for f in files])
-    with open(tmp_path / "reducer" / "umap.joblib", "ab") as fh:
+    manifest = record_file_hashes(tmp_path, ["reducer/umap.joblib"])
+    assert Reducer.load(folder, manifest).model_ == {"planted": True}
+    with open(folder / "umap.joblib", "ab") as fh:
         fh.write(b"tampered")
     with pytest.raises(
         AelensError, match=r"umap\.joblib: SHA-256 .* does not match the manifest's .*refusing to unpickle"
     ):
-        Reducer.load(tmp_path / "reducer", manifest)
+        Reducer.load(folder, manifest)
     with pytest.raises(AelensError, match="no SHA-256 recorded in the run manifest; refusing to unpickle"):
-        Reducer.load(tmp_path / "reducer", {"files": {}})
+        Reducer.load(folder, {"files": {}})
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ ARTEFACTS = [
     "runs/ae/test/results.json",
     "runs/decoder-pca8/test/results.json",
     "runs/decoder-pca2/test/results.json",
-    "runs/decoder-umap16/reducer/umap.joblib",
+    "runs/decoder-umap16/reducer/reducer.safetensors",
     "runs/decoder-umap2/test/results.json",
     "recon/recon_comparison.csv",
     "recon/recon_comparison.md",

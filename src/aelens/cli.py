@@ -540,6 +540,13 @@ DECODER_OPTIONS = [
         "embedding.umap_epochs",
     ),
     ("umap_n_jobs", Optional[int], "--umap-n-jobs", "UMAP threads (-1: all).", "embedding.umap_n_jobs"),
+    (
+        "umap_pca",
+        Optional[int],
+        "--umap-pca",
+        "UMAP on this many principal components (0: raw pixels).",
+        "embedding.umap_pca",
+    ),
 ]
 
 

@@ -90,6 +90,7 @@ class EmbeddingConfig:
     umap_epochs: int | None = None  # None: umap-learn chooses (200 for large N, 500 for small)
     umap_low_memory: bool = True
     umap_n_jobs: int = -1
+    umap_pca: int = 50  # UMAP on the first 50 principal components of the frames (0: on the raw pixels)
 
 
 @dataclass(frozen=True)
@@ -340,6 +341,8 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
             bad("--dim", "at least 1", e.dim)
         if e.umap_neighbors < 2:
             bad("--umap-neighbors", "at least 2", e.umap_neighbors)
+        if e.umap_pca < 0:
+            bad("--umap-pca", "0 (raw pixels) or more", e.umap_pca)
         if not (0.0 <= e.umap_min_dist and math.isfinite(e.umap_min_dist)):
             bad("--umap-min-dist", "0 or more", e.umap_min_dist)
         if e.umap_fit_max < max(e.dim + 2, e.umap_neighbors + 1):

@@ -1,8 +1,8 @@
 """Dimensionality reduction behind one interface: ``fit(train) -> self``, ``transform(x)``, ``save(dir)``, ``load(dir)``.
 
 Inputs are flattened frames ``(n, c*h*w)`` float32 in [0, 1]. Registered reducers: ``pca`` (scikit-learn, saved as
-plain arrays), ``umap`` (umap-learn; can only be saved by pickling, so the file's SHA-256 is recorded in the run
-manifest and checked before it is loaded), ``randproj`` (Gaussian random projection) and ``ica`` (FastICA), both
+plain arrays), ``umap`` (umap-learn on the first principal components; new frames placed by their nearest fitted
+frames, saved as plain arrays), ``randproj`` (Gaussian random projection) and ``ica`` (FastICA), both
 saved as plain arrays. Embeddings are standardised with the training embedding's mean and std before the decoder.
 """
 
@@ -212,10 +212,13 @@ class ICAReducer(Reducer):
 
 
 class UMAPReducer(Reducer):
-    """UMAP (umap-learn) fitted on at most ``fit_max`` training frames; the rest are placed with ``transform``.
+    """UMAP (umap-learn) on the frames' first ``pca`` principal components (default 50; 0: raw pixels), fitted on at
+    most ``fit_max`` training frames. Every other frame (the rest of the training set, validation, test, new
+    sessions) is placed by its nearest fitted frames: the membership-weighted mean of their embedding, umap-learn's
+    own start for ``transform`` (``analysis.projection.place_by_neighbours``).
 
-    umap-learn models can only be saved by pickling: :meth:`save` writes ``umap.joblib`` and the run records its
-    SHA-256; :meth:`load` refuses a file whose hash differs. Only load runs you trust.
+    Saved as plain arrays (PCA basis, the fitted frames' features and embedding): no pickle. Runs made before this
+    (with ``umap.joblib``) still load: the pickle is read only when its SHA-256 matches the run manifest's.
     """
 
     name = "umap"
@@ -227,7 +230,7 @@ class UMAPReducer(Reducer):
         n_jobs = int(o.get("n_jobs", EmbeddingConfig.umap_n_jobs))
         return umap.UMAP(
             n_components=self.dim,
-            n_neighbors=int(o.get("n_neighbors", EmbeddingConfig.umap_neighbors)),
+            n_neighbors=self._neighbors(),
             min_dist=float(o.get("min_dist", EmbeddingConfig.umap_min_dist)),
             n_epochs=o.get("n_epochs"),
             low_memory=bool(o.get("low_memory", EmbeddingConfig.umap_low_memory)),
@@ -238,6 +241,24 @@ class UMAPReducer(Reducer):
             transform_seed=self.seed,
         )
 
+    def _neighbors(self) -> int:
+        return int(self.options.get("n_neighbors", EmbeddingConfig.umap_neighbors))
+
+    def _fit_pca(self, x: np.ndarray) -> None:
+        k = int(self.options.get("pca", EmbeddingConfig.umap_pca))
+        self.components_ = self.center_ = None
+        if 0 < k < min(x.shape):
+            from sklearn.decomposition import PCA
+
+            pca = PCA(n_components=k, svd_solver="randomized", random_state=self.seed).fit(x)
+            self.components_ = pca.components_.astype(np.float32)
+            self.center_ = pca.mean_.astype(np.float32)
+
+    def _features(self, x: np.ndarray) -> np.ndarray:
+        if self.components_ is None:
+            return np.ascontiguousarray(x, dtype=np.float32)
+        return ((x - self.center_) @ self.components_.T).astype(np.float32)
+
     def _fit(self, x):
         fit_max = int(self.options.get("fit_max", EmbeddingConfig.umap_fit_max))
         if x.shape[0] > fit_max:
@@ -247,41 +268,57 @@ class UMAPReducer(Reducer):
         else:
             sub = np.arange(x.shape[0])
         self.fit_subset_ = sub
-        self.model_ = self._model()
+        self._fit_pca(x[sub])
+        self.fit_features_ = self._features(x[sub])
+        self.fit_positions_ = np.asarray(self._model().fit_transform(self.fit_features_), dtype=np.float32)
         emb = np.empty((x.shape[0], self.dim), dtype=np.float32)
-        emb[sub] = self.model_.fit_transform(x[sub])
-        self.model_.verbose = False  # progress for the fit only, not for every transform
+        emb[sub] = self.fit_positions_
         rest = np.setdiff1d(np.arange(x.shape[0]), sub)
         if len(rest):
-            emb[rest] = self.model_.transform(x[rest])
+            emb[rest] = self._transform(x[rest])
         return emb
 
     def _transform(self, x):
-        return self.model_.transform(x)
+        if getattr(self, "model_", None) is not None:  # a run made before pickle-free UMAP
+            return self.model_.transform(x)
+        from .analysis.projection import neighbour_index, place_by_neighbours
 
-    def save(self, folder):
-        import joblib
+        if getattr(self, "_index", None) is None:
+            self._index = neighbour_index(self.fit_features_, self.seed)
+        return place_by_neighbours(self._index, self.fit_positions_, self._features(x), self._neighbors())
 
-        names = super().save(folder)
-        joblib.dump(self.model_, Path(folder) / UMAP_FILE)
-        return names + [UMAP_FILE]
+    def _arrays(self):
+        arrays = {"fit_features": self.fit_features_, "fit_positions": self.fit_positions_}
+        if self.components_ is not None:
+            arrays.update({"pca_components": self.components_, "pca_center": self.center_})
+        return arrays
 
     def _restore(self, arrays, folder, manifest, prefix):
-        import joblib
+        self.model_ = None
+        if "fit_positions" in arrays:
+            self.fit_features_, self.fit_positions_ = arrays["fit_features"], arrays["fit_positions"]
+            self.components_ = arrays.get("pca_components")
+            self.center_ = arrays.get("pca_center")
+            return
+        self.model_ = _load_legacy_umap(Path(folder), manifest, prefix)
 
-        path = Path(folder) / UMAP_FILE
-        key = prefix + UMAP_FILE
-        expected = (manifest or {}).get("files", {}).get(key)
-        if not path.is_file():
-            raise AelensError(f"{path}: UMAP model file missing")
-        if expected is None:
-            raise AelensError(f"{path}: no SHA-256 recorded in the run manifest; refusing to unpickle it")
-        actual = sha256_file(path)
-        if actual != expected:
-            raise AelensError(
-                f"{path}: SHA-256 {actual[:12]}... does not match the manifest's {expected[:12]}...; refusing to unpickle a modified file"
-            )
-        self.model_ = joblib.load(path)  # safe: this exact file was written by aelens (hash checked above)
+
+def _load_legacy_umap(folder: Path, manifest, prefix: str):
+    """``umap.joblib`` of a run made before pickle-free UMAP, only when its SHA-256 matches the run manifest's."""
+    import joblib
+
+    path = folder / UMAP_FILE
+    expected = (manifest or {}).get("files", {}).get(prefix + UMAP_FILE)
+    if not path.is_file():
+        raise AelensError(f"{path}: UMAP model file missing")
+    if expected is None:
+        raise AelensError(f"{path}: no SHA-256 recorded in the run manifest; refusing to unpickle it")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise AelensError(
+            f"{path}: SHA-256 {actual[:12]}... does not match the manifest's {expected[:12]}...; refusing to unpickle a modified file"
+        )
+    return joblib.load(path)  # safe: this exact file was written by aelens (hash checked above)
 
 
 REDUCERS: dict[str, type[Reducer]] = {r.name: r for r in (PCAReducer, UMAPReducer, RandomProjectionReducer, ICAReducer)}

@@ -59,6 +59,28 @@ class _ApproxIndex:
         return idx.astype(np.int64), dist.astype(np.float32)
 
 
+def neighbour_index(base: np.ndarray, random_state: int | None = 0):
+    """Exact neighbours up to EXACT_PLACE_MAX points, approximate (pynndescent) above."""
+    return KnnIndex(base) if len(base) <= EXACT_PLACE_MAX else _ApproxIndex(base, random_state)
+
+
+def place_by_neighbours(index, positions: np.ndarray, queries: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """New points into a fitted embedding: the membership-weighted mean of the positions of each query's nearest
+    fitted points (UMAP's own initialisation of ``transform``, without its extra optimisation epochs).
+    ``index``: from :func:`neighbour_index` over the fitted points' features; ``positions``: their embedding."""
+    from umap.umap_ import smooth_knn_dist
+
+    k = min(n_neighbors, len(positions))
+    out = np.empty((len(queries), positions.shape[1]), dtype=np.float32)
+    for start in range(0, len(queries), 8192):  # bounded memory at 100,000s of frames
+        idx, dist = index.query(queries[start : start + 8192], k)
+        sigma, rho = smooth_knn_dist(dist.astype(np.float32), float(k), local_connectivity=1.0)
+        w = np.exp(-np.maximum(dist - rho[:, None], 0) / np.maximum(sigma[:, None], 1e-12))
+        w /= w.sum(1, keepdims=True)
+        out[start : start + len(idx)] = (w[:, :, None] * positions[idx]).sum(1)
+    return out
+
+
 @dataclass
 class Map2D:
     """A fitted 2-D map of codes (n, d): ``xy`` of the fitted points, and :meth:`place` for new points."""
@@ -125,20 +147,9 @@ class Map2D:
         if self._pca is not None:
             xy = self._pca.transform(codes)
             return np.pad(xy, ((0, 0), (0, 2 - xy.shape[1]))).astype(np.float32)
-        from umap.umap_ import smooth_knn_dist
-
-        k = min(self.n_neighbors, len(self.codes))
         if self._index is None:  # built once, queried for every snapshot
-            self._index = (
-                KnnIndex(self.codes)
-                if len(self.codes) <= EXACT_PLACE_MAX
-                else _ApproxIndex(self.codes, self.random_state)
-            )
-        idx, dist = self._index.query(codes, k)
-        sigma, rho = smooth_knn_dist(dist.astype(np.float32), float(k), local_connectivity=1.0)
-        w = np.exp(-np.maximum(dist - rho[:, None], 0) / np.maximum(sigma[:, None], 1e-12))
-        w /= w.sum(1, keepdims=True)
-        return (w[:, :, None] * self.xy[idx]).sum(1).astype(np.float32)
+            self._index = neighbour_index(self.codes, self.random_state)
+        return place_by_neighbours(self._index, self.xy, codes, self.n_neighbors)
 
 
 def embed(codes: np.ndarray, method: str = "umap", random_state: int | None = 0, **kw) -> tuple[np.ndarray, Map2D]:

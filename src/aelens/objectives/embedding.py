@@ -64,6 +64,7 @@ class EmbeddingDecoder(Objective):
                 "n_epochs": e.umap_epochs,
                 "low_memory": e.umap_low_memory,
                 "n_jobs": e.umap_n_jobs,
+                "pca": e.umap_pca,
                 "verbose": True,
             }
         return make_reducer(e.method, e.dim, self.cfg.seed, **options)
