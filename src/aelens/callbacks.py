@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from .errors import TrainingDiverged
 from .inference import INFER_BATCH, autocast, inference_copy
 from .layout import SNAPSHOT_INDEX, SNAPSHOT_SUBSET
-from .storage import load_npy, load_tree, save_npy, save_tree, write_csv, write_text
+from .storage import load_npy, load_tree, remove_file, save_npy, save_tree, write_csv, write_text
 
 CKPT_EXT = ".safetensors"
 
@@ -40,8 +39,7 @@ class SafetensorsCheckpointIO(CheckpointIO):
         return tree
 
     def remove_checkpoint(self, path) -> None:
-        if os.path.exists(path):
-            os.remove(path)
+        remove_file(path)
 
 
 def _map_tensors(tree: Any, fn) -> Any:

@@ -9,7 +9,7 @@ import numpy as np
 from .errors import AelensError
 from .metrics import psnr_per_image
 from .runs import load_run
-from .storage import atomic_path, load_npy, save_npy
+from .storage import load_npy, save_npy, save_npz
 
 
 def _refuse_existing(path: Path, overwrite: bool) -> None:
@@ -68,6 +68,5 @@ def decode_to_file(run_dir, codes_path, out, overwrite: bool = False) -> dict:
     arr = (np.clip(images, 0, 1) * 255 + 0.5).astype(np.uint8) if as_uint8 else images.astype(np.float32)
     if arr.shape[1] == 1:
         arr = arr[:, 0]
-    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, images=arr)
+    save_npz(out, compressed=True, images=arr)
     return {"n": int(len(arr)), "shape": list(arr.shape), "dtype": str(arr.dtype), "out": str(out)}

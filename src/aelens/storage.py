@@ -113,6 +113,18 @@ def read_yaml(path: str | os.PathLike) -> Any:
         raise AelensError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
 
 
+def save_npz(path: str | os.PathLike, compressed: bool = False, **arrays: np.ndarray) -> None:
+    """Plain arrays in one .npz, atomically (readable with ``allow_pickle=False``)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        (np.savez_compressed if compressed else np.savez)(fh, **arrays)
+
+
+def remove_file(path: str | os.PathLike) -> None:
+    """Delete a file if it exists (old checkpoints)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, np.asarray(array), allow_pickle=False)
@@ -398,8 +410,7 @@ def save_split(path: Path, split: dict[str, np.ndarray], info: dict | None = Non
         "kind": np.array(str((info or {}).get("kind", "random"))),
         "purge": np.array(int((info or {}).get("purge", 0))),
     }
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **split, **extra)
+    save_npz(path, **split, **extra)
 
 
 def split_info(path: Path) -> dict:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import AelensError
-from ..storage import atomic_path, save_npy, write_text
+from ..storage import atomic_path, save_npy, save_npz, write_text
 
 COLUMNS = (
     "frame",
@@ -328,8 +328,7 @@ def write_dataset(out_dir: str | Path, data: dict[str, np.ndarray], overwrite: b
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
+    save_npz(path, compressed=True, **arrays)
 
 
 def contact_sheet(data: dict[str, np.ndarray], path: str | Path, n: int = 32, cols: int = 8, seed: int = 0) -> None:
