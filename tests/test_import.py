@@ -435,38 +435,13 @@ def test_cli_synth_import_then_train(tmp_path, capsys):
     )
     assert (tmp_path / "d" / "preview.mp4").stat().st_size > 0 and (tmp_path / "d" / "preview_crops.png").exists()
     assert load_dataset(tmp_path / "d").images.shape == (80, 3, 50, 50)
-    code, _, err = run_cli(
-        [
-            "train",
-            "ae",
-            "--data",
-            tmp_path / "d",
-            "--epochs",
-            "1",
-            "--out",
-            tmp_path / "run",
-            "--no-progress",
-            "--no-snapshots",
-        ],
-        capsys,
-    )
+    train = ["train", "ae", "--data", tmp_path / "d", "--epochs", "1", "--out", tmp_path / "run", "--no-progress",
+             "--no-snapshots"]  # fmt: skip
+    code, _, err = run_cli(train, capsys)
     # 40 frames cannot hold a blocked split with a 1-second (25-frame) purge: said in one line
     assert code == 2 and err.startswith("aelens: error: blocked split left no train frames")
     code, _, err = run_cli(
-        [
-            "train",
-            "ae",
-            "--data",
-            tmp_path / "d",
-            "--epochs",
-            "1",
-            "--out",
-            tmp_path / "run",
-            "--no-progress",
-            "--no-snapshots",
-            "--purge",
-            "2",
-        ],
+        [*train, "--purge", "2"],
         capsys,
     )
     assert code == 0, err
