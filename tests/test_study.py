@@ -224,8 +224,10 @@ def test_study_on_one_fly_session_transfers_to_the_other(tmp_path):
         progress=False,
     )
     cfg = load_study_config(
-        None, {"epochs": 1, "sweep_epochs": 1, "max_images": 400, "decoders": ["pca:16"], "transfer": [str(b)]}
-    )
+        None,
+        {"epochs": 1, "sweep_epochs": 1, "max_images": 400, "decoders": ["pca:16"], "transfer": [str(b)],
+         "latent_method": "pca"},  # PCA maps: this test is about splits and transfer, not the maps
+    )  # fmt: skip
     results = run_study(a, tmp_path / "study", cfg, echo=lambda s: None)
     assert results["ae_test"]["split"]["kind"] == "blocked"  # video frames: never a random split by default
     tr = results["transfer"][0]
