@@ -869,7 +869,7 @@ def demo(
     n: Optional[int] = typer.Option(None, "--n", help="Synthetic frames [2000]."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per model [10; 6 for the tagger sweep]."),
 ):
-    """Synthetic arena data + a small study (about 8 minutes on 2 cores); prints the report's path."""
+    """Synthetic arena data + a small study (measured times: README, Quickstart); prints the report's path."""
     import time
 
     _out_dir(out)

@@ -276,7 +276,7 @@ def run_study(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], Non
     return results
 
 
-DEMO = {"n": 2000, "epochs": 10, "sweep_epochs": 6, "max_images": 2000}  # fits 10 minutes on 2 cores (README)
+DEMO = {"n": 2000, "epochs": 10, "sweep_epochs": 6, "max_images": 2000}  # measured times: README, Quickstart
 
 
 def run_demo(
