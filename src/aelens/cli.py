@@ -16,6 +16,7 @@ from typing import List, Optional
 import typer
 
 from .errors import AelensError, TrainingInterrupted
+from .layout import RunDir  # file names of a run folder (cheap: no torch)
 
 # rich_markup_mode=None: help texts are plain, so "[auto]" (a default) is shown, not read as a markup tag
 app = typer.Typer(
@@ -250,16 +251,12 @@ def _out_dir(path: Path | None) -> Path | None:
 
 def _run_dir(path: Path) -> Path:
     """A one-line error for a folder that is not a run, before the command imports torch (seconds)."""
-    from .layout import RunDir
-
     RunDir(path).manifest()
     return path
 
 
 def _require_kind(path, kind: str, flag: str) -> None:
     """``flag`` must name a run of ``kind`` (a one-line error before any folder is made)."""
-    from .layout import RunDir
-
     found = RunDir(path).manifest().kind
     if found != kind:
         raise AelensError(
@@ -296,7 +293,7 @@ def _train(kind: str, opts: dict, extra: dict | None = None) -> Path:
 
 
 def _summary(run_dir: Path) -> None:
-    from .storage import read_manifest, read_yaml
+    from .storage import read_manifest
 
     m = read_manifest(run_dir)
     line = f"run: {run_dir}  epochs: {m.get('epochs')}  train time: {m.get('train_seconds', 0):.1f} s"
@@ -307,7 +304,7 @@ def _summary(run_dir: Path) -> None:
         echo(f"latent snapshots: {m['snapshot_seconds']:.1f} s ({100 * m['snapshot_overhead']:.1f}% of training)")
     if "explained_variance" in m:
         echo(
-            f"PCA: the {read_yaml(run_dir / 'config.yaml')['embedding']['dim']} components kept explain "
+            f"PCA: the {RunDir(run_dir).config().embedding.dim} components kept explain "
             f"{100 * m['explained_variance']:.1f}% of the training variance (cumulative curve: pca_variance.csv)"
         )
     echo(f"next: aelens test {run_dir}")
@@ -669,7 +666,7 @@ def test(
         shown = [k for k in keys if k in scores]
         source = f" (from the {scores['from']})" if "from" in scores else ""
         echo(f"  baseline {name}{source}: " + ", ".join(f"{k} {scores[k]:.4g}" for k in shown))
-    echo(f"results: {Path(out) if out else Path(run_dir) / 'test'}/results.json")
+    echo(f"results: {Path(out) / RunDir.RESULTS if out else RunDir(run_dir).test_results}")
 
 
 @app.command("compare-recon")
@@ -724,7 +721,7 @@ def latent(
     s = latent_analysis(
         run_dir, data, layer, method, _split_list(color_by), out, evolution, fit, max_images, not no_scores
     )
-    folder = Path(out) if out else Path(run_dir) / "latent"
+    folder = Path(out) if out else RunDir(run_dir).latent
     echo(
         f"{s['kind']} latent ({s['layer']}, {s['n']} frames): {s['method']} map in {s['map_seconds']:.1f} s, "
         f"trustworthiness {s['trustworthiness']:.3f}"

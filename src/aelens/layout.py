@@ -143,6 +143,11 @@ class RunDir:
         return self.snapshots / f"{layer}.npy"
 
     @property
+    def latent(self) -> Path:
+        """Default output of ``aelens latent RUN``."""
+        return self.path / "latent"
+
+    @property
     def images(self) -> Path:
         return self.path / self.IMAGES
 

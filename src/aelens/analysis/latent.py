@@ -162,7 +162,7 @@ def latent_analysis(
     t_start = time.perf_counter()
     run = load_run(run_dir)
     ds = run.dataset(data, dataset)
-    out = Path(out) if out is not None else run.path / "latent"
+    out = Path(out) if out is not None else RunDir(run.path).latent
     columns = chosen_columns(ds, color_by)
     seed = run.config.seed
     if evolution:
