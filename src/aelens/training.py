@@ -186,6 +186,11 @@ class _Hooks:
 
 def _trainer(st: _Start, objective, accelerator: str, precision: str) -> tuple[L.Trainer, _Hooks]:
     cfg, rd = st.cfg, st.run
+    for name in (
+        "lightning.pytorch",
+        "lightning.fabric",
+    ):  # Lightning sets INFO when imported; its notes are noise here
+        logging.getLogger(name).setLevel(logging.WARNING)
     hooks = _Hooks(RunCheckpoints(rd.checkpoints, cfg.train.checkpoint_every), EpochTimer(), None)
     callbacks: list = [DivergenceGuard(), hooks.ckpts, hooks.timer, LearningRateMonitor(logging_interval="epoch")]
     if objective.has_decoder:
