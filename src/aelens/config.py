@@ -277,89 +277,104 @@ def load_config(path: str | Path) -> RunConfig:
 SNAPSHOT_SCHEDULES = ("early", "every")
 
 
-def validate(cfg: RunConfig, source: str = "config") -> None:
-    """Range checks that need no data. Each message names the option as the CLI spells it."""
+def _bad(opt: str, expected: str, got: Any) -> None:
+    raise AelensError(f"{opt} must be {expected}, got {got!r}")
 
-    def bad(opt: str, expected: str, got: Any) -> None:
-        raise AelensError(f"{opt} must be {expected}, got {got!r}")
 
-    if cfg.kind not in KINDS:
-        bad("kind", f"one of {', '.join(KINDS)}", cfg.kind)
-    if not 0 <= cfg.seed < 2**32:
-        bad("--seed", "an integer from 0 to 2^32 - 1", cfg.seed)
-    s = cfg.split
+def _check_split(s: SplitConfig) -> None:
     if not 0.0 < s.val_fraction < 1.0:
-        bad("--val-fraction", "in (0, 1)", s.val_fraction)
+        _bad("--val-fraction", "in (0, 1)", s.val_fraction)
     if not 0.0 <= s.test_fraction < 1.0:
-        bad("--test-fraction", "in [0, 1)", s.test_fraction)
+        _bad("--test-fraction", "in [0, 1)", s.test_fraction)
     if s.val_fraction + s.test_fraction >= 1.0:
-        bad("--val-fraction + --test-fraction", "below 1", s.val_fraction + s.test_fraction)
+        _bad("--val-fraction + --test-fraction", "below 1", s.val_fraction + s.test_fraction)
     if s.kind not in ("auto", "random", "blocked") and not (s.kind.startswith("group:") and len(s.kind) > 6):
-        bad("--split", "auto, random, blocked or group:COLUMN", s.kind)
+        _bad("--split", "auto, random, blocked or group:COLUMN", s.kind)
     if s.purge is not None and s.purge < 0:
-        bad("--purge", "0 or more frames", s.purge)
-    t = cfg.train
+        _bad("--purge", "0 or more frames", s.purge)
+
+
+def _check_train(t: TrainConfig) -> None:
     if t.epochs < 1:
-        bad("--epochs", "at least 1", t.epochs)
+        _bad("--epochs", "at least 1", t.epochs)
     if t.batch_size < 1:
-        bad("--batch-size", "at least 1", t.batch_size)
+        _bad("--batch-size", "at least 1", t.batch_size)
     if not (t.lr > 0 and math.isfinite(t.lr)) or t.lr > 10:
-        bad("--lr", "a positive number up to 10", t.lr)
+        _bad("--lr", "a positive number up to 10", t.lr)
     if t.threads < 0:
-        bad("--threads", "0 (one per physical core) or more", t.threads)
+        _bad("--threads", "0 (one per physical core) or more", t.threads)
     if t.accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):
-        bad("--accelerator", "auto, cpu, gpu, cuda or mps", t.accelerator)
+        _bad("--accelerator", "auto, cpu, gpu, cuda or mps", t.accelerator)
     if t.strategy not in ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp", "deepspeed"):
-        bad("--strategy", "auto or ddp (ddp_spawn, fsdp and deepspeed are passed to Lightning)", t.strategy)
+        _bad("--strategy", "auto or ddp (ddp_spawn, fsdp and deepspeed are passed to Lightning)", t.strategy)
     if t.num_nodes < 1:
-        bad("--num-nodes", "at least 1", t.num_nodes)
+        _bad("--num-nodes", "at least 1", t.num_nodes)
     if not (t.devices == "auto" or (t.devices.isdigit() and int(t.devices) >= 1)):
-        bad("--devices", "a number of devices (1, 2, ...) or auto", t.devices)
+        _bad("--devices", "a number of devices (1, 2, ...) or auto", t.devices)
     if t.val_every < 1:
-        bad("--val-every", "at least 1", t.val_every)
+        _bad("--val-every", "at least 1", t.val_every)
     if t.checkpoint_every < 1:
-        bad("--checkpoint-every", "at least 1", t.checkpoint_every)
+        _bad("--checkpoint-every", "at least 1", t.checkpoint_every)
     if t.precision not in ("auto", "bf16", "fp32"):
-        bad("--precision", "auto, bf16 or fp32", t.precision)
+        _bad("--precision", "auto, bf16 or fp32", t.precision)
     parse_schedule(t.lr_schedule)
-    if cfg.model.latent_dim < 1:
-        bad("--latent-dim", "at least 1", cfg.model.latent_dim)
-    parse_noise_spec(cfg.noise)
-    sn = cfg.snapshots
+
+
+def _check_snapshots(sn: SnapshotConfig) -> None:
     if sn.per_epoch < 1:
-        bad("--snapshots-per-epoch", "at least 1", sn.per_epoch)
+        _bad("--snapshots-per-epoch", "at least 1", sn.per_epoch)
     if sn.schedule not in SNAPSHOT_SCHEDULES:
-        bad("--snapshot-schedule", " or ".join(SNAPSHOT_SCHEDULES), sn.schedule)
+        _bad("--snapshot-schedule", " or ".join(SNAPSHOT_SCHEDULES), sn.schedule)
     if sn.max_images < 2:
-        bad("--snapshot-max-images", "at least 2", sn.max_images)
+        _bad("--snapshot-max-images", "at least 2", sn.max_images)
     for layer in sn.layers:
         if layer not in ("fc1", "fc2"):
-            bad("snapshots.layers", "fc1 or fc2", layer)
+            _bad("snapshots.layers", "fc1 or fc2", layer)
+
+
+def _check_embedding(e: EmbeddingConfig) -> None:
+    if e.dim < 1:
+        _bad("--dim", "at least 1", e.dim)
+    if e.umap_neighbors < 2:
+        _bad("--umap-neighbors", "at least 2", e.umap_neighbors)
+    if e.umap_pca < 0:
+        _bad("--umap-pca", "0 (raw pixels) or more", e.umap_pca)
+    if not (0.0 <= e.umap_min_dist and math.isfinite(e.umap_min_dist)):
+        _bad("--umap-min-dist", "0 or more", e.umap_min_dist)
+    if e.umap_fit_max < max(e.dim + 2, e.umap_neighbors + 1):
+        _bad(
+            "--umap-fit-max",
+            f"at least {max(e.dim + 2, e.umap_neighbors + 1)} frames (dim + 2 and neighbors + 1)",
+            e.umap_fit_max,
+        )
+
+
+def _check_tagger(tg: TaggerConfig) -> None:
+    if tg.kind not in ("angle", "linear"):
+        _bad("--kind", "angle or linear", tg.kind)
+    if tg.target_vector and len(tg.target_vector) not in (2, 4):
+        _bad("--target-vector", "2 columns (X,Y) or 4 (X1,Y1,X2,Y2)", ",".join(tg.target_vector))
+    parse_augment(tg.augment)
+    if tg.unfreeze != "all" and not (tg.unfreeze.isdigit()):
+        _bad("--unfreeze", "a number of layers (0, 1, 2, ...) or 'all'", tg.unfreeze)
+
+
+def validate(cfg: RunConfig, source: str = "config") -> None:
+    """Range checks that need no data. Each message names the option as the CLI spells it."""
+    if cfg.kind not in KINDS:
+        _bad("kind", f"one of {', '.join(KINDS)}", cfg.kind)
+    if not 0 <= cfg.seed < 2**32:
+        _bad("--seed", "an integer from 0 to 2^32 - 1", cfg.seed)
+    _check_split(cfg.split)
+    _check_train(cfg.train)
+    if cfg.model.latent_dim < 1:
+        _bad("--latent-dim", "at least 1", cfg.model.latent_dim)
+    parse_noise_spec(cfg.noise)
+    _check_snapshots(cfg.snapshots)
     if cfg.kind == "decoder":
-        e = cfg.embedding
-        if e.dim < 1:
-            bad("--dim", "at least 1", e.dim)
-        if e.umap_neighbors < 2:
-            bad("--umap-neighbors", "at least 2", e.umap_neighbors)
-        if e.umap_pca < 0:
-            bad("--umap-pca", "0 (raw pixels) or more", e.umap_pca)
-        if not (0.0 <= e.umap_min_dist and math.isfinite(e.umap_min_dist)):
-            bad("--umap-min-dist", "0 or more", e.umap_min_dist)
-        if e.umap_fit_max < max(e.dim + 2, e.umap_neighbors + 1):
-            bad(
-                "--umap-fit-max",
-                f"at least {max(e.dim + 2, e.umap_neighbors + 1)} frames (dim + 2 and neighbors + 1)",
-                e.umap_fit_max,
-            )
+        _check_embedding(cfg.embedding)
     if cfg.kind == "tagger":
-        tg = cfg.tagger
-        if tg.kind not in ("angle", "linear"):
-            bad("--kind", "angle or linear", tg.kind)
-        if tg.target_vector and len(tg.target_vector) not in (2, 4):
-            bad("--target-vector", "2 columns (X,Y) or 4 (X1,Y1,X2,Y2)", ",".join(tg.target_vector))
-        parse_augment(tg.augment)
-        if tg.unfreeze != "all" and not (tg.unfreeze.isdigit()):
-            bad("--unfreeze", "a number of layers (0, 1, 2, ...) or 'all'", tg.unfreeze)
+        _check_tagger(cfg.tagger)
 
 
 def parse_schedule(spec: str) -> tuple[str, tuple[float, ...]]:
