@@ -19,7 +19,7 @@ import torch
 
 from .config import EmbeddingConfig
 from .errors import AelensError
-from .storage import load_tensors, save_tensors, sha256_file, write_text
+from .storage import load_tensors, save_tensors, write_text
 
 log = logging.getLogger("aelens")
 
@@ -218,7 +218,7 @@ class UMAPReducer(Reducer):
     own start for ``transform`` (``analysis.projection.place_by_neighbours``).
 
     Saved as plain arrays (PCA basis, the fitted frames' features and embedding): no pickle. Runs made before this
-    (with ``umap.joblib``) still load: the pickle is read only when its SHA-256 matches the run manifest's.
+    kept a pickled ``umap.joblib``: they are refused with a one-line error saying how to retrain them.
     """
 
     name = "umap"
@@ -279,8 +279,6 @@ class UMAPReducer(Reducer):
         return emb
 
     def _transform(self, x):
-        if getattr(self, "model_", None) is not None:  # a run made before pickle-free UMAP
-            return self.model_.transform(x)
         from .analysis.projection import neighbour_index, place_by_neighbours
 
         if getattr(self, "_index", None) is None:
@@ -294,31 +292,20 @@ class UMAPReducer(Reducer):
         return arrays
 
     def _restore(self, arrays, folder, manifest, prefix):
-        self.model_ = None
         if "fit_positions" in arrays:
             self.fit_features_, self.fit_positions_ = arrays["fit_features"], arrays["fit_positions"]
             self.components_ = arrays.get("pca_components")
             self.center_ = arrays.get("pca_center")
             return
-        self.model_ = _load_legacy_umap(Path(folder), manifest, prefix)
+        _refuse_legacy_umap(Path(folder))
 
 
-def _load_legacy_umap(folder: Path, manifest, prefix: str):
-    """``umap.joblib`` of a run made before pickle-free UMAP, only when its SHA-256 matches the run manifest's."""
-    import joblib
-
-    path = folder / UMAP_FILE
-    expected = (manifest or {}).get("files", {}).get(prefix + UMAP_FILE)
-    if not path.is_file():
-        raise AelensError(f"{path}: UMAP model file missing")
-    if expected is None:
-        raise AelensError(f"{path}: no SHA-256 recorded in the run manifest; refusing to unpickle it")
-    actual = sha256_file(path)
-    if actual != expected:
-        raise AelensError(
-            f"{path}: SHA-256 {actual[:12]}... does not match the manifest's {expected[:12]}...; refusing to unpickle a modified file"
-        )
-    return joblib.load(path)  # safe: this exact file was written by aelens (hash checked above)
+def _refuse_legacy_umap(folder: Path) -> None:
+    """Runs made before pickle-free UMAP kept the model in ``umap.joblib``: aelens no longer unpickles anything."""
+    raise AelensError(
+        f"{folder}: a UMAP decoder saved by an earlier aelens as a pickle ({UMAP_FILE}), which aelens no longer "
+        f"loads (a pickle can run code); retrain it: aelens train decoder --config {folder.parent / 'config.yaml'}"
+    )
 
 
 REDUCERS: dict[str, type[Reducer]] = {r.name: r for r in (PCAReducer, UMAPReducer, RandomProjectionReducer, ICAReducer)}
