@@ -168,3 +168,18 @@ def test_a_diverging_run_stops_marked_failed_and_keeps_its_last_finite_checkpoin
     assert read_manifest(run)["status"] == "failed" and not (run / "model.safetensors").exists()
     state = load_tree(run / "checkpoints" / "last.safetensors")
     assert state["epoch"] == 0 and all(torch.isfinite(v).all() for v in state["state_dict"].values())
+
+
+def test_a_split_file_with_indices_outside_the_data_is_refused(tiny_ae, tmp_path, capsys):
+    import shutil
+
+    from aelens.storage import load_split, save_split
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_ae, run)
+    split = load_split(run / "split.npz")
+    split["test"] = np.append(split["test"], 10_000)  # the tiny dataset has 160 frames
+    save_split(run / "split.npz", split)
+    code, _, err = run_cli(["test", run], capsys)
+    assert code == 2 and "split.npz: the test indices must be frame numbers 0 to 159 of the run's data, got" in err
+    assert "to 10000; the file was edited or belongs to another run" in err

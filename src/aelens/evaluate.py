@@ -35,7 +35,7 @@ def evaluation_frames(run: Run, dataset: Dataset) -> tuple[np.ndarray, str, dict
     split if it had no test split); every frame of any other dataset. Returns (indices, description, split)."""
     rd = RunDir(run.path)
     if run.manifest.fingerprint == dataset.fingerprint and rd.split_file.is_file():
-        split = rd.split()
+        split = rd.split(dataset.n)
         if len(split["test"]):
             return split["test"], "test split", split
         return split["val"], "validation split (the run has no test split)", split
@@ -52,7 +52,7 @@ def training_reference(run: Run) -> tuple[Dataset, dict[str, np.ndarray]] | None
     rd = RunDir(run.path)
     if ds.fingerprint != run.manifest.fingerprint or not rd.split_file.is_file():
         return None
-    return ds, rd.split()
+    return ds, rd.split(ds.n)
 
 
 def _run_facts(run: Run) -> dict:

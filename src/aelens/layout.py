@@ -165,8 +165,9 @@ class RunDir:
     def config(self) -> RunConfig:
         return load_config(self.config_file)
 
-    def split(self) -> dict[str, np.ndarray]:
-        return load_split(self.split_file)
+    def split(self, n: int | None = None) -> dict[str, np.ndarray]:
+        """The run's split; with ``n`` (frames in the data) indices outside 0 .. n-1 are an error."""
+        return load_split(self.split_file, n)
 
     def split_info(self) -> dict:
         return split_info(self.split_file)

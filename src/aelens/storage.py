@@ -423,12 +423,21 @@ def split_info(path: Path) -> dict:
         raise AelensError(f"{path}: cannot read the run's split ({exc})") from None
 
 
-def load_split(path: Path) -> dict[str, np.ndarray]:
+def load_split(path: Path, n: int | None = None) -> dict[str, np.ndarray]:
+    """train / val / test indices; with ``n`` (the dataset's frames) every index must lie in 0 .. n-1."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k].astype(np.int64) for k in ("train", "val", "test")}
+            split = {k: z[k].astype(np.int64) for k in ("train", "val", "test")}
     except (OSError, KeyError, ValueError) as exc:
         raise AelensError(f"{path}: cannot read the run's split ({exc})") from None
+    for name, idx in split.items():
+        if idx.ndim != 1 or (n is not None and len(idx) and (idx.min() < 0 or idx.max() >= n)):
+            raise AelensError(
+                f"{path}: the {name} indices must be frame numbers 0 to {(n or 0) - 1} of the run's data, "
+                f"got {idx.min() if len(idx) else ''} to {idx.max() if len(idx) else ''}; the file was edited or "
+                "belongs to another run"
+            )
+    return split
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:

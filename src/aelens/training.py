@@ -138,7 +138,7 @@ def _existing(cfg: RunConfig, rd: RunDir, dataset: Dataset | None, **mode) -> _S
     dataset = dataset if dataset is not None else load_dataset_from_config(cfg.data)
     if rd.manifest().fingerprint not in (None, dataset.fingerprint):
         raise AelensError(f"{dataset.source}: not the dataset this run was trained on (fingerprint differs)")
-    return _Start(cfg, rd, dataset, rd.split(), **mode)
+    return _Start(cfg, rd, dataset, rd.split(dataset.n), **mode)
 
 
 def _new(cfg: RunConfig, out, overwrite: bool, dataset: Dataset | None) -> _Start:
