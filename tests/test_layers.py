@@ -42,7 +42,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         ["sweep", "analysis.latent", "analysis.compare", "analysis.snapshots", "analysis.transfer", "analysis.report"],
     ),
     ("study", ["study", "bench"]),
-    ("interface", ["cli", "__main__", ""]),  # "" is the package itself: its __init__ is the Python API
+    ("interface", ["cli", "cli.*", "__main__", ""]),  # "" is the package itself: its __init__ is the Python API
 ]
 
 

@@ -20,14 +20,15 @@ import numpy as np
 from ..errors import AelensError
 from ..storage import NpyAppender, atomic_dir, sha256_file, write_csv, write_json
 from . import kinematics as kin
-from .poses import Poses, read_poses
+from .crops import Preview, count_frames, crop
+from .import_options import WINDOW_BODY_LENGTHS, ImportOptions, Session
+from .import_plan import Plan, condition_rows, plan_session, resolve_video
+from .poses import read_poses
 from .video import probe, stream_frames
 
-WINDOW_BODY_LENGTHS = (
-    4.0  # default window: 4 x the median back->front length holds a whole fly or rodent body and some floor
-)
+__all__ = ["COLUMNS", "ImportOptions", "Session", "SessionResult", "crop", "crop_mismatches", "import_video"]
+
 SMOOTH_S = 0.2  # speed smoothing window (s): removes tracking jitter, keeps a stride
-PREVIEW_FRAMES = 100
 COLUMNS = [
     "session",
     "track",
@@ -49,237 +50,11 @@ COLUMNS = [
 ]
 
 
-@dataclass(frozen=True)
-class ImportOptions:
-    """What to cut and how (all optional). ``window``: crop side in video pixels (None: WINDOW_BODY_LENGTHS x the
-    session's median body length); ``arena``: (cx, cy, r) in video pixels (None: estimated from the tracks)."""
-
-    center: str = "auto"
-    heading: str = "auto"
-    window: float | None = None
-    size: int = 50
-    channels: int = 1
-    egocentric: bool = False
-    every: int = 1
-    start: int = 0
-    stop: int | None = None
-    min_score: float = 0.0  # keep every tracked point; DeepLabCut users often pass 0.6 (its pcutoff)
-    interpolate: int = 0  # fill gaps of up to N frames; 0: never invent a pose
-    min_track_frames: int = 1
-    arena: tuple[float, float, float] | None = None
-    fps: float | None = None
-    preview: bool = False
-
-    def check(self) -> None:
-        if not 24 <= self.size <= 1024:
-            raise AelensError(f"--size must be 24..1024 pixels, got {self.size}")
-        if self.channels not in (1, 3):
-            raise AelensError(f"--channels must be 1 or 3, got {self.channels}")
-        if self.window is not None and not (math.isfinite(self.window) and self.window >= 4):
-            raise AelensError(f"--window must be at least 4 video pixels, got {self.window}")
-        if self.every < 1:
-            raise AelensError(f"--every must be at least 1, got {self.every}")
-        if self.start < 0 or (self.stop is not None and self.stop <= self.start):
-            raise AelensError(f"--start/--stop: need 0 <= start < stop, got {self.start}, {self.stop}")
-        if not math.isfinite(self.min_score):
-            raise AelensError(f"--min-score must be a number, got {self.min_score}")
-        if self.interpolate < 0:
-            raise AelensError(f"--interpolate must be 0 or more frames, got {self.interpolate}")
-        if self.min_track_frames < 1:
-            raise AelensError(f"--min-track-frames must be at least 1, got {self.min_track_frames}")
-        if self.arena is not None and (
-            len(self.arena) != 3 or not all(map(math.isfinite, self.arena)) or self.arena[2] <= 0
-        ):
-            raise AelensError(f"--arena: expected cx,cy,r with r > 0, got {self.arena}")
-        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
-            raise AelensError(f"--fps must be positive, got {self.fps}")
-
-
-@dataclass
-class Session:
-    """One (video, poses) pair to import."""
-
-    poses: str
-    video: str | None = None
-    name: str | None = None
-
-
 @dataclass
 class SessionResult:
     name: str
     rows: dict[str, np.ndarray]
     summary: dict = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------------------------- planning (no video yet)
-
-
-def resolve_video(poses: Poses, video: str | None) -> Path:
-    """``--video`` if given; else the path the pose file names, as written or beside the pose file by file name."""
-    if video is not None:
-        return Path(video)
-    if not poses.video:
-        raise AelensError(f"{poses.source}: names no video; pass --video for it")
-    named = Path(poses.video.replace("\\", "/"))
-    for cand in (named, Path(poses.source).parent / named.name):
-        if cand.is_file():
-            return cand
-    raise AelensError(
-        f"{poses.source}: names video {poses.video!r}, which is neither there nor beside the pose file; pass --video"
-    )
-
-
-@dataclass
-class Plan:
-    """Per (frame, track) centres, angles and reasons, before any frame is decoded."""
-
-    frames: np.ndarray  # (f,) video frame of each row of the dense grid
-    center: np.ndarray  # (f, t, 2)
-    angle: np.ndarray  # (f, t)
-    head_angle: np.ndarray  # (f, t)
-    body_len: np.ndarray  # (f, t)
-    score: np.ndarray  # (f, t)
-    interpolated: np.ndarray  # (f, t) bool
-    keep: np.ndarray  # (f, t) bool: crop this
-    skipped: dict[str, int]
-    kept_tracks: list[int]
-
-
-def plan_session(poses: Poses, opts: ImportOptions, n_video_frames: int) -> tuple[Plan, kin.NodeChoice]:
-    """Decide every crop from the poses alone: nodes, masking, interpolation, headings, reasons for skipping."""
-    choice = kin.choose_nodes(poses.nodes, opts.center, opts.heading, poses.source, poses.angles is not None)
-    # a dense grid over video frames 0..last so that gaps, interpolation and speeds see real time
-    last = int(poses.frames[-1])
-    f_all = last + 1
-    t, k = len(poses.tracks), len(poses.nodes)
-    pts = np.full((f_all, t, k, 2), np.nan)
-    pts[poses.frames] = poses.points
-    sc = np.full((f_all, t, k), np.nan)
-    sc[poses.frames] = poses.scores
-    angles_in = None
-    if poses.angles is not None:
-        angles_in = np.full((f_all, t), np.nan)
-        angles_in[poses.frames] = poses.angles
-    used = tuple(dict.fromkeys(choice.center + choice.back + choice.front))
-    anything = np.isfinite(pts[..., 0]).any(axis=2)
-    if np.isfinite(sc).any() and not (sc[np.isfinite(sc)] >= opts.min_score).any():
-        raise AelensError(f"{poses.source}: every point scores under --min-score {opts.min_score:g}")
-    pts, low = kin.mask_scores(pts, sc, opts.min_score)
-    low_used = low[:, :, list(used)].any(axis=2)
-    if opts.interpolate:
-        pts, filled = kin.interpolate_gaps(pts, opts.interpolate)
-        if angles_in is not None:
-            angles_in, fa = _interpolate_angles(angles_in, opts.interpolate)
-            filled = filled | fa[:, :, None, None]
-    else:
-        filled = np.zeros(pts.shape, dtype=bool)
-    center = kin.group_mean(pts, choice.center)
-    if choice.back:
-        back, front = kin.group_mean(pts, choice.back), kin.group_mean(pts, choice.front)
-        angle = kin.heading_deg(back, front)
-        body_len = np.hypot(*(front - back).transpose(2, 0, 1))
-    else:
-        angle = angles_in if angles_in is not None else np.full(center.shape[:2], np.nan)
-        body_len = np.full(center.shape[:2], np.nan)
-    head = (
-        kin.heading_deg(kin.group_mean(pts, choice.head_back), kin.group_mean(pts, choice.head_front))
-        if choice.head_back
-        else np.full(angle.shape, np.nan)
-    )
-    score = _mean_known(sc[:, :, list(used)])
-    ok_center = np.isfinite(center).all(axis=2)
-    ok_angle = np.isfinite(angle) & (~np.isfinite(body_len) | (body_len > 0) if choice.back else np.isfinite(angle))
-    # every frame in range and on the --every grid is a candidate; a reason is counted for each track within its
-    # life (first to last frame with any point): outside it the track does not exist, which is not a skipped crop
-    sel = np.zeros(f_all, dtype=bool)
-    stop = min(f_all, opts.stop if opts.stop is not None else f_all)
-    sel[opts.start : stop : opts.every] = True
-    keep = ok_center & ok_angle & sel[:, None]
-    skipped: dict[str, int] = {}
-    seen = np.cumsum(anything, axis=0) > 0
-    alive = seen & (np.cumsum(anything[::-1], axis=0)[::-1] > 0)
-    cand = sel[:, None] & alive
-    _count(skipped, "low_score", cand & ~keep & low_used)
-    _count(skipped, "missing_center", cand & ~ok_center & ~low_used)
-    _count(skipped, "missing_heading", cand & ok_center & ~ok_angle & ~low_used)
-    # fragments: tracks with fewer usable frames than asked
-    kept_tracks = [j for j in range(t) if keep[:, j].sum() >= opts.min_track_frames and keep[:, j].any()]
-    short = [j for j in range(t) if j not in kept_tracks and keep[:, j].any()]
-    if short:
-        _count(skipped, "short_track", keep[:, short])
-        keep[:, short] = False
-    interp = filled[:, :, list(used)].any(axis=(2, 3)) & keep
-    if poses.rows_are_frames and len(poses.frames) != n_video_frames:
-        raise AelensError(
-            f"{poses.source}: {len(poses.frames)} rows but the video has {n_video_frames} frames; a {poses.format} "
-            "file has one row per video frame: is it the right video?"
-        )
-    if last >= n_video_frames:
-        raise AelensError(
-            f"{poses.source}: refers to frame {last} but the video has {n_video_frames} frames (0..{n_video_frames - 1})"
-        )
-    plan = Plan(np.arange(f_all), center, angle, head, body_len, score, interp, keep, skipped, kept_tracks)
-    return plan, choice
-
-
-def _mean_known(scores: np.ndarray) -> np.ndarray:
-    """(f, t) mean over the last axis of the finite scores; NaN where none is known."""
-    ok = np.isfinite(scores)
-    n = ok.sum(axis=-1)
-    total = np.where(ok, scores, 0.0).sum(axis=-1)
-    return np.where(n > 0, total / np.maximum(n, 1), np.nan)
-
-
-def _interpolate_angles(a: np.ndarray, gap: int) -> tuple[np.ndarray, np.ndarray]:
-    r = np.radians(a)
-    uv, filled = kin.interpolate_gaps(np.stack([np.cos(r), np.sin(r)], axis=-1), gap)
-    return np.mod(np.degrees(np.arctan2(uv[..., 1], uv[..., 0])), 360.0), filled[..., 0]
-
-
-def _count(d: dict, reason: str, mask: np.ndarray) -> None:
-    n = int(mask.sum())
-    if n:
-        d[reason] = d.get(reason, 0) + n
-
-
-# --------------------------------------------------------------------------------------------- cropping
-
-
-def crop(
-    frame: np.ndarray, cx: float, cy: float, window: float, size: int, rotate_deg: float | None = None
-) -> tuple[np.ndarray, float]:
-    """A ``window`` x ``window`` square of ``frame`` centred on (cx, cy) (video px, pixel centres at integers),
-    resized to ``size`` x ``size`` with anti-aliasing (Pillow's bilinear filter widened by the scale). Outside the
-    frame is black: the animal stays centred. ``rotate_deg``: turn the crop counter-clockwise by this much.
-    Returns (crop (c, size, size) uint8, fraction of the window outside the frame)."""
-    from PIL import Image
-
-    h, w = frame.shape[:2]
-    out_size, win = size, window
-    if rotate_deg is not None:  # cut a larger square at the same scale, turn it, keep the middle
-        margin = int(math.ceil(size * (math.sqrt(2) - 1) / 2)) + 2
-        out_size = size + 2 * margin
-        win = window * out_size / size
-    x0, y0 = cx + 0.5 - win / 2, cy + 0.5 - win / 2  # pixel edges: pixel i spans [i, i + 1]
-    m = int(math.ceil(win / out_size)) + 2  # room for the filter's support
-    ix0, iy0 = int(math.floor(x0)) - m, int(math.floor(y0)) - m
-    ix1, iy1 = int(math.ceil(x0 + win)) + m, int(math.ceil(y0 + win)) + m
-    region = np.zeros((iy1 - iy0, ix1 - ix0) + frame.shape[2:], dtype=np.uint8)
-    sx0, sy0, sx1, sy1 = max(ix0, 0), max(iy0, 0), min(ix1, w), min(iy1, h)
-    if sx1 > sx0 and sy1 > sy0:
-        region[sy0 - iy0 : sy1 - iy0, sx0 - ix0 : sx1 - ix0] = frame[sy0:sy1, sx0:sx1]
-    img = Image.fromarray(region).resize(
-        (out_size, out_size), Image.BILINEAR, box=(x0 - ix0, y0 - iy0, x0 - ix0 + win, y0 - iy0 + win)
-    )
-    if rotate_deg is not None:
-        img = img.rotate(rotate_deg, resample=Image.BILINEAR)
-        img = img.crop((margin, margin, margin + size, margin + size))
-    arr = np.asarray(img)
-    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-    wx0, wy0 = cx + 0.5 - window / 2, cy + 0.5 - window / 2
-    ox = max(0.0, min(wx0 + window, w) - max(wx0, 0.0))
-    oy = max(0.0, min(wy0 + window, h) - max(wy0, 0.0))
-    return np.ascontiguousarray(arr), round(max(0.0, 1.0 - (ox * oy) / (window * window)), 6)
 
 
 # --------------------------------------------------------------------------------------------- one session
@@ -311,57 +86,16 @@ def import_session(s: Session, opts: ImportOptions, part: Path, progress: bool =
             raise AelensError(f"{poses.source}: no body length to size the window from; pass --window PIXELS")
         window = WINDOW_BODY_LENGTHS * med_len
     cxy = plan.center[plan.keep]
-    arena_src = "given" if opts.arena else "estimated from the tracks"
-    acx, acy, ar = opts.arena or kin.estimate_arena(cxy[:, 0], cxy[:, 1])
-    width = max(1, int(round(SMOOTH_S * fps)) | 1)
-    speed, ang_speed = kin.speeds(plan.center, plan.angle, fps, width)
+    arena = opts.arena or kin.estimate_arena(cxy[:, 0], cxy[:, 1])
+    speed, ang_speed = kin.speeds(plan.center, plan.angle, fps, max(1, int(round(SMOOTH_S * fps)) | 1))
     fidx, tidx = np.nonzero(plan.keep)  # row order: frames in order, tracks in order within a frame
-    name = _session_name(s, video)
-    rows = _condition_rows(plan, fidx, tidx, poses, fps, speed, ang_speed, med_len, (acx, acy, ar))
+    name = s.name or video.stem
+    rows = condition_rows(plan, fidx, tidx, fps, speed, ang_speed, med_len, arena)
     t_plan = time.perf_counter() - t0
-    pad = np.zeros(len(fidx))
-    by_frame: dict[int, list[int]] = {}
-    for i, fr in enumerate(fidx.tolist()):
-        by_frame.setdefault(fr, []).append(i)
-    last = int(fidx.max())
-    preview = _Preview(part, window, opts.egocentric) if opts.preview else None
     t1 = time.perf_counter()
-    n_read = 0
-    bar = _bar(last + 1, name, progress)
-    with NpyAppender(part / "images.npy", (opts.channels, opts.size, opts.size)) as out:
-        block: list[np.ndarray] = []
-        for fr, frame in enumerate(stream_frames(video, opts.channels, stop=last + 1, info=info)):
-            n_read += 1
-            bar.update(1)
-            for i in by_frame.get(fr, ()):
-                a = float(plan.angle[fr, tidx[i]])
-                c, pad[i] = crop(
-                    frame,
-                    float(rows["x"][i]),
-                    float(rows["y"][i]),
-                    window,
-                    opts.size,
-                    (90.0 - a) if opts.egocentric else None,
-                )
-                block.append(c)
-            if preview is not None and fr in by_frame:
-                preview.add(
-                    frame,
-                    [(rows["x"][i], rows["y"][i], plan.angle[fr, tidx[i]], tidx[i]) for i in by_frame[fr]],
-                    block[-len(by_frame[fr]) :],
-                )
-            if len(block) >= 256:
-                out.append(np.stack(block))
-                block = []
-        if block:
-            out.append(np.stack(block))
-        written = out.rows
-    bar.close()
-    if n_read < last + 1:
+    rows["pad_fraction"], n_read, written = _stream_crops(video, info, plan, rows, window, opts, part, name, progress)
+    if n_read < int(fidx.max()) + 1:
         raise AelensError(f"{video}: decoding stopped at frame {n_read} of {n_frames}; the file may be truncated")
-    if preview is not None:
-        preview.close()
-    rows["pad_fraction"] = pad
     t_stream = time.perf_counter() - t1
     rows["session"] = np.array([name] * len(fidx), dtype=object)
     summary = {
@@ -378,7 +112,7 @@ def import_session(s: Session, opts: ImportOptions, part: Path, progress: bool =
         "window_px": window,
         "window_rule": "given" if opts.window else f"{WINDOW_BODY_LENGTHS} x median body length",
         "body_length_median_px": med_len,
-        "arena": {"cx": acx, "cy": acy, "r": ar, "source": arena_src},
+        "arena": dict(zip(("cx", "cy", "r"), arena), source="given" if opts.arena else "estimated from the tracks"),
         "frames_read": n_read,
         "crops_written": int(written),
         "skipped": plan.skipped,
@@ -390,39 +124,43 @@ def import_session(s: Session, opts: ImportOptions, part: Path, progress: bool =
     return SessionResult(name, rows, summary)
 
 
-def count_frames(video: Path) -> int:
-    """Exact frame count by demuxing (no decoding): seconds even for an hour of video."""
-    import imageio_ffmpeg
-
-    try:
-        n, _ = imageio_ffmpeg.count_frames_and_secs(str(video))
-    except (RuntimeError, OSError) as exc:
-        raise AelensError(f"{video}: cannot count its frames ({str(exc).splitlines()[-1][:200]})") from None
-    if n <= 0:
-        raise AelensError(f"{video}: holds no video frames")
-    return int(n)
-
-
-def _condition_rows(plan: Plan, fidx, tidx, poses: Poses, fps: float, speed, ang_speed, med_len, arena) -> dict:
-    acx, acy, ar = arena
-    x, y = plan.center[fidx, tidx, 0], plan.center[fidx, tidx, 1]
-    return {
-        "track": np.asarray(tidx, dtype=np.int64),
-        "frame": plan.frames[fidx],
-        "time_s": plan.frames[fidx] / fps,
-        "x": x,
-        "y": y,
-        "body_angle_deg": plan.angle[fidx, tidx],
-        "head_angle_deg": plan.head_angle[fidx, tidx],
-        "speed": speed[fidx, tidx],
-        "speed_bl_s": speed[fidx, tidx] / med_len if med_len > 0 else np.full(len(fidx), np.nan),
-        "angular_speed_deg_s": ang_speed[fidx, tidx],
-        "dist_from_center": np.hypot(x - acx, y - acy) / ar,
-        "location_polar_deg": np.mod(np.degrees(np.arctan2(-(y - acy), x - acx)), 360.0),
-        "body_length_px": plan.body_len[fidx, tidx],
-        "pose_score": plan.score[fidx, tidx],
-        "interpolated": plan.interpolated[fidx, tidx].astype(np.int64),
-    }
+def _stream_crops(
+    video, info, plan: Plan, rows: dict, window: float, opts: ImportOptions, part: Path, name: str, progress: bool
+) -> tuple[np.ndarray, int, int]:
+    """Decode the video once, in order, and append the crops of the planned rows to ``part/images.npy`` (in blocks:
+    flat memory); returns (each crop's padded fraction, frames decoded, crops written)."""
+    fidx, tidx = np.nonzero(plan.keep)
+    pad = np.zeros(len(fidx))
+    by_frame: dict[int, list[int]] = {}
+    for i, fr in enumerate(fidx.tolist()):
+        by_frame.setdefault(fr, []).append(i)
+    last = int(fidx.max())
+    preview = Preview(part, window, opts.egocentric) if opts.preview else None
+    n_read = 0
+    bar = _bar(last + 1, name, progress)
+    with NpyAppender(part / "images.npy", (opts.channels, opts.size, opts.size)) as out:
+        block: list[np.ndarray] = []
+        for fr, frame in enumerate(stream_frames(video, opts.channels, stop=last + 1, info=info)):
+            n_read += 1
+            bar.update(1)
+            for i in by_frame.get(fr, ()):
+                a = float(plan.angle[fr, tidx[i]])
+                turn = (90.0 - a) if opts.egocentric else None
+                c, pad[i] = crop(frame, float(rows["x"][i]), float(rows["y"][i]), window, opts.size, turn)
+                block.append(c)
+            if preview is not None and fr in by_frame:
+                animals = [(rows["x"][i], rows["y"][i], plan.angle[fr, tidx[i]], tidx[i]) for i in by_frame[fr]]
+                preview.add(frame, animals, block[-len(by_frame[fr]) :])
+            if len(block) >= 256:
+                out.append(np.stack(block))
+                block = []
+        if block:
+            out.append(np.stack(block))
+        written = out.rows
+    bar.close()
+    if preview is not None and n_read == last + 1:
+        preview.close()
+    return pad, n_read, written
 
 
 def _reasons(skipped: dict) -> str:
@@ -433,89 +171,6 @@ def _bar(total: int, name: str, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=f"import {name}", unit="frame", disable=not enabled, leave=False, mininterval=0.5)
-
-
-# --------------------------------------------------------------------------------------------- preview
-
-
-class _Preview:
-    """preview.mp4 (the first frames with crop box, centre and heading arrow) and preview_crops.png."""
-
-    COLORS = [(46, 204, 64), (255, 65, 54), (0, 116, 217), (255, 220, 0), (177, 13, 201), (255, 133, 27)]
-
-    def __init__(self, folder: Path, window: float, egocentric: bool):
-        self.folder, self.window, self.egocentric = folder, window, egocentric
-        self.frames: list[np.ndarray] = []
-        self.crops: list[tuple[np.ndarray, float]] = []
-
-    def add(self, frame: np.ndarray, animals: list, crops: list[np.ndarray]) -> None:
-        from PIL import Image, ImageDraw
-
-        if len(self.frames) >= PREVIEW_FRAMES:
-            return
-        h, w = frame.shape[:2]
-        s = min(1.0, 640.0 / max(h, w))
-        img = Image.fromarray(frame).convert("RGB").resize((max(2, int(w * s) // 2 * 2), max(2, int(h * s) // 2 * 2)))
-        d = ImageDraw.Draw(img)
-        half = self.window / 2
-        for (x, y, a, tr), c in zip(animals, crops):
-            col = self.COLORS[int(tr) % len(self.COLORS)]
-            rad = math.radians(a)
-            if self.egocentric:
-                corners = [(-half, -half), (half, -half), (half, half), (-half, half)]
-                t = math.radians(a - 90)
-                pts = [
-                    ((x + u * math.cos(t) + v * math.sin(t)) * s, (y - u * math.sin(t) + v * math.cos(t)) * s)
-                    for u, v in corners
-                ]
-                d.polygon(pts, outline=col)
-            else:
-                d.rectangle([(x - half) * s, (y - half) * s, (x + half) * s, (y + half) * s], outline=col)
-            d.ellipse([x * s - 2, y * s - 2, x * s + 2, y * s + 2], fill=col)
-            d.line(
-                [
-                    x * s,
-                    y * s,
-                    (x + 0.4 * self.window * math.cos(rad)) * s,
-                    (y - 0.4 * self.window * math.sin(rad)) * s,
-                ],
-                fill=col,
-                width=2,
-            )
-            if len(self.crops) < 48 and len(self.frames) % 2 == 0:  # every other frame: more variety
-                self.crops.append((c, 90.0 if self.egocentric else a))
-        self.frames.append(np.asarray(img))
-
-    def close(self) -> None:
-        from PIL import Image, ImageDraw
-
-        from ..storage import atomic_path
-        from .video import write_video
-
-        if self.frames:
-            h, w = self.frames[0].shape[:2]
-            with atomic_path(self.folder / "preview.mp4") as tmp:
-                write_video(tmp, iter(self.frames), (w, h), fps=10, crf=23, channels=3)
-        if self.crops:
-            size = self.crops[0][0].shape[-1]
-            z = 2
-            cols = 8
-            rows = -(-len(self.crops) // cols)
-            sheet = Image.new("RGB", (cols * size * z, rows * size * z))
-            for i, (c, a) in enumerate(self.crops):
-                tile = Image.fromarray(c[0] if c.shape[0] == 1 else c.transpose(1, 2, 0)).convert("RGB")
-                tile = tile.resize((size * z, size * z), Image.NEAREST)
-                d = ImageDraw.Draw(tile)
-                m = size * z / 2
-                rad = math.radians(a)
-                d.line(
-                    [m, m, m + 0.35 * size * z * math.cos(rad), m - 0.35 * size * z * math.sin(rad)],
-                    fill=(46, 204, 64),
-                    width=2,
-                )
-                sheet.paste(tile, ((i % cols) * size * z, (i // cols) * size * z))
-            with atomic_path(self.folder / "preview_crops.png") as tmp:
-                sheet.save(tmp, format="PNG")
 
 
 # --------------------------------------------------------------------------------------------- many sessions
@@ -545,24 +200,7 @@ def import_video(
     """
     opts = options or ImportOptions()
     opts.check()
-    poses_l = [str(p) for p in ([poses] if isinstance(poses, (str, Path)) else list(poses))]
-    videos_l = (
-        [] if videos is None else [str(v) for v in ([videos] if isinstance(videos, (str, Path)) else list(videos))]
-    )
-    if not poses_l:
-        raise AelensError("--poses: give at least one pose file")
-    if videos_l and len(videos_l) != len(poses_l):
-        raise AelensError(
-            f"--video given {len(videos_l)} times but --poses {len(poses_l)} times: give one --video per --poses, "
-            "or none when every pose file names its video"
-        )
-    if sessions and len(sessions) != len(poses_l):
-        raise AelensError(
-            f"--session given {len(sessions)} times for {len(poses_l)} pose files; give one per pose file"
-        )
-    todo = [
-        Session(p, videos_l[i] if videos_l else None, sessions[i] if sessions else None) for i, p in enumerate(poses_l)
-    ]
+    todo = _sessions(videos, poses, sessions)
     if jobs < 1:
         raise AelensError(f"--jobs must be at least 1, got {jobs}")
     t0 = time.perf_counter()
@@ -598,6 +236,25 @@ def import_video(
         }
         write_json(tmp / "import.json", summary)
     return out
+
+
+def _as_list(x) -> list[str]:
+    return [] if x is None else [str(v) for v in ([x] if isinstance(x, (str, Path)) else list(x))]
+
+
+def _sessions(videos, poses, names) -> list[Session]:
+    """The (video, poses, name) of each session, checked to pair up one to one."""
+    poses_l, videos_l = _as_list(poses), _as_list(videos)
+    if not poses_l:
+        raise AelensError("--poses: give at least one pose file")
+    if videos_l and len(videos_l) != len(poses_l):
+        raise AelensError(
+            f"--video given {len(videos_l)} times but --poses {len(poses_l)} times: give one --video per --poses, "
+            "or none when every pose file names its video"
+        )
+    if names and len(names) != len(poses_l):
+        raise AelensError(f"--session given {len(names)} times for {len(poses_l)} pose files; give one per pose file")
+    return [Session(p, videos_l[i] if videos_l else None, names[i] if names else None) for i, p in enumerate(poses_l)]
 
 
 def _heading_of(nodes_used: str) -> str:

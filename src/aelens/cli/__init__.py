@@ -1,0 +1,47 @@
+"""The ``aelens`` command line: parse options, build a config, call one library function, report.
+
+Known problems (:class:`~aelens.errors.AelensError`) become one line on stderr and exit code 2 (a traceback with
+``--debug``); Ctrl-C during training saves a checkpoint and exits with 130.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+import typer
+
+from ..errors import AelensError, TrainingInterrupted
+from . import analysis_cmds, data_cmds, study_cmds, train_cmds  # noqa: F401  (each registers its commands)
+from .common import (  # noqa: F401  (the option tables and help helpers, for tests and docs)
+    DECODER_OPTIONS,
+    RUN_OPTIONS,
+    STATE,
+    TAGGER_OPTIONS,
+    TRAIN_OPTIONS,
+    app,
+    config_default,
+    option_help,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "numexpr", "numexpr.utils"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        app(args=argv)  # standalone: --help and usage errors (exit 2) end in SystemExit
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except TrainingInterrupted as exc:
+        typer.echo(f"aelens: {exc}", err=True)
+        return 130
+    except AelensError as exc:
+        if STATE["debug"]:
+            traceback.print_exc()
+        typer.echo(f"aelens: error: {exc}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        typer.echo("aelens: interrupted", err=True)
+        return 130
+    return 0

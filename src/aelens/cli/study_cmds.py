@@ -1,0 +1,118 @@
+"""``aelens study``, ``demo`` and ``bench``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..errors import AelensError
+from .common import app, check_out, echo, need, study_help
+
+
+@app.command("study")
+def study(
+    data: Optional[List[str]] = typer.Option(
+        None,
+        "--data",
+        metavar="PATH",
+        help="Images file or data directory (with metadata for the tagger); repeat for several sessions [the config's data.path].",
+    ),
+    out: Path = typer.Option(..., "--out", help="Study folder (resumed when it exists)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="study.yaml with settings (see README)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help=study_help("Epochs for every model.", "epochs")),
+    split: Optional[str] = typer.Option(
+        None, "--split", help=study_help("auto | random | blocked | group:COLUMN.", "split")
+    ),
+    purge: Optional[int] = typer.Option(
+        None, "--purge", help="Frames dropped at block boundaries [1 s of video, else 10]."
+    ),
+    transfer: Optional[List[str]] = typer.Option(
+        None, "--transfer", metavar="PATH", help="A new session (dataset) every model is also scored on; repeatable."
+    ),
+    augment: Optional[str] = typer.Option(
+        None,
+        "--augment",
+        help=study_help("The taggers' training augmentation (see train tagger --augment).", "augment"),
+    ),
+    latent_dim: Optional[int] = typer.Option(
+        None, "--latent-dim", help=study_help("Latent size of the AE and the taggers.", "latent_dim")
+    ),
+    target: Optional[str] = typer.Option(None, "--target", help=study_help("The taggers' angle column.", "target")),
+):
+    """Run the whole pipeline: AE, PCA/UMAP decoders, tagger + unfreeze sweep, latent analysis, comparisons, report."""
+    check_out(out)
+    from ..config import load_study_config
+    from ..study import run_study
+
+    cfg = load_study_config(
+        config,
+        {
+            "epochs": epochs,
+            "split": split,
+            "purge": purge,
+            "augment": augment,
+            "latent_dim": latent_dim,
+            "target": target,
+            "transfer": list(transfer) if transfer else None,
+        },
+    )
+    if not data and cfg.data.path is None:
+        raise AelensError(
+            "--data is required (an images file or a data directory), or a --config whose data.path names it"
+        )
+    res = run_study(data, out, cfg, echo)
+    _print_answers(res, out)
+
+
+@app.command("demo")
+def demo(
+    out: Path = typer.Option(Path("demo"), "--out", help="Folder for the synthetic data and the study."),
+    n: Optional[int] = typer.Option(None, "--n", help="Synthetic frames [2000]."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per model [10; 6 for the tagger sweep]."),
+):
+    """Synthetic arena data + a small study (measured times: README, Quickstart); prints the report's path."""
+    import time
+
+    check_out(out)
+    from ..study import run_demo
+
+    need(n, 100, "--n", "at least 100 frames")
+    need(epochs, 1, "--epochs", "at least 1")
+    t0 = time.perf_counter()
+    res = run_demo(out, n, epochs, echo)
+    _print_answers(res, out)
+    echo(f"demo finished in {time.perf_counter() - t0:.0f} s")
+
+
+def _print_answers(res: dict, out: Path) -> None:
+    echo("")
+    for q, title in (
+        ("q1", "What does the AE encode?"),
+        ("q2", "Can PCA/UMAP replace the encoder?"),
+        ("q3", "How does the objective shape the representation?"),
+    ):
+        echo(f"{title}\n  {res['answers'][q]}")
+    echo(f"\nreport: {Path(out) / 'report.html'}")
+
+
+# --------------------------------------------------------------------------------------------- bench
+
+
+@app.command("bench")
+def bench(
+    out: Path = typer.Option(Path("."), "--out", help="Folder for bench.json."),
+    quick: bool = typer.Option(False, "--quick", help="About 3 minutes on 2 CPU cores: fewer steps, smaller datasets."),
+):
+    """Measure speed beside the reference implementation's way of training, in one run; print ratios."""
+    check_out(out)
+    from ..bench import run_bench
+
+    res = run_bench(out, quick=quick, echo=echo)
+    echo("")
+    echo(f"{'figure':38s} {'aelens':>12s} {'reference':>12s} {'ratio':>7s}")
+    for key, value in res.items():
+        if isinstance(value, dict) and "ratio" in value and "aelens" in value:
+            echo(f"{key:38s} {value['aelens']:>12.5g} {value['reference']:>12.5g} {value['ratio']:>6.2f}x")
+    echo(f"bench.json: {Path(out) / 'bench.json'}")
