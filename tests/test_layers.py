@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "aelens"
 # bottom up; a module may import from its own layer or any layer below, never above
 LAYERS: list[tuple[str, list[str]]] = [
     ("errors", ["_version", "errors"]),
-    ("storage", ["storage"]),  # the only module that writes files
+    ("storage", ["storage", "storage.*"]),  # the only package that writes files
     ("config", ["options", "config"]),
     ("layout", ["layout"]),  # every file name in a run folder and a study folder
     (

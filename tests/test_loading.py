@@ -202,7 +202,7 @@ def _session(folder, n, offset, size=28, npy=True, extra_col=None, session=None)
 
 
 def test_several_inputs_keep_rows_aligned_with_their_conditions(tmp_path):
-    from aelens.data.loading import ConcatFrames, load_dataset_from_config
+    from aelens.data.sessions import ConcatFrames, load_dataset_from_config
 
     a = _session(tmp_path / "day1", 30, 0, extra_col="speed")
     b = _session(tmp_path / "day2", 45, 100, npy=False)
@@ -223,7 +223,7 @@ def test_several_inputs_keep_rows_aligned_with_their_conditions(tmp_path):
 
 
 def test_a_text_file_lists_the_sessions(tmp_path):
-    from aelens.data.loading import expand_data_paths, load_dataset_from_config, resolve_data_paths
+    from aelens.data.sessions import expand_data_paths, load_dataset_from_config, resolve_data_paths
 
     _session(tmp_path / "s" / "a", 10, 0)
     _session(tmp_path / "s" / "b", 12, 50)
@@ -236,7 +236,7 @@ def test_a_text_file_lists_the_sessions(tmp_path):
 
 
 def test_several_inputs_bad_combinations(tmp_path):
-    from aelens.data.loading import expand_data_paths, load_datasets
+    from aelens.data.sessions import expand_data_paths, load_datasets
 
     a = _session(tmp_path / "a", 10, 0)
     b = _session(tmp_path / "b", 10, 0, size=32)

@@ -74,7 +74,8 @@ class Run:
     def dataset(self, data: str | Path | None = None, dataset: Dataset | None = None) -> Dataset:
         """The dataset to evaluate on: ``dataset``; else ``data`` read with the run's data options (key, scaling,
         condition names); else the run's own training data. Its frames must have the run's shape."""
-        from .data.loading import load_dataset, load_dataset_from_config
+        from .data.loading import load_dataset
+        from .data.sessions import load_dataset_from_config
 
         if dataset is None:
             d = self.config.data

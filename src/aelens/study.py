@@ -141,14 +141,14 @@ def _check_transfer(dataset, paths: tuple[str, ...], cfg: StudyConfig) -> None:
 def transfer_notes(data, path: str) -> list[str]:
     """Warnings for the report: crops of the transfer set cut differently from the training data's (import.json)."""
     from .data.importer import crop_mismatches
-    from .data.loading import expand_data_paths
+    from .data.sessions import expand_data_paths
 
     return crop_mismatches(expand_data_paths(data), path)
 
 
 def _prepare(data, out, cfg: StudyConfig):
     """Resolve paths, load and check the data and settings (before any work); returns (cfg, dataset, layout)."""
-    from .data.loading import load_dataset_from_config, resolve_data_paths
+    from .data.sessions import load_dataset_from_config, resolve_data_paths
 
     if isinstance(data, (list, tuple)) and len(data) == 1:
         data = data[0]

@@ -31,7 +31,8 @@ from .callbacks import (
 )
 from .config import RunConfig
 from .data.batches import make_split
-from .data.loading import Dataset, load_dataset_from_config, resolve_data_paths
+from .data.loading import Dataset
+from .data.sessions import load_dataset_from_config, resolve_data_paths
 from .errors import AelensError, TrainingDiverged, TrainingInterrupted
 from .inference import physical_cores, resolve_precision, set_threads
 from .layout import RunDir

@@ -35,7 +35,7 @@ def _train(kind: str, opts: dict, extra: dict | None = None) -> Path:
 
         run_dir = train(cfg, resume=opts["resume"])
     else:
-        from ..data.loading import load_dataset_from_config, resolve_data_paths
+        from ..data.sessions import load_dataset_from_config, resolve_data_paths
 
         cfg = build_config(kind, opts, extra)
         if cfg.data.path is None:

@@ -1,0 +1,58 @@
+"""The arrays every pose reader produces (:class:`Poses`) and the checks every reader applies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import AelensError
+
+
+@dataclass
+class Poses:
+    """Tracked points of one video.
+
+    ``points``: (f, t, k, 2) float64 x, y in video pixels (NaN: not tracked); ``scores``: (f, t, k) float64 (NaN: the
+    format has no score); ``frames``: (f,) int64 video frame of each row (increasing); ``nodes``: k names; ``tracks``: t
+    names; ``angles``: (f, t) heading in degrees when the file gives one (plain CSV), else None.
+    ``rows_are_frames``: the format has one row per video frame, so its row count must equal the video's.
+    """
+
+    points: np.ndarray
+    scores: np.ndarray
+    frames: np.ndarray
+    nodes: list[str]
+    tracks: list[str]
+    source: str
+    format: str
+    video: str | None = None
+    fps: float | None = None
+    angles: np.ndarray | None = None
+    rows_are_frames: bool = False
+    notes: dict = field(default_factory=dict)
+
+    def node(self, name: str) -> int:
+        """Index of a node by name; an unknown name is an error listing the file's nodes."""
+        if name not in self.nodes:
+            raise AelensError(f"{self.source}: no node {name!r}; the file's nodes are: {', '.join(self.nodes)}")
+        return self.nodes.index(name)
+
+
+def check_points(poses: Poses) -> Poses:
+    f, t, k = poses.points.shape[:3]
+    if f == 0 or t == 0 or k == 0:
+        raise AelensError(f"{poses.source}: holds no tracked points ({f} frames, {t} tracks, {k} nodes)")
+    if np.any(poses.frames < 0):
+        raise AelensError(f"{poses.source}: negative frame index {int(poses.frames.min())}")
+    if np.any(np.diff(poses.frames) <= 0):
+        raise AelensError(f"{poses.source}: frame indices are not strictly increasing (a frame listed twice?)")
+    bad = ~np.isfinite(poses.points) & ~np.isnan(poses.points)
+    if bad.any():
+        raise AelensError(f"{poses.source}: holds infinite coordinates")
+    return poses
+
+
+def h5_strings(ds) -> list[str]:
+    """An HDF5 dataset of names (bytes or str) as a list of str."""
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(ds).ravel()]

@@ -1,0 +1,274 @@
+"""Atomic files: bytes, text, JSON/YAML, arrays, tables, growing ``.npy`` files and whole folders; reading text and
+JSON with one-line errors."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+import numpy as np
+import yaml
+
+from ..errors import AelensError
+
+if TYPE_CHECKING:  # torch and safetensors are imported where tensors are read or written: the CLI starts fast
+    pass
+
+
+# --------------------------------------------------------------------------------------------- atomic writes
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``.
+
+    A crash or kill before the rename leaves the previous ``path`` untouched (and at most a stray ``.tmp`` file).
+    Example: ``with atomic_path("a.png") as tmp: fig.savefig(tmp, format="png")``
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")  # keeps the extension for writers that read it
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, json.dumps(_jsonable(obj), indent=2, allow_nan=True) + "\n")
+
+
+def _read_text(path: str | os.PathLike, what: str) -> str:
+    """A text file's contents, or a one-line error: missing, a directory, or not UTF-8 text (binary, .npz, ...)."""
+    path = Path(path)
+    if path.is_dir():
+        raise AelensError(f"{path}: is a directory, expected a {what} file")
+    try:
+        return path.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the text
+    except FileNotFoundError:
+        raise AelensError(f"{path}: file not found") from None
+    except UnicodeDecodeError:
+        raise AelensError(f"{path}: not a {what} text file (binary content)") from None
+    except OSError as exc:
+        raise AelensError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    text = _read_text(path, "JSON")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AelensError(f"{path}: not valid JSON ({exc})") from None
+
+
+def write_yaml(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, yaml.safe_dump(_jsonable(obj), sort_keys=False))
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    text = _read_text(path, "YAML")
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise AelensError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
+def save_npz(path: str | os.PathLike, compressed: bool = False, **arrays: np.ndarray) -> None:
+    """Plain arrays in one .npz, atomically (readable with ``allow_pickle=False``)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        (np.savez_compressed if compressed else np.savez)(fh, **arrays)
+
+
+def remove_file(path: str | os.PathLike) -> None:
+    """Delete a file if it exists (old checkpoints)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.asarray(array), allow_pickle=False)
+
+
+def load_npy(path: str | os.PathLike, mmap_mode: str | None = None) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except FileNotFoundError:
+        raise AelensError(f"{path}: file not found") from None
+    except ValueError as exc:
+        raise AelensError(f"{path}: cannot read as a NumPy array ({exc})") from None
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain Python types for JSON/YAML: NumPy scalars and arrays, tuples and Paths converted."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    torch = sys.modules.get("torch")  # no tensor exists before torch is imported
+    if torch is not None and isinstance(obj, torch.Tensor):
+        return _jsonable(obj.detach().cpu().tolist())
+    return obj
+
+
+def format_cell(value: Any) -> str:
+    """Table cells: floats with 6 significant digits, NaN and None as empty cells."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def write_csv(path: str | os.PathLike, rows: Iterable[dict], fields: list[str]) -> None:
+    """Rows (dicts, any iterable: streamed, never held as one string) as CSV with a header, atomically; keys not in
+    ``fields`` are left out."""
+    import csv
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
+        w.writeheader()
+        w.writerows({k: format_cell(r.get(k)) for k in fields} for r in rows)
+
+
+def markdown_table(rows: list[dict], fields: list[str]) -> str:
+    lines = ["| " + " | ".join(fields) + " |", "|" + "---|" * len(fields)]
+    lines += ["| " + " | ".join(format_cell(r.get(k)) for k in fields) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(out: Path, name: str, rows: list[dict], fields: list[str]) -> None:
+    """``out/name.csv`` and ``out/name.md`` with the same rows."""
+    write_csv(out / f"{name}.csv", rows, fields)
+    write_text(out / f"{name}.md", markdown_table(rows, fields))
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------- growing arrays
+
+
+class NpyAppender:
+    """Write a ``.npy`` file whose first dimension grows: rows are appended as they come and the header, reserved at
+    a fixed size up front, is rewritten with the final count by :meth:`close`. Memory stays flat however many rows
+    are written; the file is a plain ``.npy`` that ``np.load(mmap_mode="r")`` reads.
+
+    Example: ``with NpyAppender(tmp, (1, 50, 50), np.uint8) as out: out.append(block)``
+    """
+
+    HEADER = 256  # bytes, magic included: room for any 64-bit row count
+
+    def __init__(self, path: str | os.PathLike, row_shape: tuple[int, ...], dtype=np.uint8):
+        self.path = Path(path)
+        self.row_shape = tuple(int(s) for s in row_shape)
+        self.dtype = np.dtype(dtype)
+        self.rows = 0
+        self._fh = open(self.path, "wb")
+        self._fh.write(self._header(0))
+
+    def _header(self, rows: int) -> bytes:
+        d = {
+            "descr": np.lib.format.dtype_to_descr(self.dtype),
+            "fortran_order": False,
+            "shape": (rows, *self.row_shape),
+        }
+        text = repr(d).encode("latin-1")
+        pad = self.HEADER - 10 - len(text) - 1
+        return b"\x93NUMPY\x01\x00" + (self.HEADER - 10).to_bytes(2, "little") + text + b" " * pad + b"\n"
+
+    def append(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        if block.shape[1:] != self.row_shape:
+            raise ValueError(f"rows of shape {block.shape[1:]} appended to an array of rows {self.row_shape}")
+        self._fh.write(block.tobytes())
+        self.rows += block.shape[0]
+
+    def close(self) -> None:
+        if self._fh.closed:
+            return
+        self._fh.seek(0)
+        self._fh.write(self._header(self.rows))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+
+    def __enter__(self) -> "NpyAppender":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, overwrite: bool = False, marker: str | None = None) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success it replaces ``path`` in one rename.
+
+    An error or kill leaves ``path`` as it was (and at most a ``.tmp-PID`` folder, removed here on errors). An
+    existing non-empty ``path`` is refused unless ``overwrite``; even then only a folder holding ``marker`` (a file
+    this tool wrote) is replaced, never a folder of the user's own files.
+    """
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if not overwrite:
+            raise AelensError(f"{path}: already exists; choose another --out or pass --overwrite")
+        if marker is None or not (path / marker).is_file():
+            raise AelensError(f"{path}: exists and was not written by aelens (no {marker}); refusing to overwrite")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,156 @@
+"""Run folders on disk: creating them, the manifest (versions, git hash, file hashes) and the split file."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import AelensError
+
+if TYPE_CHECKING:  # torch and safetensors are imported where tensors are read or written: the CLI starts fast
+    pass
+from .files import read_json, save_npz, sha256_file, write_json
+
+MANIFEST = "manifest.json"
+
+# --------------------------------------------------------------------------------------------- run directories
+
+
+def default_run_dir(kind: str, root: str | os.PathLike = "runs") -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{kind}-{stamp}"
+    path, i = base, 1
+    while path.exists():
+        path = base.with_name(f"{base.name}-{i}")
+        i += 1
+    return path
+
+
+def create_run_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Create a fresh run directory. An existing non-empty one is an error unless ``overwrite`` is given, and even
+    then only a directory that holds an aelens manifest is removed (never a folder of the user's own files)."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if not overwrite:
+            raise AelensError(f"{path}: run directory already exists; choose another --out or pass --overwrite")
+        if not (path / MANIFEST).is_file():
+            raise AelensError(
+                f"{path}: exists and is not an aelens run directory (no {MANIFEST}); refusing to overwrite"
+            )
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def versions() -> dict[str, str]:
+    import lightning
+    import sklearn
+    import torch
+
+    from .._version import __version__
+
+    return {
+        "aelens": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+def git_hash() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def write_manifest(run_dir: str | os.PathLike, kind: str, seed: int, extra: dict | None = None) -> dict:
+    manifest = {
+        "kind": kind,
+        "status": "running",
+        "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        "argv": sys.argv,
+        "seed": seed,
+        "versions": versions(),
+        "git": git_hash(),
+        "files": {},
+        **(extra or {}),
+    }
+    write_json(Path(run_dir) / MANIFEST, manifest)
+    return manifest
+
+
+def read_manifest(run_dir: str | os.PathLike) -> dict:
+    path = Path(run_dir) / MANIFEST
+    if not path.is_file():
+        raise AelensError(f"{run_dir}: not an aelens run directory (no {MANIFEST})")
+    return read_json(path)
+
+
+def update_manifest(run_dir: str | os.PathLike, **fields: Any) -> dict:
+    manifest = read_manifest(run_dir)
+    for key, value in fields.items():
+        if key == "files":
+            manifest.setdefault("files", {}).update(value)
+        else:
+            manifest[key] = value
+    write_json(Path(run_dir) / MANIFEST, manifest)
+    return manifest
+
+
+def record_file_hashes(run_dir: str | os.PathLike, relpaths: list[str]) -> dict:
+    run_dir = Path(run_dir)
+    return update_manifest(run_dir, files={p: sha256_file(run_dir / p) for p in relpaths if (run_dir / p).is_file()})
+
+
+# --------------------------------------------------------------------------------------------- splits and weights
+
+
+def save_split(path: Path, split: dict[str, np.ndarray], info: dict | None = None) -> None:
+    """train / val / test indices, and the split's kind and purge (plain arrays: no pickle)."""
+    extra = {
+        "kind": np.array(str((info or {}).get("kind", "random"))),
+        "purge": np.array(int((info or {}).get("purge", 0))),
+    }
+    save_npz(path, **split, **extra)
+
+
+def split_info(path: Path) -> dict:
+    """The kind and purge recorded in ``split.npz``; runs from before splits had kinds were random."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            kind = str(z["kind"]) if "kind" in z.files else "random"
+            return {"kind": kind, "purge": int(z["purge"]) if "purge" in z.files else 0}
+    except (OSError, ValueError) as exc:
+        raise AelensError(f"{path}: cannot read the run's split ({exc})") from None
+
+
+def load_split(path: Path, n: int | None = None) -> dict[str, np.ndarray]:
+    """train / val / test indices; with ``n`` (the dataset's frames) every index must lie in 0 .. n-1."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            split = {k: z[k].astype(np.int64) for k in ("train", "val", "test")}
+    except (OSError, KeyError, ValueError) as exc:
+        raise AelensError(f"{path}: cannot read the run's split ({exc})") from None
+    for name, idx in split.items():
+        if idx.ndim != 1 or (n is not None and len(idx) and (idx.min() < 0 or idx.max() >= n)):
+            raise AelensError(
+                f"{path}: the {name} indices must be frame numbers 0 to {(n or 0) - 1} of the run's data, "
+                f"got {idx.min() if len(idx) else ''} to {idx.max() if len(idx) else ''}; the file was edited or "
+                "belongs to another run"
+            )
+    return split
