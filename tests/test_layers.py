@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "analysis.scores",
             "analysis.projection",
             "analysis.figures",
+            "analysis.map_figures",
         ],
     ),
     ("objectives", ["objectives", "objectives.*"]),
@@ -39,9 +40,17 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("runs", ["runs", "evaluate", "export"]),
     (
         "analysis",
-        ["sweep", "analysis.latent", "analysis.compare", "analysis.snapshots", "analysis.transfer", "analysis.report"],
+        [
+            "sweep",
+            "analysis.latent",
+            "analysis.compare",
+            "analysis.snapshots",
+            "analysis.transfer",
+            "analysis.answers",
+            "analysis.report",
+        ],
     ),
-    ("study", ["study", "bench"]),
+    ("study", ["study", "bench", "bench_measures"]),
     ("interface", ["cli", "cli.*", "__main__", ""]),  # "" is the package itself: its __init__ is the Python API
 ]
 

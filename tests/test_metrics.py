@@ -69,7 +69,7 @@ def test_circular_mean_and_angle_metrics():
 def test_training_flops_per_image_match_the_analytic_count():
     """One AE training step on a 50 x 50 frame: forward 124.07 MFLOP (the layer sums below), backward twice that
     except conv1's input gradient, which is never needed."""
-    from aelens.bench import train_flops_per_image
+    from aelens.bench_measures import train_flops_per_image
     from aelens.nets import Geometry
 
     fwd = {

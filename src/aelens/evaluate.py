@@ -244,7 +244,7 @@ def compare_reconstructions(
 ) -> dict:
     """Evaluate every run on the same test frames: ``recon_comparison.csv`` / ``.md`` and ``recon_comparison.png``
     (one column per model; rows: inputs, outputs, the model's latent mapped to 2-D by UMAP)."""
-    from .analysis.figures import save_recon_comparison
+    from .analysis.map_figures import save_recon_comparison
     from .analysis.projection import embed
 
     if not run_dirs:

@@ -258,7 +258,8 @@ def run_study(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], Non
 
     ``data``: one dataset path, several (sessions read as one, with a ``session`` column), or None for the study
     config's ``data.path``. ``cfg.transfer``: datasets every model is also scored on (see ``analysis.transfer``)."""
-    from .analysis.report import collect_results, write_report
+    from .analysis.answers import collect_results
+    from .analysis.report import write_report
 
     cfg, dataset, lay = _prepare(data, out, cfg)
     has_target = dataset.conditions is not None and cfg.target in dataset.conditions.names

@@ -12,7 +12,7 @@ from ..errors import AelensError
 from ..layout import COMPARE_RESULT
 from ..runs import check_same_image_shape, load_run
 from ..storage import write_json, write_text
-from . import figures
+from . import map_figures
 from .latent import chosen_columns, condition_panels, encoding_scores
 from .projection import embed
 from .scores import cka_with_intervals, loop_score, mutual_knn_overlap, procrustes_distance
@@ -94,7 +94,7 @@ def compare_runs(
         }
     panels = condition_panels(ds, idx, columns)
     notes = {lab: f"loop r = {loops[lab]['circular_corr']:.2f}" for lab in loops}
-    figures.save_comparison_grid(maps, labels, panels, out / "comparison.png", notes)
+    map_figures.save_comparison_grid(maps, labels, panels, out / "comparison.png", notes)
     result = {
         "runs": [str(r.path) for r in runs],
         "labels": labels,

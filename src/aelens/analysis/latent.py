@@ -14,7 +14,7 @@ from ..errors import AelensError
 from ..layout import LATENT_SUMMARY, RunDir
 from ..runs import Run, load_run
 from ..storage import load_npy, save_npy, write_csv, write_json
-from . import figures
+from . import figures, map_figures
 from .projection import embed, evolution_maps
 from .scores import decoding_score, trustworthiness
 from .snapshots import analysis_indices, load_snapshots
@@ -112,7 +112,7 @@ def snapshot_scores(run: Run, ds: Dataset, columns: list[str], layer: str, seed:
 def _map_figures(run: Run, ds: Dataset, idx, frames, codes, xy, columns, rows, out: Path, layer: str, method: str,
                  trust: float, seed: int) -> list[str]:  # fmt: skip
     """One scatter per condition (with example frames and, for an AE, their reconstructions) and the overview."""
-    examples = figures.spread_examples(xy, 3, seed)
+    examples = map_figures.spread_examples(xy, 3, seed)
     recon = None
     if run.kind == "ae":
         recon = np.zeros_like(frames)
@@ -120,15 +120,17 @@ def _map_figures(run: Run, ds: Dataset, idx, frames, codes, xy, columns, rows, o
     files = []
     for name in columns:
         values = ds.conditions.column(name)[idx]
-        figures.save_latent_scatter(xy, values, name, ds.conditions.is_angle(name), frames, recon, examples,
+        map_figures.save_latent_scatter(xy, values, name, ds.conditions.is_angle(name), frames, recon, examples,
                                     out / f"scatter_{name}.png", method=method)  # fmt: skip
         files.append(f"scatter_{name}.png")
     if not columns:
-        figures.save_latent_scatter(xy, None, "", False, frames, recon, examples, out / "scatter.png", method=method)
+        map_figures.save_latent_scatter(
+            xy, None, "", False, frames, recon, examples, out / "scatter.png", method=method
+        )
         files.append("scatter.png")
     label = {r["condition"]: format_score(r) for r in rows if r["decoder"] == "ridge"}
     title = f"{run.kind} latent ({layer}, {len(idx)} frames), {method.upper()}; trustworthiness {trust:.2f}"
-    figures.save_overview(xy, condition_panels(ds, idx, columns), out / "overview.png", scores=label, title=title)
+    map_figures.save_overview(xy, condition_panels(ds, idx, columns), out / "overview.png", scores=label, title=title)
     return [*files, "overview.png"]
 
 
@@ -227,18 +229,18 @@ def evolution_movie(run: Run, ds: Dataset, layer: str, method: str, fit: str, co
     )
     color_col = next((c for c in columns if ds.conditions.is_angle(c)), columns[0] if columns else None)
     if color_col is not None:
-        rgb, _ = figures.color_values(ds.conditions.column(color_col)[idx], ds.conditions.is_angle(color_col))
+        rgb, _ = map_figures.color_values(ds.conditions.column(color_col)[idx], ds.conditions.is_angle(color_col))
     else:
         rgb = np.tile([[0.2, 0.3, 0.6]], (len(idx), 1))
-    tracked = figures.spread_examples(maps[-1], 3, run.config.seed)
+    tracked = map_figures.spread_examples(maps[-1], 3, run.config.seed)
     titles = [
         f"epoch {m['epoch']:g}, step {m['global_step']}, loss "
         + ("-" if np.isnan(m["train_loss"]) else f"{m['train_loss']:.4g}")
         for m in index
     ]
     t1 = time.perf_counter()
-    frames = figures.render_movie_frames(maps, rgb, titles, tracked)
-    figures.save_movie(frames, out / "evolution.gif", out / "evolution.mp4")
+    frames = map_figures.render_movie_frames(maps, rgb, titles, tracked)
+    map_figures.save_movie(frames, out / "evolution.gif", out / "evolution.mp4")
     save_npy(out / "evolution_maps.npy", maps.astype(np.float16))
     timing.update(
         {

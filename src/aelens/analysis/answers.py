@@ -1,0 +1,237 @@
+"""The study's answers in numbers and words: ``results.json`` (headline numbers of every step) and the sentence that
+answers each question, written from those numbers (the report and the command line print them)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+from pathlib import Path
+
+from ..layout import StudyLayout
+from ..storage import read_json, versions
+
+
+def _load(path: Path):
+    return read_json(path) if path.is_file() else None
+
+
+def _skill(row: dict) -> float:
+    """How far above chance a decoding score is, on one scale: 1 - error/chance for angles, R^2 otherwise."""
+    if row["metric"] == "mae_deg":
+        return 1 - row["score"] / row["chance"] if row["chance"] else float("nan")
+    return row["score"]
+
+
+def _fmt_score(row: dict) -> str:
+    if row["metric"] == "mae_deg":
+        return f"{row['score']:.1f}° (chance {row['chance']:.0f}°)"
+    return f"R² {row['score']:.2f}"
+
+
+def answer_q1(latent: dict | None, latent_dim: int) -> str:
+    if not latent or not latent.get("encoding_scores"):
+        return "No conditions were available to score the AE latent against."
+    best = {}
+    for r in latent["encoding_scores"]:
+        if r["condition"] not in best or _skill(r) > _skill(best[r["condition"]]):
+            best[r["condition"]] = r
+    ranked = sorted(best.values(), key=_skill, reverse=True)
+    top = ", ".join(f"{r['condition']} ({r['decoder']}: {_fmt_score(r)})" for r in ranked[:3])
+    low = ranked[-1]
+    return (
+        f"The AE's {latent_dim}-D latent encodes {top}; the least decodable condition is {low['condition']} "
+        f"({low['decoder']}: {_fmt_score(low)}). The 2-D map's trustworthiness is {latent['trustworthiness']:.3f} "
+        "(1 = every neighbour in the picture is a neighbour in the latent)."
+    )
+
+
+def quality_key(rows: list[dict]) -> str:
+    return "psnr_clean" if rows and rows[0].get("psnr_clean") is not None else "psnr"
+
+
+def answer_q2(recon: dict | None) -> str:
+    if not recon:
+        return "The reconstruction comparison did not run."
+    rows = recon["rows"]
+    key = quality_key(rows)
+    ae = next((r for r in rows if r["latent_source"] == "ae"), None)
+    if ae is None:
+        return "No AE run was compared."
+    parts = []
+    for r in rows:
+        if r is ae:
+            continue
+        t = (r["train_seconds"] or 0) / (ae["train_seconds"] or 1)
+        what = "PSNR against the clean frames" if key == "psnr_clean" else "PSNR"
+        parts.append(
+            f"{r['model']} reaches {100 * r[key] / ae[key]:.0f}% of the AE's {what} "
+            f"({r[key]:.1f} vs {ae[key]:.1f} dB) with {t:.2f}x its training time"
+        )
+    best = max((r for r in rows if r is not ae), key=lambda r: r[key], default=None)
+    verdict = ""
+    if best is not None:
+        verdict = f" The best replacement for the encoder is {best['model']}" + (
+            ", which beats the AE." if best[key] > ae[key] else f", {ae[key] - best[key]:.1f} dB below the AE."
+        )
+    pca = next((r for r in rows if r["latent_source"] == "pca" and r.get("explained_variance")), None)
+    ev = f" {pca['model']} explains {100 * pca['explained_variance']:.0f}% of the training variance." if pca else ""
+    return "; ".join(parts) + "." + verdict + ev
+
+
+def answer_q3(compare: dict | None, sweep: dict | None) -> str:
+    if not compare:
+        return "The tagger was not trained (no angle target in the metadata)."
+    labels = compare["labels"]
+    pair = compare["pairs"][0]
+    lo, hi = pair["linear_cka_ci95"]
+    text = (
+        f"The AE and the tagger trained from scratch share a linear CKA of {pair['linear_cka']:.2f} "
+        f"[95% CI {lo:.2f}-{hi:.2f}; unrelated representations score up to {pair['permutation_95']:.2f}]"
+    )
+    dec = compare["decoding"]
+
+    def ridge(label, cond):
+        return next((r for r in dec.get(label, []) if r["condition"] == cond and r["decoder"] == "ridge"), None)
+
+    angle = compare.get("loop_condition")
+    if angle:
+        a, t = ridge(labels[0], angle), ridge(labels[1], angle)
+        if a and t:
+            text += f". {angle} is decoded from the tagger latent with {t['score']:.1f}° error vs {a['score']:.1f}° from the AE"
+    other = best_linear_r2(dec.get(labels[0], []))
+    if other:
+        a, t = ridge(labels[0], other), ridge(labels[1], other)
+        if a and t:
+            change = "drops" if t["score"] < a["score"] else "rises"
+            text += (
+                f"; {other}, the condition the AE's latent holds best linearly, {change} from R² {a['score']:.2f} "
+                f"(AE) to {t['score']:.2f} (tagger)"
+            )
+    loop = compare.get("loop", {}).get(labels[1])
+    if loop:
+        is_loop = loop["circular_corr"] > max(0.5, loop["permutation_95"])
+        text += (
+            f". The tagger's map {'is' if is_loop else 'is not'} a loop ordered by angle "
+            f"(|circular correlation| {loop['circular_corr']:.2f}, chance up to {loop['permutation_95']:.2f})"
+        )
+    if sweep:
+        rows = sweep["rows"]
+        scratch = next(r for r in rows if r["init"] == "scratch")
+        ae_rows = [r for r in rows if r["init"] == "ae"]
+        best = min(ae_rows, key=lambda r: r["angle_mae_deg"])
+        probe = ae_rows[0]
+        text += (
+            f". Starting from the AE encoder, the linear probe (0 layers) reaches {probe['angle_mae_deg']:.1f}° and the best "
+            f"setting (unfreeze {best['unfreeze']}) {best['angle_mae_deg']:.1f}°, vs {scratch['angle_mae_deg']:.1f}° from "
+            f"scratch (always answering the mean direction: {sweep['circular_mean_mae_deg']:.1f}°)"
+        )
+    return text + "."
+
+
+def best_linear_r2(rows: list[dict]) -> str | None:
+    """The R² condition that a ridge readout decodes best from a latent (None when there is none)."""
+    r2 = [r for r in rows if r["metric"] == "r2" and r["decoder"] == "ridge" and r["score"] == r["score"]]
+    return max(r2, key=lambda r: r["score"])["condition"] if r2 else None
+
+
+PSNR_HOLDS_DB = 1.5  # a reconstruction "holds" on a new session within this many dB of its own test frames
+TAGGER_HOLDS_RATIO = 2.0  # a tagger "holds" within this factor of its own test error (and well under the baseline)
+
+
+def psnr_of(h: dict | None) -> float | None:
+    if not h:
+        return None
+    return h.get("value_clean") if h.get("value_clean") is not None else h.get("value")
+
+
+def answer_transfer(tr: dict, target: str = "body_angle_deg") -> list[str]:
+    """One sentence per question that the transfer numbers support (see ``analysis.transfer``)."""
+    name = tr["name"]
+    models = {m["label"]: m for m in tr["models"]}
+    out = []
+    ae = models.get("ae")
+    if ae and psnr_of(ae["own"]) is not None:
+        own, new = psnr_of(ae["own"]), psnr_of(ae["new"])
+        holds = own - new <= PSNR_HOLDS_DB
+        gap = f"{abs(own - new):.1f} dB {'below' if new < own else 'above'}"
+        out.append(
+            f"The AE reconstructs {name} at {new:.1f} dB PSNR, {gap} its own test frames ({own:.1f} dB): it "
+            f"{'holds' if holds else 'does not hold'} on the new session (criterion: within {PSNR_HOLDS_DB} dB)."
+        )
+    recon = [m for m in tr["models"] if m["kind"] == "decoder" and psnr_of(m["own"]) is not None]
+    if ae and recon:
+        drop_ae = psnr_of(ae["own"]) - psnr_of(ae["new"])
+        best = max(recon, key=lambda m: psnr_of(m["new"]))
+        verdict = "better" if psnr_of(best["new"]) > psnr_of(ae["new"]) else "worse"
+        out.append(
+            f"Of the encoder replacements, {best['label']} reconstructs {name} best ({psnr_of(best['new']):.1f} dB, "
+            f"{verdict} than the AE; from its own test frames to {name} it changes by "
+            f"{psnr_of(best['new']) - psnr_of(best['own']):+.1f} dB, the AE by {-drop_ae:+.1f} dB)."
+        )
+    tagger = models.get("tagger")
+    if tagger and tagger["new"].get("value") is not None and tagger["own"]:
+        new, own, base = tagger["new"]["value"], tagger["own"]["value"], tagger["new"].get("baseline")
+        holds = new <= TAGGER_HOLDS_RATIO * max(own, 1e-9) and base is not None and new < 0.5 * base
+        out.append(
+            f"The tagger (from scratch) is off by {new:.1f}° on {name} (median {tagger['new']['median']:.1f}°), "
+            f"vs {own:.1f}° on its own test frames and {base:.1f}° for always answering the training frames' mean "
+            f"direction: it {'transfers' if holds else 'does not transfer well'} "
+            f"(criterion: at most {TAGGER_HOLDS_RATIO:g}x its own error and under half the baseline)."
+        )
+        sweep = [
+            m
+            for m in tr["models"]
+            if m["kind"] == "tagger" and m["label"] != "tagger" and m["new"].get("value") is not None
+        ]
+        if sweep:
+            best = min(sweep, key=lambda m: m["new"]["value"])
+            out.append(
+                f"Started from the AE encoder, the best tagger on {name} is {best['label']} "
+                f"({best['new']['value']:.1f}°)."
+            )
+    dec = [r for r in tr.get("decoding", []) if r["decoder"] == "ridge" and r["score"] == r["score"]]
+    for model in ("ae", "tagger"):
+        rows = [r for r in dec if r["model"] == model]
+        angle = next((r for r in rows if r["metric"] == "mae_deg" and r["condition"] == target), None) or next(
+            (r for r in rows if r["metric"] == "mae_deg"), None
+        )
+        if angle:
+            within = (
+                f", within the training data {angle['in_session']:.1f}°" if angle.get("in_session") is not None else ""
+            )
+            out.append(
+                f"A ridge readout of {angle['condition']} fitted on the training session's {model} latent scores "
+                f"{angle['score']:.1f}° on {name} (chance {angle['chance']:.0f}°{within})."
+            )
+    return out
+
+
+def collect_results(out: Path, cfg, timings: dict, seconds: float) -> dict:
+    lay = StudyLayout(out)
+    ae_test = _load(lay.ae.test_results)
+    recon = _load(lay.recon_result)
+    latent_ae = _load(lay.latent_summary("ae"))
+    latent_tagger = _load(lay.latent_summary("tagger"))
+    sweep = _load(lay.sweep_result)
+    compare = _load(lay.compare_result)
+    transfer = [t for t in (_load(p) for p in lay.transfer_results()) if t]
+    return {
+        "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        "settings": dataclasses.asdict(cfg),
+        "versions": versions(),
+        "seconds": round(seconds, 1),
+        "step_seconds": timings,
+        "ae_test": ae_test,
+        "reconstruction": recon,
+        "latent_ae": {k: v for k, v in (latent_ae or {}).items() if k != "files"},
+        "latent_tagger": {k: v for k, v in (latent_tagger or {}).items() if k != "files"},
+        "sweep": sweep,
+        "comparison": compare,
+        "transfer": transfer,
+        "answers": {
+            "q1": answer_q1(latent_ae, cfg.latent_dim),
+            "q2": answer_q2(recon),
+            "q3": answer_q3(compare, sweep),
+            "transfer": {t["name"]: answer_transfer(t, cfg.target) for t in transfer},
+        },
+    }
