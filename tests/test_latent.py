@@ -50,7 +50,7 @@ def test_snapshot_schedule_and_files(snap_run):
 
 
 def test_snapshots_are_dense_early_and_end_at_the_last_epoch():
-    from aelens.callbacks import snapshot_epochs
+    from aelens.snapshotting import snapshot_epochs
 
     assert sorted(snapshot_epochs(20)) == [1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20]
     assert sorted(snapshot_epochs(30)) == [1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 25, 30]

@@ -36,7 +36,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         ],
     ),
     ("objectives", ["objectives", "objectives.*"]),
-    ("training", ["callbacks", "training"]),
+    ("training", ["callbacks", "snapshotting", "training"]),
     ("runs", ["runs", "evaluate", "export"]),
     (
         "analysis",
@@ -170,3 +170,45 @@ def test_the_python_api_names_stay_functions_after_every_module_is_imported():
         value = getattr(aelens, name)
         assert not isinstance(value, type(aelens)), f"aelens.{name} is a module, not the API's {name}"
     assert callable(aelens.train) and aelens.train.__module__ == "aelens.training"
+
+
+WRITERS = ("write_", "save_", "remove_", "record_", "atomic_", "NpyAppender", "create_run_dir", "update_manifest")
+
+
+def _writes(path: Path) -> list[str]:
+    """Ways ``path`` could write a file itself: writers imported from storage, ``open(..., "w"/"a"/"x")``,
+    ``Path.write_*``, ``np.save*`` and ``torch.save``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.endswith("storage"):
+            found += [f"imports {a.name}" for a in node.names if a.name.startswith(WRITERS)]
+        elif isinstance(node, ast.Call):
+            f = node.func
+            name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+            owner = getattr(f.value, "id", "") if isinstance(f, ast.Attribute) else ""
+            if name in ("write_text", "write_bytes") or (owner in ("np", "numpy", "torch") and name.startswith("save")):
+                found.append(f"calls {owner + '.' if owner else ''}{name} (line {node.lineno})")
+            if name == "open" and len(node.args) > 1 and isinstance(node.args[1], ast.Constant):
+                if any(c in str(node.args[1].value) for c in "wax"):
+                    found.append(f"opens a file for writing (line {node.lineno})")
+    return found
+
+
+def test_objectives_never_write_files():
+    """Objectives return what should be saved (RunFiles); the training saves it through storage."""
+    offenders = {_module_name(p): w for p in sorted((SRC / "objectives").glob("*.py")) if (w := _writes(p))}
+    assert not offenders, offenders
+
+
+def test_the_write_detector_sees_writes(tmp_path):
+    planted = tmp_path / "planted.py"
+    planted.write_text(
+        "from ..storage import save_npy, read_json\nimport numpy as np\n"
+        "def f(p, a):\n    np.save(p, a)\n    p.write_text('x')\n    open(p, 'wb')\n    open(p, 'rb')\n"
+    )
+    assert _writes(planted) == [
+        "imports save_npy",
+        "calls np.save (line 4)",
+        "calls p.write_text (line 5)",
+        "opens a file for writing (line 6)",
+    ]

@@ -265,21 +265,7 @@ def compare_reconstructions(
         values = ds.conditions.column(color_by)[map_idx]
         is_angle = ds.conditions.is_angle(color_by)
     for r in runs:
-        scores, _, _, _ = reconstruction_scores(r, ds, idx)
-        m = r.manifest
-        rows.append(
-            {
-                "run": r.path.name,
-                "model": model_label(r),
-                "latent_source": latent_source(r),
-                "dim": r.networks.decoder.in_dim,
-                **{k: v for k, v in scores.items() if k != "n"},
-                "train_seconds": m.get("train_seconds"),
-                "epochs": m.get("epochs"),
-                "seconds_per_epoch": m.get("seconds_per_epoch"),
-                "explained_variance": m.get("explained_variance"),
-            }
-        )
+        rows.append(_recon_row(r, reconstruction_scores(r, ds, idx)[0]))
         recons.append(r.reconstruct(ds.batch(show).numpy()))
         codes = r.encode(ds.batch(map_idx).numpy())
         maps.append(codes[:, :2] if codes.shape[1] <= 2 else embed(codes, "umap", random_state=0)[0])
@@ -300,6 +286,22 @@ def compare_reconstructions(
     result = {"n": int(len(idx)), "frames": which, "rows": rows, "color_by": color_by}
     write_json(out / RECON_RESULT, result)
     return result
+
+
+def _recon_row(r, scores: dict) -> dict:
+    """One model's line of the reconstruction table: its scores beside its size and training cost."""
+    m = r.manifest
+    return {
+        "run": r.path.name,
+        "model": model_label(r),
+        "latent_source": latent_source(r),
+        "dim": r.networks.decoder.in_dim,
+        **{k: v for k, v in scores.items() if k != "n"},
+        "train_seconds": m.get("train_seconds"),
+        "epochs": m.get("epochs"),
+        "seconds_per_epoch": m.get("seconds_per_epoch"),
+        "explained_variance": m.get("explained_variance"),
+    }
 
 
 def ensure_test(run_dir: str | Path, data=None) -> dict:

@@ -23,7 +23,6 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from .callbacks import (
     DivergenceGuard,
     EpochTimer,
-    LatentSnapshots,
     RunCheckpoints,
     RunCSVLogger,
     SafetensorsCheckpointIO,
@@ -38,12 +37,14 @@ from .inference import physical_cores, resolve_precision, set_threads
 from .layout import RunDir
 from .nets import Geometry
 from .objectives import OBJECTIVES
+from .snapshotting import LatentSnapshots
 from .storage import (
     create_run_dir,
     default_run_dir,
     load_tree,
     read_manifest,
     record_file_hashes,
+    save_run_files,
     save_tensors,
     update_manifest,
     write_manifest,
@@ -265,6 +266,8 @@ def _record(st: _Start, objective, trainer: L.Trainer, hooks: _Hooks, seconds: f
     train_seconds = previous.get("train_seconds", 0.0) * st.resuming + seconds
     epoch_seconds = previous.get("epoch_seconds", []) * st.resuming + [round(s, 3) for s in hooks.timer.epoch_seconds]
     ckpts = hooks.ckpts
+    final_facts, final_files = objective.finish()
+    save_run_files(rd.path, final_files)
     facts = {
         "status": "complete",
         "epochs": trainer.current_epoch,
@@ -278,7 +281,7 @@ def _record(st: _Start, objective, trainer: L.Trainer, hooks: _Hooks, seconds: f
         "best_epoch": ckpts.best_epoch,
         "world_size": trainer.world_size,
         **objective.describe(),
-        **objective.finish(rd.path),
+        **final_facts,
     }
     if hooks.snapshots is not None:
         snap = previous.get("snapshot_seconds", 0.0) * st.resuming + hooks.snapshots.seconds
@@ -307,7 +310,7 @@ def train(
     set_threads(cfg.train.threads or max(1, physical_cores() // procs))  # CPU DDP: share the cores
     L.seed_everything(cfg.seed, workers=False, verbose=False)
     objective = OBJECTIVES[cfg.kind](cfg, Geometry(*st.dataset.shape))
-    objective.prepare(st.dataset, st.split, st.run.path, resuming=st.continuing)
+    save_run_files(st.run.path, objective.prepare(st.dataset, st.split, st.run.path, resuming=st.continuing))
     precision = resolve_precision(cfg.train.precision, accelerator)
     if cfg.train.precision == "auto" and precision == "fp32" and not st.worker:
         log.info("precision: fp32 (this device has no fast bf16)")

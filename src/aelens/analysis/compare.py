@@ -69,29 +69,10 @@ def compare_runs(
     if len(set(labels)) < len(labels):
         labels = [f"{lab} [{r.path.name}]" for lab, r in zip(labels, runs)]
     columns = chosen_columns(ds, color_by)
-    pairs = []
-    for (i, a), (j, b) in itertools.combinations(enumerate(codes), 2):
-        cka = cka_with_intervals(a, b, n_boot=n_boot, n_perm=n_boot, random_state=seed)
-        pairs.append(
-            {
-                "a": labels[i],
-                "b": labels[j],
-                **cka,
-                "mutual_knn_10": mutual_knn_overlap(a, b, 10),
-                "knn_chance": 10 / (len(a) - 1),
-                "procrustes_distance": procrustes_distance(a, b),
-            }
-        )
+    pairs = _pairs(codes, labels, n_boot, seed)
     decoding = {lab: encoding_scores(c, ds, idx, columns, seed=seed) for lab, c in zip(labels, codes)}
     maps = [c[:, :2].astype(np.float32) if c.shape[1] == 2 else embed(c, "umap", random_state=seed)[0] for c in codes]
-    angles = [c for c in columns if ds.conditions.is_angle(c)]
-    angle_col = loop_on if loop_on in angles else next(iter(angles), None)
-    loops = {}
-    if angle_col is not None:
-        loops = {
-            lab: loop_score(ds.conditions.column(angle_col)[idx], xy, random_state=seed)
-            for lab, xy in zip(labels, maps)
-        }
+    angle_col, loops = _loops(ds, idx, columns, maps, labels, loop_on, seed)
     panels = condition_panels(ds, idx, columns)
     notes = {lab: f"loop r = {loops[lab]['circular_corr']:.2f}" for lab in loops}
     map_figures.save_comparison_grid(maps, labels, panels, out / "comparison.png", notes)
@@ -108,6 +89,34 @@ def compare_runs(
     write_json(out / COMPARE_RESULT, result)
     write_text(out / "comparison.md", comparison_markdown(result))
     return result
+
+
+def _pairs(codes: list[np.ndarray], labels: list[str], n_boot: int, seed: int) -> list[dict]:
+    """Every pair of runs: CKA with intervals, mutual 10-NN overlap (and its chance level), Procrustes distance."""
+    pairs = []
+    for (i, a), (j, b) in itertools.combinations(enumerate(codes), 2):
+        cka = cka_with_intervals(a, b, n_boot=n_boot, n_perm=n_boot, random_state=seed)
+        pairs.append(
+            {
+                "a": labels[i],
+                "b": labels[j],
+                **cka,
+                "mutual_knn_10": mutual_knn_overlap(a, b, 10),
+                "knn_chance": 10 / (len(a) - 1),
+                "procrustes_distance": procrustes_distance(a, b),
+            }
+        )
+    return pairs
+
+
+def _loops(ds, idx, columns, maps, labels, loop_on, seed) -> tuple[str | None, dict]:
+    """The loop test of each run's 2-D map on ``loop_on`` (if it is an angle column shown), else the first angle."""
+    angles = [c for c in columns if ds.conditions.is_angle(c)]
+    angle_col = loop_on if loop_on in angles else next(iter(angles), None)
+    if angle_col is None:
+        return None, {}
+    truth = ds.conditions.column(angle_col)[idx]
+    return angle_col, {lab: loop_score(truth, xy, random_state=seed) for lab, xy in zip(labels, maps)}
 
 
 def comparison_markdown(res: dict) -> str:

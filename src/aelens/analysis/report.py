@@ -107,33 +107,9 @@ def _transfer_section(lay: StudyLayout, results: dict) -> list[str]:
             + "</div>"
         )
         parts += [f"<p><b>Warning:</b> {html.escape(n)}</p>" for n in tr.get("notes", [])]
-        rows = []
-        for m in tr["models"]:
-            own, new = m["own"] or {}, m["new"]
-            if m["kind"] == "tagger":
-                rows.append(
-                    {
-                        "model": m["label"],
-                        "metric": "angle error (deg, mean)",
-                        "own test": own.get("value"),
-                        "new session": new.get("value"),
-                        "change": (new.get("value") or 0) - (own.get("value") or 0),
-                        "baseline": new.get("baseline"),
-                    }
-                )
-            else:
-                rows.append(
-                    {
-                        "model": m["label"],
-                        "metric": "PSNR (dB)",
-                        "own test": psnr_of(own),
-                        "new session": psnr_of(new),
-                        "change": (psnr_of(new) or 0) - (psnr_of(own) or 0),
-                        "baseline": None,
-                    }
-                )
+        rows = [_transfer_row(m) for m in tr["models"]]
         parts.append(_table(rows, ["model", "metric", "own test", "new session", "change", "baseline"]))
-        dec = [r for r in tr.get("decoding", [])]
+        dec = list(tr.get("decoding", []))
         if dec:
             parts.append(
                 _table(
@@ -152,6 +128,23 @@ def _transfer_section(lay: StudyLayout, results: dict) -> list[str]:
         )
     parts.append("</section>")
     return parts
+
+
+def _transfer_row(m: dict) -> dict:
+    """A model's own-test and new-session score (taggers: mean angle error; AE and decoders: PSNR)."""
+    own, new = m["own"] or {}, m["new"]
+    if m["kind"] == "tagger":
+        metric, a, b, baseline = "angle error (deg, mean)", own.get("value"), new.get("value"), new.get("baseline")
+    else:
+        metric, a, b, baseline = "PSNR (dB)", psnr_of(own), psnr_of(new), None
+    return {
+        "model": m["label"],
+        "metric": metric,
+        "own test": a,
+        "new session": b,
+        "change": (b or 0) - (a or 0),
+        "baseline": baseline,
+    }
 
 
 def _pca_run(lay: StudyLayout, decoders) -> Path | None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..callbacks import analysis_indices, capture_points, read_index  # noqa: F401 -- analysis code reads them here
 from ..layout import RunDir
+from ..snapshotting import analysis_indices, capture_points, read_index  # noqa: F401 -- analysis code reads them here
 from ..storage import load_npy
 
 

@@ -18,6 +18,11 @@ from ..data.batches import batch_loader
 from ..data.loading import Dataset
 from ..nets import Geometry, Networks
 
+# Files an objective asks the training to save, by path relative to the run folder: a numpy array (.npy, its SHA-256
+# recorded in the manifest), a fitted Reducer (a folder; hashes recorded), table rows ``(rows, fields)`` (.csv) or a
+# figure (a callable that draws it to the path it is given).
+RunFiles = dict[str, Any]
+
 
 class Objective(L.LightningModule):
     """Base class. Subclasses define the networks in ``__init__`` and ``loss(batch, stage) -> (loss, extras)``."""
@@ -43,19 +48,21 @@ class Objective(L.LightningModule):
     def check(cls, cfg: RunConfig, dataset: Dataset, split: dict[str, np.ndarray]) -> None:
         """Refuse settings that cannot work with this data, before a run directory is created."""
 
-    def prepare(self, dataset: Dataset, split: dict[str, np.ndarray], run_dir: Path, resuming: bool) -> None:
+    def prepare(self, dataset: Dataset, split: dict[str, np.ndarray], run_dir: Path, resuming: bool) -> RunFiles:
         """Fit what the objective needs from the training split (a reducer, targets, initial weights), then attach
-        the data. ``resuming``: restore those from ``run_dir`` instead of fitting them again."""
+        the data. ``resuming``: read those back from ``run_dir`` instead of fitting them again. Returns the files to
+        save in the run folder (the training saves them: objectives never write)."""
         self.attach_data(dataset, split)
+        return {}
 
     def init_output_mean(self) -> None:
         """Start the decoder at the mean training frame (per channel), from up to 4,096 training frames."""
         idx = self.split["train"][:: max(1, len(self.split["train"]) // 4096)]
         self.decoder.set_output_mean(self.dataset.batch(idx).mean(dim=(0, 2, 3)))
 
-    def finish(self, run_dir: Path) -> dict[str, Any]:
-        """After training (rank 0): write objective-specific files; return facts for the manifest."""
-        return {}
+    def finish(self) -> tuple[dict[str, Any], RunFiles]:
+        """After training (rank 0): facts for the manifest, and objective-specific files to save in the run folder."""
+        return {}, {}
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = self._trainer

@@ -13,7 +13,7 @@ from ..config import RunConfig
 from ..data.loading import Dataset
 from ..nets import Decoder, Geometry
 from ..reducers import PCAReducer, Reducer, make_reducer
-from ..storage import load_npy, read_manifest, record_file_hashes, save_npy, write_csv
+from ..storage import load_npy, read_manifest
 from .base import Objective
 
 log = logging.getLogger("aelens")
@@ -76,6 +76,7 @@ class EmbeddingDecoder(Objective):
 
     def prepare(self, dataset, split, run_dir, resuming):
         folder = Path(run_dir) / REDUCER_DIR
+        files = {}
         if resuming:
             self.reducer = Reducer.load(folder, read_manifest(run_dir))
             emb = load_npy(folder / "embeddings.npy")
@@ -86,18 +87,20 @@ class EmbeddingDecoder(Objective):
             log.info("fitting %s (dim %d) on %d training frames", reducer.name, reducer.dim, len(train))
             reducer.fit(flat_frames(dataset, train))
             emb = embed_all(reducer, dataset, train, reducer._fit_embedding)
-            names = reducer.save(folder)
-            save_npy(folder / "embeddings.npy", emb)
-            fit_idx = train[getattr(reducer, "fit_subset_", np.arange(len(train)))]
-            save_npy(folder / "fit_indices.npy", fit_idx)
-            record_file_hashes(run_dir, [f"{REDUCER_DIR}/{n}" for n in names + ["embeddings.npy", "fit_indices.npy"]])
+            files = {
+                REDUCER_DIR: reducer,
+                f"{REDUCER_DIR}/embeddings.npy": emb,
+                f"{REDUCER_DIR}/fit_indices.npy": train[getattr(reducer, "fit_subset_", np.arange(len(train)))],
+            }
             self.reducer = reducer
         self.attach_data(dataset, split, emb)
         if not resuming:
             self.init_output_mean()
+        return files
 
-    def finish(self, run_dir):
+    def finish(self):
         facts = {"reducer": self.reducer.name, "reducer_fit_seconds": round(self.reducer.fit_seconds, 3)}
+        files = {}
         if isinstance(self.reducer, PCAReducer):
             ratio = self.reducer.explained_variance_ratio_
             cum = np.cumsum(ratio)
@@ -105,9 +108,12 @@ class EmbeddingDecoder(Objective):
                 {"component": i + 1, "explained_variance_ratio": float(r), "cumulative": float(c)}
                 for i, (r, c) in enumerate(zip(ratio, cum))
             ]
-            write_csv(Path(run_dir) / "pca_variance.csv", rows, ["component", "explained_variance_ratio", "cumulative"])
             from ..analysis.figures import save_variance_plot
 
-            save_variance_plot(cum, self.reducer.dim, Path(run_dir) / "pca_variance.png")
+            dim = self.reducer.dim
+            files = {
+                "pca_variance.csv": (rows, ["component", "explained_variance_ratio", "cumulative"]),
+                "pca_variance.png": lambda path: save_variance_plot(cum, dim, path),
+            }
             facts["explained_variance"] = round(self.reducer.explained_variance, 6)
-        return facts
+        return facts, files

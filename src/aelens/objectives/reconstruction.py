@@ -23,9 +23,10 @@ class Reconstruction(Objective):
         return self.decoder(self.encoder(x))
 
     def prepare(self, dataset, split, run_dir, resuming):
-        super().prepare(dataset, split, run_dir, resuming)
+        files = super().prepare(dataset, split, run_dir, resuming)
         if not resuming:
             self.init_output_mean()
+        return files
 
     def loss(self, batch, stage):
         x = batch["x"]

@@ -166,6 +166,7 @@ class DirectionTagger(Objective):
         if self.cfg.tagger.init_from and not resuming:
             self.init_from(self.cfg.tagger.init_from)
             self.init_readout()
+        return {}
 
     @torch.no_grad()
     def init_readout(self, max_frames: int = 20000, ridge: float = 1e-2) -> None:

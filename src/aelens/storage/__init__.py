@@ -33,6 +33,7 @@ from .runs import (  # noqa: F401
     load_split,
     read_manifest,
     record_file_hashes,
+    save_run_files,
     save_split,
     split_info,
     update_manifest,

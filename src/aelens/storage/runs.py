@@ -17,7 +17,7 @@ from ..errors import AelensError
 
 if TYPE_CHECKING:  # torch and safetensors are imported where tensors are read or written: the CLI starts fast
     pass
-from .files import read_json, save_npz, sha256_file, write_json
+from .files import read_json, save_npy, save_npz, sha256_file, write_csv, write_json
 
 MANIFEST = "manifest.json"
 
@@ -154,3 +154,27 @@ def load_split(path: Path, n: int | None = None) -> dict[str, np.ndarray]:
                 "belongs to another run"
             )
     return split
+
+
+def save_run_files(run_dir: str | os.PathLike, files: dict[str, Any]) -> None:
+    """Save the files an objective asked for (:data:`aelens.objectives.base.RunFiles`), by path relative to
+    ``run_dir``: an array (.npy), an object with ``save(folder) -> names`` (a fitted reducer), table rows
+    ``(rows, fields)`` (.csv) or a callable that draws a figure to the path. Arrays' and saved objects' SHA-256
+    hashes go into the manifest."""
+    hashed: list[str] = []
+    for rel, value in files.items():
+        path = Path(run_dir) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(value, np.ndarray):
+            save_npy(path, value)
+            hashed.append(rel)
+        elif hasattr(value, "save"):
+            hashed += [f"{rel}/{name}" for name in value.save(path)]
+        elif isinstance(value, tuple):
+            write_csv(path, *value)
+        elif callable(value):
+            value(path)
+        else:
+            raise TypeError(f"{rel}: cannot save a {type(value).__name__}")
+    if hashed:
+        record_file_hashes(run_dir, hashed)
