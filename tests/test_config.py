@@ -179,3 +179,54 @@ def test_the_command_line_answers_without_importing_torch(tmp_path):
     assert res.stdout.strip().splitlines()[-1] == "[0, 2, 2] False False", res.stdout + res.stderr
     assert f"{tmp_path / 'no_run'}: not an aelens run directory (no manifest.json)" in res.stderr
     assert f"{tmp_path / 'missing.npy'}: file not found" in res.stderr
+
+
+def test_study_config_nests_the_run_settings(tmp_path):
+    """study.yaml's `run:` section takes any run setting; the flat shorthands (and study.yaml files written before
+    `run:` existed) mean the same; the command line wins; a saved study.yaml reads back equal."""
+    from aelens.config import STUDY_RUN, load_study_config
+    from aelens.study import _decoder_config, _run_config
+
+    flat = tmp_path / "flat.yaml"
+    flat.write_text("epochs: 5\ntarget: head_angle_deg\nsplit: random\nlatent_dim: 8\ndecoders: [pca:4]\n")
+    nested = tmp_path / "nested.yaml"
+    nested.write_text(
+        "run:\n  train: {epochs: 5}\n  tagger: {target: head_angle_deg}\n  split: {kind: random}\n"
+        "  model: {latent_dim: 8}\ndecoders: [pca:4]\n"
+    )
+    cfg = load_study_config(flat)
+    assert cfg == load_study_config(nested)
+    assert (cfg.epochs, cfg.target, cfg.split, cfg.latent_dim) == (5, "head_angle_deg", "random", 8)
+    cfg.save(tmp_path / "saved.yaml")
+    assert load_study_config(tmp_path / "saved.yaml") == cfg
+    assert load_study_config(nested, {"epochs": 3}).epochs == 3  # the command line over the file
+
+    more = tmp_path / "more.yaml"
+    more.write_text("run:\n  train: {lr: 0.003}\n  noise: gaussian:0.1\n")
+    cfg = load_study_config(more)
+    ae = _run_config(cfg, "/data", "ae")
+    assert (ae.kind, ae.train.lr, ae.noise, ae.train.epochs) == ("ae", 0.003, "gaussian:0.1", STUDY_RUN["train.epochs"])
+    assert ae.snapshots.max_images == cfg.max_images and ae.data.path == "/data"
+    dec = _decoder_config(cfg, "/data", "umap:2")
+    assert (dec.embedding.method, dec.embedding.dim, dec.snapshots.enabled, dec.train.lr) == ("umap", 2, False, 0.003)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("epochs: 5\nrun: {train: {epochs: 6}}\n", "{p}: epochs and run.train.epochs both given; keep one"),
+        ("run: {train: {lr: -1}}\n", "--lr must be a positive number up to 10, got -1.0"),
+        ("run: [1]\n", "{p}: run: expected a mapping of run settings (as in a run's config.yaml)"),
+        ("run: {noise: 'gaussian:x'}\n", "--noise"),
+        ("sweep_epochs: 0\n", "sweep_epochs must be at least 1, got 0"),
+    ],
+)
+def test_study_config_errors(tmp_path, text, message):
+    from aelens.config import load_study_config
+    from aelens.errors import AelensError
+
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    with pytest.raises(AelensError) as err:
+        load_study_config(path)
+    assert str(err.value).startswith(message.format(p=path))

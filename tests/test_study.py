@@ -128,8 +128,10 @@ def test_study_resumes_without_redoing_finished_steps(study):
 
 def test_study_refuses_other_settings_in_the_same_folder(study):
     root, data, cfg, _, _ = study
-    other = dataclasses.replace(cfg, epochs=2)
-    with pytest.raises(AelensError, match=r"holds a study with other settings \(epochs\)"):
+    other = dataclasses.replace(
+        cfg, run=dataclasses.replace(cfg.run, train=dataclasses.replace(cfg.run.train, epochs=2))
+    )
+    with pytest.raises(AelensError, match=r"holds a study with other settings \(run.train.epochs\)"):
         run_study(data, root / "out", other, echo=lambda s: None)
 
 

@@ -43,21 +43,16 @@ class Step:
 
 
 def _run_config(study: StudyConfig, data, kind: str, **over) -> RunConfig:
-    base = RunConfig(kind=kind, seed=study.seed, data=dataclasses.replace(study.data, path=data))
-    values = {
-        "train.epochs": study.epochs,
-        "train.batch_size": study.batch_size,
-        "train.progress": False,
-        "model.latent_dim": study.latent_dim,
-        "snapshots.per_epoch": study.snapshots_per_epoch,
-        "snapshots.max_images": study.max_images,
-        "split.kind": study.split,
-        "split.purge": study.purge,
-    }
-    if kind == "tagger":
-        values["tagger.augment"] = study.augment
-    values.update(over)
-    return base.with_overrides(values)
+    """A model's run settings: the study's shared ``run`` settings, its kind and data, and ``over``."""
+    base = dataclasses.replace(study.run, kind=kind, data=dataclasses.replace(study.run.data, path=data))
+    return base.with_overrides({"snapshots.max_images": study.max_images, **over})
+
+
+def _decoder_config(study: StudyConfig, data, spec: str) -> RunConfig:
+    """The run settings of the decoder on embedding ``spec`` (METHOD:DIM); no latent snapshots (it has no encoder)."""
+    method, _, dim = spec.partition(":")
+    over = {"embedding.method": method, "embedding.dim": int(dim), "snapshots.enabled": False}
+    return _run_config(study, data, "decoder", **over)
 
 
 def _complete(run: RunDir) -> bool:
@@ -73,7 +68,7 @@ def check_settings(out: Path, cfg: StudyConfig) -> None:
     if path.is_file():
         saved = load_study_config(path)
         if saved != cfg:
-            diff = [f.name for f in dataclasses.fields(cfg) if getattr(saved, f.name) != getattr(cfg, f.name)]
+            diff = _differences(dataclasses.asdict(saved), dataclasses.asdict(cfg))
             raise AelensError(
                 f"{out}: holds a study with other settings ({', '.join(diff)}); use another --out "
                 "or the same settings to resume it"
@@ -81,6 +76,18 @@ def check_settings(out: Path, cfg: StudyConfig) -> None:
     else:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(path)
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ between two nested dicts."""
+    out = []
+    for key in a.keys() | b.keys():
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _differences(x, y, f"{prefix}{key}.")
+        elif x != y:
+            out.append(f"{prefix}{key}")
+    return sorted(out)
 
 
 def check_study(cfg: StudyConfig, dataset) -> None:
@@ -99,6 +106,10 @@ def check_study(cfg: StudyConfig, dataset) -> None:
             raise AelensError(
                 f"decoders: {spec!r}: {dim} dimensions is more than the frames hold ({pixels} pixels, {dataset.n} frames)"
             )
+        try:
+            _decoder_config(cfg, cfg.data.path, spec)  # its options (e.g. umap_fit_max against the size) now
+        except AelensError as exc:
+            raise AelensError(f"decoders: {spec!r}: {exc}") from None
 
 
 def transfer_names(paths: tuple[str, ...]) -> list[str]:
@@ -154,7 +165,7 @@ def _prepare(data, out, cfg: StudyConfig):
         data = data[0]
     data = resolve_data_paths(data if data else cfg.data.path)
     transfer = tuple(str(Path(p).resolve()) for p in cfg.transfer)
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=data), transfer=transfer)
+    cfg = cfg.with_data(data, transfer)
     dataset = load_dataset_from_config(cfg.data)
     check_study(cfg, dataset)
     _check_transfer(dataset, transfer, cfg)
@@ -174,10 +185,7 @@ def _model_steps(cfg: StudyConfig, lay: StudyLayout, has_target: bool) -> list[S
     data, ae = cfg.data.path, lay.ae
     steps = [Step("train + test AE", lambda: _complete(ae), lambda: _train_test(_run_config(cfg, data, "ae"), ae))]
     for spec in cfg.decoders:
-        method, _, dim = spec.partition(":")
-        over = {"embedding.method": method, "embedding.dim": int(dim), "embedding.umap_fit_max": cfg.umap_fit_max,
-                "snapshots.enabled": False}  # fmt: skip
-        d, dc = lay.decoder(spec), _run_config(cfg, data, "decoder", **over)
+        d, dc = lay.decoder(spec), _decoder_config(cfg, data, spec)
         steps.append(
             Step(f"train + test decoder {spec}", lambda d=d: _complete(d), lambda c=dc, d=d: _train_test(c, d))
         )

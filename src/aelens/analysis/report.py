@@ -156,7 +156,7 @@ def _pca_run(lay: StudyLayout, decoders) -> Path | None:
 def _condition_figures(lay: StudyLayout, results: dict) -> list[str]:
     """The AE map coloured by the tagger's target and by the condition its latent holds best besides it."""
     settings = results["settings"]
-    target = settings.get("target", "body_angle_deg")
+    target = settings["run"]["tagger"]["target"]
     scores = (results.get("latent_ae") or {}).get("encoding_scores", [])
     other = best_linear_r2([r for r in scores if r["condition"] != target])
     folder = lay.latent("ae")
@@ -181,7 +181,7 @@ def _header(results: dict) -> list[str]:
     return [
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>aelens study</title><style>{CSS}</style></head><body>",
         "<h1>aelens study report</h1>",
-        f"<p class='meta'>data: <code>{html.escape(str(s['data']['path']))}</code> · {s['epochs']} epochs per model · "
+        f"<p class='meta'>data: <code>{html.escape(str(s['run']['data']['path']))}</code> · {s['run']['train']['epochs']} epochs per model · "
         f"total {results['seconds']:.0f} s of this session's compute · aelens {results['versions']['aelens']}, "
         f"torch {results['versions']['torch']} · {results['created']}</p>",
         _split_line(results),
