@@ -61,7 +61,7 @@ def files(tmp_path):
         (["study", "--data", "{data}", "--out", "{tmp}/a_file"], "a_file: exists and is not a folder"),
         (["data", "synth", "{tmp}/a_file", "--n", "10"], "a_file: exists and is not a folder"),
         (["bench", "--out", "{tmp}/a_file"], "a_file: exists and is not a folder"),
-        (["train", "tagger", "--resume", "{ae}", "--epochs", "5"], "a ae run; resume it with aelens train ae"),
+        (["train", "tagger", "--resume", "{ae}", "--epochs", "5"], "an ae run; resume it with aelens train ae"),
     ],
 )
 def test_bad_files_and_paths_exit_2_with_one_line(files, tiny_data, tiny_ae, capsys, args, message):

@@ -405,6 +405,8 @@ def _check_snapshots(sn: SnapshotConfig) -> None:
 def _check_embedding(e: EmbeddingConfig) -> None:
     if e.dim < 1:
         _bad("--dim", "at least 1", e.dim)
+    if e.method != "umap":  # the UMAP settings mean nothing to the other reducers
+        return
     if e.umap_neighbors < 2:
         _bad("--umap-neighbors", "at least 2", e.umap_neighbors)
     if e.umap_pca < 0:
@@ -435,6 +437,9 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
         _bad("kind", f"one of {', '.join(KINDS)}", cfg.kind)
     if not 0 <= cfg.seed < 2**32:
         _bad("--seed", "an integer from 0 to 2^32 - 1", cfg.seed)
+    mpv = cfg.data.max_pixel_value
+    if mpv is not None and not (math.isfinite(mpv) and mpv > 0):
+        _bad("--max-pixel-value", "a positive number (the value of a white pixel)", mpv)
     _check_split(cfg.split)
     _check_train(cfg.train)
     if cfg.model.latent_dim < 1:

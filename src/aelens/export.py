@@ -63,6 +63,9 @@ def decode_to_file(run_dir, codes_path, out, overwrite: bool = False) -> dict:
     if not np.isfinite(codes).all():
         row = int(np.nonzero(~np.isfinite(codes).all(axis=1))[0][0])
         raise AelensError(f"{codes_path}: codes contain NaN or infinite values (first in row {row})")
+    if run.networks.decoder is not None and codes.shape[1] != run.networks.decoder.in_dim:
+        d = run.networks.decoder.in_dim
+        raise AelensError(f"{codes_path}: codes are {codes.shape[1]}-D; {run_dir} decodes {d}-D codes (N x {d})")
     images = run.decode(codes)
     as_uint8 = run.manifest.get("data", {}).get("dtype", "uint8") == "uint8"
     arr = (np.clip(images, 0, 1) * 255 + 0.5).astype(np.uint8) if as_uint8 else images.astype(np.float32)

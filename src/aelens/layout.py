@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from .config import RunConfig, load_config
+from .config import KINDS, RunConfig, load_config
 from .errors import AelensError
-from .storage import MANIFEST, load_split, read_json, read_manifest, save_split, split_info
+from .storage import MANIFEST, load_split, read_json, read_manifest, save_split, sha256_file, split_info
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ class Manifest:
         shape = d.get("image_shape")
         if shape is not None and not (isinstance(shape, list) and all(isinstance(v, int) and v > 0 for v in shape)):
             raise AelensError(f"{source}: image_shape must be a list of positive integers, got {shape!r}")
+        if d.get("kind") not in KINDS:
+            raise AelensError(f"{source}: kind must be one of {', '.join(KINDS)}, got {d.get('kind')!r}")
         data = d.get("data") if isinstance(d.get("data"), dict) else {}
         files = d.get("files") if isinstance(d.get("files"), dict) else {}
         return cls(
@@ -185,10 +187,21 @@ class RunDir:
         return read_json(self.test_results) if self.test_results.is_file() else None
 
     def weights_file(self) -> Path:
-        """The final weights, or the last checkpoint of a run that did not finish."""
-        for path in (self.weights, self.last_checkpoint):
-            if path.is_file():
-                return path
+        """The final weights (checked against the SHA-256 the manifest recorded when training ended), or the last
+        checkpoint of a run that did not finish."""
+        m = self.manifest()
+        if self.weights.is_file():
+            recorded = m.files.get(self.WEIGHTS)
+            if recorded and sha256_file(self.weights) != recorded:
+                raise AelensError(
+                    f"{self.weights}: its SHA-256 differs from the one {MANIFEST} recorded when training ended; the "
+                    "file was changed or damaged (restore it, or retrain)"
+                )
+            return self.weights
+        if m.status == "complete":
+            raise AelensError(f"{self.weights}: missing, though the run finished; restore it, or retrain")
+        if self.last_checkpoint.is_file():
+            return self.last_checkpoint
         raise AelensError(
             f"{self.path}: no weights ({self.WEIGHTS} or {self.CHECKPOINTS}/{self.LAST}); did the run start training?"
         )

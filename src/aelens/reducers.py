@@ -19,7 +19,7 @@ import torch
 
 from .config import EmbeddingConfig
 from .errors import AelensError
-from .storage import load_tensors, save_tensors, write_text
+from .storage import load_tensors, read_json, save_tensors, write_text
 
 log = logging.getLogger("aelens")
 
@@ -101,7 +101,9 @@ class Reducer:
         folder = Path(folder)
         if not (folder / INFO).is_file():
             raise AelensError(f"{folder}: no fitted reducer here ({INFO} missing); is this a decoder run?")
-        info = json.loads((folder / INFO).read_text())
+        info = read_json(folder / INFO)
+        if not isinstance(info, dict):
+            raise AelensError(f"{folder / INFO}: expected a JSON object")
         cls = REDUCERS.get(info.get("name"))
         if cls is None:
             raise AelensError(f"{folder / INFO}: unknown reducer {info.get('name')!r}")

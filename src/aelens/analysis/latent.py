@@ -15,7 +15,7 @@ from ..layout import LATENT_SUMMARY, RunDir
 from ..runs import Run, load_run
 from ..storage import load_npy, save_npy, write_csv, write_json
 from . import figures, map_figures
-from .projection import embed, evolution_maps
+from .projection import check_fit_mode, embed, evolution_maps
 from .scores import decoding_score, trustworthiness
 from .snapshots import analysis_indices, load_snapshots
 
@@ -169,6 +169,7 @@ def latent_analysis(
     seed = run.config.seed
     if evolution:
         _check_evolution(run, ds, layer)
+        check_fit_mode(fit)
     idx = analysis_frames(run, ds, max_images)
     frames = ds.batch(idx).numpy()
     codes = run.encode(frames, layer)

@@ -158,6 +158,13 @@ def embed(codes: np.ndarray, method: str = "umap", random_state: int | None = 0,
     return m.fit(codes), m
 
 
+def check_fit_mode(fit: str) -> None:
+    """``--fit``: last, first, every, aligned or reference:RUN_DIR (a one-line error otherwise)."""
+    mode, _, ref = fit.partition(":")
+    if mode not in FIT_MODES or (mode == "reference") != bool(ref):
+        raise AelensError(f"--fit must be one of last, first, every, aligned, reference:RUN_DIR; got {fit!r}")
+
+
 def evolution_maps(
     snapshots: np.ndarray,
     mode: str = "last",

@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning", "numexpr", "numexpr.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
-        app(args=argv)  # standalone: --help and usage errors (exit 2) end in SystemExit
+        code = app(args=argv, standalone_mode=False)  # click's errors come here, to be said in one line
+        return code if isinstance(code, int) else 0
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except TrainingInterrupted as exc:
@@ -44,4 +45,29 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("aelens: interrupted", err=True)
         return 130
-    return 0
+    except Exception as exc:  # click's (Typer vendors its own copy): known by class name
+        code = _click_error(exc)
+        if code is None:
+            raise
+        return code
+
+
+def _click_error(exc: Exception) -> int | None:
+    """Say a command-line mistake in one line (exit 2): an unknown option, a missing argument, "abc" for a
+    number... A bare group (``aelens train``) shows its help. None: not one of click's errors."""
+    names = {c.__name__ for c in type(exc).__mro__}
+    ctx = getattr(exc, "ctx", None)
+    if "NoArgsIsHelpError" in names:
+        typer.echo(ctx.get_help() if ctx is not None else str(exc), err=True)
+        return 2
+    if "UsageError" in names:
+        where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        typer.echo(f"aelens: error: {exc.format_message()}{where}", err=True)
+        return 2
+    if "ClickException" in names:
+        typer.echo(f"aelens: error: {exc.format_message()}", err=True)
+        return getattr(exc, "exit_code", 1)
+    if "Abort" in names:
+        typer.echo("aelens: interrupted", err=True)
+        return 130
+    return None

@@ -326,10 +326,14 @@ def require_kind(path, kind: str, flag: str) -> None:
     found = RunDir(path).manifest().kind
     if found != kind:
         raise AelensError(
-            f"{flag} {path}: a {found} run; resume it with aelens train {found}"
+            f"{flag} {path}: {_a(found)} run; resume it with aelens train {found}"
             if flag == "--resume"
-            else f"{flag} {path}: a {found} run, not an {kind} run"
+            else f"{flag} {path}: {_a(found)} run, not {_a(kind)} run"
         )
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
 
 
 def need(value, low, flag: str, expected: str, high=None) -> None:

@@ -255,6 +255,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False, marker: str | N
             raise AelensError(f"{path}: already exists; choose another --out or pass --overwrite")
         if marker is None or not (path / marker).is_file():
             raise AelensError(f"{path}: exists and was not written by aelens (no {marker}); refusing to overwrite")
+    made = [p for p in reversed(path.parents) if not p.exists()]  # folders above path made here
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     if tmp.exists():
@@ -264,6 +265,9 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False, marker: str | N
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in reversed(made):  # an error leaves no trace: the parents it made go too (if still empty)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
     old = path.with_name(f".{path.name}.old-{os.getpid()}")
     if path.exists():
