@@ -143,6 +143,73 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tiny_data, tmp_path, monk
         torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6, msg=k)
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_data, tmp_path_factory):
+    over = {"train.epochs": 2, "train.lr_schedule": "none", "train.deterministic": True}
+    return over, aelens.train(quick_config(tiny_data, **over), out=tmp_path_factory.mktemp("full") / "run")
+
+
+def _logged_steps(run_dir) -> list[str]:
+    lines = (run_dir / "metrics.csv").read_text().splitlines()
+    col = lines[0].split(",").index("step")
+    return [line.split(",")[col] for line in lines[1:]]
+
+
+@pytest.mark.parametrize(
+    "where, step",
+    [("step start", 5), ("after the forward pass", 5), ("before the optimiser step", 5), ("step start", 4)],
+)
+def test_ctrl_c_anywhere_inside_a_step_then_resume_is_bit_identical(tiny_data, tmp_path, monkeypatch, where, step,
+                                                                    uninterrupted):  # fmt: skip
+    """A real SIGINT at three points of step 5 (the 2nd batch of epoch 2) and at the start of step 4 (the first of
+    epoch 2): the step finishes, the run stops at the step boundary, and the resumed run ends with exactly the weights
+    and BatchNorm statistics of a run that never stopped, with the same steps logged."""
+    import os
+    import signal
+
+    from aelens.objectives.reconstruction import Reconstruction
+
+    over, full = uninterrupted
+    original_step, original_hook = Reconstruction.training_step, Reconstruction.on_before_optimizer_step
+
+    def sigint_if(point):
+        def check(module):
+            if point == where and module.global_step == step:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        return check
+
+    at_start, after_forward, before_opt = (sigint_if(w) for w in
+                                           ("step start", "after the forward pass", "before the optimiser step"))  # fmt: skip
+
+    def training_step(self, batch, batch_idx):
+        at_start(self)
+        loss = original_step(self, batch, batch_idx)
+        after_forward(self)
+        return loss
+
+    def hook(self, optimizer):
+        before_opt(self)
+        return original_hook(self, optimizer)
+
+    monkeypatch.setattr(Reconstruction, "training_step", training_step)
+    monkeypatch.setattr(Reconstruction, "on_before_optimizer_step", hook)
+    run = tmp_path / "r"
+    with pytest.raises(TrainingInterrupted):
+        aelens.train(quick_config(tiny_data, **over), out=run)
+    assert read_manifest(run)["status"] == "interrupted"
+    monkeypatch.setattr(Reconstruction, "training_step", original_step)
+    monkeypatch.setattr(Reconstruction, "on_before_optimizer_step", original_hook)
+    aelens.train(None, resume=run)
+    m = read_manifest(run)
+    assert m["status"] == "complete" and m["global_step"] == 8
+    a, b = weights(full), weights(run)
+    assert a.keys() == b.keys() and any("running_mean" in k for k in a)
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"differ after resume: {different}"
+    assert _logged_steps(run) == _logged_steps(full)
+
+
 def test_resume_needs_a_checkpoint_and_more_epochs(tiny_ae, tmp_path):
     with pytest.raises(AelensError, match=r"already finished 2 epochs; pass a larger --epochs"):
         aelens.train(None, resume=tiny_ae)

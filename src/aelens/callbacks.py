@@ -93,6 +93,56 @@ class RunCheckpoints(L.Callback):
         self.best_epoch = int(state.get("best_epoch", -1))
 
 
+class StepBoundaryInterrupt(L.Callback):
+    """Ctrl-C stops training between two steps, never inside one.
+
+    A batch in flight has already moved BatchNorm's running statistics before its optimiser step; a checkpoint
+    taken there, resumed, would train that batch twice. So the first SIGINT only records the request; the step
+    finishes (forward, backward, optimiser, step counter), and KeyboardInterrupt is raised before the next one starts,
+    so that the checkpoint (see :class:`RunCheckpoints`) holds a state from which resuming equals never stopping. A second
+    Ctrl-C interrupts at once, as usual. Only the main thread of rank 0 installs the handler."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        if self.requested:  # twice: the user means it
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def on_train_start(self, trainer, pl_module):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+
+    def _restore(self):
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        # here the previous step is complete in every count Lightning keeps (its progress, the sampler's position)
+        if self.requested:
+            self._restore()
+            # this batch never starts: Lightning counted it "ready" just before this hook, and a checkpoint with one
+            # batch more ready than completed makes the resumed loop count a step twice (its logged steps shift)
+            progress = trainer.fit_loop.epoch_loop.batch_progress
+            progress.total.ready -= 1
+            progress.current.ready -= 1
+            raise KeyboardInterrupt
+
+    def on_train_end(self, trainer, pl_module):
+        self._restore()
+
+    def on_exception(self, trainer, pl_module, exception):
+        self._restore()
+
+
 class DivergenceGuard(L.Callback):
     """Stop when the epoch's training loss is not finite (checked once per epoch: no host sync per step). Runs
     before the checkpoints, so ``checkpoints/last`` keeps the last finite state."""

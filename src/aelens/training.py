@@ -26,6 +26,7 @@ from .callbacks import (
     RunCheckpoints,
     RunCSVLogger,
     SafetensorsCheckpointIO,
+    StepBoundaryInterrupt,
     ValidationImages,
 )
 from .config import RunConfig
@@ -194,7 +195,12 @@ def _trainer(st: _Start, objective, accelerator: str, precision: str) -> tuple[L
     ):  # Lightning sets INFO when imported; its notes are noise here
         logging.getLogger(name).setLevel(logging.WARNING)
     hooks = _Hooks(RunCheckpoints(rd.checkpoints, cfg.train.checkpoint_every), EpochTimer(), None)
-    callbacks: list = [DivergenceGuard(), hooks.ckpts, hooks.timer, LearningRateMonitor(logging_interval="epoch")]
+    callbacks: list = [
+        DivergenceGuard(),
+        hooks.ckpts,
+        hooks.timer,
+        LearningRateMonitor(logging_interval="epoch"),
+    ]
     if objective.has_decoder:
         callbacks.append(ValidationImages(rd.images))
     if cfg.snapshots.enabled and objective.has_encoder:
@@ -206,6 +212,7 @@ def _trainer(st: _Start, objective, accelerator: str, precision: str) -> tuple[L
         callbacks.append(hooks.snapshots)
     if cfg.train.progress:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, cfg.train.log_every // 5)))
+    callbacks.append(StepBoundaryInterrupt())  # last: every other callback sees the step before it stops
     resume_step = int(load_tree(st.ckpt).get("global_step", 0)) if st.resuming else None
     loggers = [
         RunCSVLogger(rd.metrics, resume_step=resume_step),
