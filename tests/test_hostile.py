@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import aelens
+from aelens.storage import load_state_dict, save_tensors
 from conftest import quick_config, run_cli
 
 
@@ -120,6 +121,10 @@ def bed(tiny_data, tiny_ae, tmp_path_factory):
     (r / "model.safetensors").unlink()
     r = _copy_run(tiny_ae, runs / "truncated_weights")
     (r / "model.safetensors").write_bytes((tiny_ae / "model.safetensors").read_bytes()[:100])
+    r = _copy_run(tiny_ae, runs / "nan_weights")  # NaN planted, the manifest's hash left as it was
+    state = load_state_dict(r / "model.safetensors")
+    state["encoder.fc1.1.weight"][:] = float("nan")
+    save_tensors(r / "model.safetensors", state)
     r = _copy_run(tiny_ae, runs / "split_range")
     np.savez(r / "split.npz", train=np.arange(10), val=np.arange(10, 20), test=np.array([5000, 5001]))
     r = _copy_run(decoder, runs / "reducer_json")
@@ -270,6 +275,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("test-manifest-kind", ["test", "{runs}/manifest_kind"], "gan"),
     ("test-no-weights", ["test", "{runs}/no_weights"], "model.safetensors: missing, though the run finished"),
     ("test-truncated-weights", ["test", "{runs}/truncated_weights"], "its SHA-256 differs from the one manifest"),
+    ("test-nan-weights", ["test", "{runs}/nan_weights"], "its SHA-256 differs from the one manifest.json recorded"),
+    ("encode-nan-weights", ["encode", "{runs}/nan_weights", "--out", "{out}.npy"], "SHA-256 differs"),
     ("test-split-range", ["test", "{runs}/split_range"], "split.npz"),
     ("test-reducer-json", ["test", "{runs}/reducer_json"], "reducer.json"),
     ("test-foreign-data", ["test", AE, "--data", F + "/tiny_frames.npy"], "tiny_frames.npy"),

@@ -11,6 +11,7 @@ import pytest
 
 import aelens
 from aelens.errors import AelensError, TrainingDiverged
+from aelens.storage import read_json
 from conftest import quick_config, run_cli
 
 
@@ -183,3 +184,66 @@ def test_a_split_file_with_indices_outside_the_data_is_refused(tiny_ae, tmp_path
     code, _, err = run_cli(["test", run], capsys)
     assert code == 2 and "split.npz: the test indices must be frame numbers 0 to 159 of the run's data, got" in err
     assert "to 10000; the file was edited or belongs to another run" in err
+
+
+def _lock(run: Path, pid: int) -> None:
+    import platform
+
+    (run / ".aelens.lock").write_text(
+        json.dumps({"pid": pid, "host": platform.node(), "since": "2026-01-01T00:00:00", "command": "aelens train ae"})
+    )
+
+
+def test_one_writer_per_run_folder(tiny_ae, tiny_data, tmp_path, capsys):
+    """A live lock stops a second writer (resume, or --overwrite of the folder) with a line naming the holder, and
+    changes nothing; a lock whose process is gone is taken over; leftovers of killed writes are removed."""
+    import os
+    import shutil
+    import subprocess
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_ae, run)
+    _lock(run, os.getpid())  # this very process: alive
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    for args in (["train", "ae", "--resume", run, "--epochs", "3"], ["train", "ae", "--data", tiny_data, "--out", run,
+                                                                      "--overwrite"]):  # fmt: skip
+        code, _, err = run_cli(args, capsys)
+        assert code == 2 and err.strip() == (
+            f"aelens: error: {run}: being written by process {os.getpid()} on {__import__('platform').node()} "
+            f"(since 2026-01-01T00:00:00: aelens train ae); wait for it to finish, or, if that process is gone, "
+            f"delete {run / '.aelens.lock'}"
+        ), err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    _lock(run, gone.pid)  # a process that no longer exists
+    (run / "checkpoints" / ".last.tmp-999999.safetensors").write_bytes(b"half a write")
+    code, out, err = run_cli(["train", "ae", "--resume", run, "--epochs", "3"], capsys)
+    assert code == 0, err
+    assert not (run / ".aelens.lock").exists() and not list(run.rglob(".*.tmp-*"))
+    assert read_json(run / "manifest.json")["epochs"] == 3
+
+
+def test_resume_refuses_options_that_would_change_the_run(tiny_ae, capsys):
+    code, _, err = run_cli(["train", "ae", "--resume", tiny_ae, "--epochs", "3", "--lr", "0.01", "--batch-size", "8"],
+                           capsys)  # fmt: skip
+    assert code == 2 and err.strip() == (
+        f"aelens: error: --resume continues a run with its own settings (only --epochs can grow); --batch-size, --lr "
+        f"would change it: start a new run with --config {tiny_ae}/config.yaml --batch-size, --lr instead"
+    )
+
+
+def test_resume_starts_from_the_newest_checkpoint_when_last_was_never_written(tiny_data, tmp_path):
+    """A kill during the very first write of checkpoints/last leaves best (written just before it): resume uses it."""
+    import torch
+
+    from aelens.storage import load_state_dict
+
+    over = {"train.lr_schedule": "none", "train.deterministic": True}
+    full = aelens.train(quick_config(tiny_data, **over, **{"train.epochs": 2}), out=tmp_path / "full")
+    half = aelens.train(quick_config(tiny_data, **over, **{"train.epochs": 1}), out=tmp_path / "half")
+    (half / "checkpoints" / "last.safetensors").unlink()
+    aelens.train(quick_config(tiny_data, **{"train.epochs": 2}), resume=half)
+    a, b = load_state_dict(full / "model.safetensors"), load_state_dict(half / "model.safetensors")
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []

@@ -9,7 +9,7 @@ import torch
 
 import aelens
 from aelens.errors import AelensError, TrainingInterrupted
-from aelens.storage import load_state_dict, read_manifest, save_tensors
+from aelens.storage import load_state_dict, read_manifest, record_file_hashes, save_tensors
 from conftest import quick_config, run_cli, shared_dataset
 
 EXPECTED_FILES = [
@@ -226,12 +226,18 @@ def test_checkpoint_of_another_architecture_is_refused(tiny_ae, tmp_path):
     state = weights(tiny_ae)
     state["encoder.fc1.1.weight"] = torch.zeros(8, state["encoder.fc1.1.weight"].shape[1])
     save_tensors(other / "model.safetensors", state)
+    record_file_hashes(other, ["model.safetensors"])  # a consistent folder (else the changed hash is refused first)
     with pytest.raises(
         AelensError,
         match=r"model\.safetensors: checkpoint does not match the model \(encoder\.fc1\.1\.weight: file has \(8, 2048\), model expects \(16, 2048\)\)",
     ):
         aelens.load_run(other)
     (other / "model.safetensors").write_bytes((tiny_ae / "model.safetensors").read_bytes()[:1000])
+    with pytest.raises(
+        AelensError, match=r"model\.safetensors: its SHA-256 differs from the one manifest.json recorded"
+    ):
+        aelens.load_run(other)
+    record_file_hashes(other, ["model.safetensors"])
     with pytest.raises(AelensError, match=r"model\.safetensors: corrupted or truncated safetensors file"):
         aelens.load_run(other)
 

@@ -186,6 +186,15 @@ class RunDir:
     def test_result(self) -> dict | None:
         return read_json(self.test_results) if self.test_results.is_file() else None
 
+    def resume_checkpoint(self) -> Path | None:
+        """Where a resume starts: ``checkpoints/last``, else (a kill during its first write) the newest other
+        checkpoint (``best`` or ``epochNNN``, written just before it), else None."""
+        if self.last_checkpoint.is_file():
+            return self.last_checkpoint
+        others = [p for p in self.checkpoints.glob("*.safetensors") if not p.name.startswith(".")]  # not a .tmp
+        others.sort(key=lambda p: p.stat().st_mtime_ns)
+        return others[-1] if others else None
+
     def weights_file(self) -> Path:
         """The final weights (checked against the SHA-256 the manifest recorded when training ended), or the last
         checkpoint of a run that did not finish."""

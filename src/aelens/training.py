@@ -8,6 +8,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -45,6 +46,7 @@ from .storage import (
     load_tree,
     read_manifest,
     record_file_hashes,
+    run_lock,
     save_run_files,
     save_tensors,
     update_manifest,
@@ -114,27 +116,32 @@ class _Start:
         return self.resuming or self.worker
 
 
-def _start(cfg: RunConfig | None, out, overwrite: bool, resume, dataset: Dataset | None) -> _Start:
-    """Decide the mode and prepare the run folder; every check on data and options happens before it is created."""
+def _start(cfg: RunConfig | None, out, overwrite: bool, resume, dataset: Dataset | None, locks) -> _Start:
+    """Decide the mode and prepare the run folder; every check on data and options happens before it is created.
+    The folder's lock is entered on ``locks`` (an ExitStack) before anything is written into it."""
     worker = is_worker() and RUN_DIR_ENV in os.environ
     if resume is not None:
         rd = RunDir(resume)
         manifest = rd.manifest()
         saved = rd.config()
         cfg = saved.with_overrides({"train.epochs": cfg.train.epochs if cfg is not None else saved.train.epochs})
-        if not rd.last_checkpoint.is_file():
-            raise AelensError(f"--resume {rd.path}: no {rd.CHECKPOINTS}/{rd.LAST} to resume from")
+        ckpt = rd.resume_checkpoint()
+        if ckpt is None:
+            raise AelensError(f"--resume {rd.path}: no {rd.CHECKPOINTS}/{rd.LAST} (nor any other checkpoint) to resume")
+        if ckpt != rd.last_checkpoint:
+            log.warning("%s: no %s (a kill during its first write?); resuming from %s", rd.path, rd.LAST, ckpt.name)
         if manifest.status == "complete" and manifest.epochs >= cfg.train.epochs:
             raise AelensError(
                 f"--resume {rd.path}: the run already finished {manifest.epochs} epochs; pass a larger --epochs"
             )
         if not worker:
+            locks.enter_context(run_lock(rd.path))
             cfg.save(rd.config_file)
-        return _existing(cfg, rd, dataset, ckpt=rd.last_checkpoint, resuming=True, worker=worker)
+        return _existing(cfg, rd, dataset, ckpt=ckpt, resuming=True, worker=worker)
     if worker:
         rd = RunDir(os.environ[RUN_DIR_ENV])
         return _existing(rd.config(), rd, dataset, ckpt=None, resuming=False, worker=True)
-    return _new(cfg, out, overwrite, dataset)
+    return _new(cfg, out, overwrite, dataset, locks)
 
 
 def _existing(cfg: RunConfig, rd: RunDir, dataset: Dataset | None, **mode) -> _Start:
@@ -144,7 +151,7 @@ def _existing(cfg: RunConfig, rd: RunDir, dataset: Dataset | None, **mode) -> _S
     return _Start(cfg, rd, dataset, rd.split(dataset.n), **mode)
 
 
-def _new(cfg: RunConfig, out, overwrite: bool, dataset: Dataset | None) -> _Start:
+def _new(cfg: RunConfig, out, overwrite: bool, dataset: Dataset | None, locks) -> _Start:
     if cfg.data.path is not None:  # absolute: `aelens test RUN` works from any folder
         cfg = cfg.with_overrides({"data.path": resolve_data_paths(cfg.data.path)})
     if dataset is None:
@@ -155,6 +162,7 @@ def _new(cfg: RunConfig, out, overwrite: bool, dataset: Dataset | None) -> _Star
     OBJECTIVES[cfg.kind].check(cfg, dataset, split)
     _accelerator(cfg)  # an accelerator this machine lacks is an error before the run folder exists
     rd = RunDir(create_run_dir(out if out is not None else default_run_dir(cfg.kind), overwrite))
+    locks.enter_context(run_lock(rd.path))  # a second aelens into the same --out stops here, having written nothing
     cfg.save(rd.config_file)
     rd.save_split(split, info)
     data = {
@@ -310,7 +318,12 @@ def train(
     ``resume``: continue an existing run from ``checkpoints/last.safetensors`` with its optimiser and schedule state
     (``cfg`` then only supplies a new ``train.epochs``, and may be None).
     """
-    st = _start(cfg, out, overwrite, resume, dataset)
+    with contextlib.ExitStack() as locks:
+        return _train(cfg, out, overwrite, resume, dataset, locks)
+
+
+def _train(cfg, out, overwrite, resume, dataset, locks) -> Path:
+    st = _start(cfg, out, overwrite, resume, dataset, locks)
     cfg = st.cfg
     accelerator = _accelerator(cfg)
     procs = int(cfg.train.devices) if cfg.train.devices.isdigit() and accelerator == "cpu" else 1
@@ -339,7 +352,7 @@ def ensure_run(cfg: RunConfig, run_dir: str | Path) -> Path:
         return train(cfg, out=rd.path)
     if rd.is_complete():
         return rd.path
-    if rd.last_checkpoint.is_file():
+    if rd.resume_checkpoint() is not None:
         log.info("resuming %s", rd.path)
         return train(cfg, resume=rd.path)
     return train(cfg, out=rd.path, overwrite=True)

@@ -29,6 +29,13 @@ from .common import (
 def _train(kind: str, opts: dict, extra: dict | None = None) -> Path:
     # options and data are checked before torch and Lightning are imported: a mistake is reported at once
     if opts.get("resume"):
+        given = [name for name, value in opts.items() if name not in ("resume", "epochs") and value not in (None, False)]
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise AelensError(
+                f"--resume continues a run with its own settings (only --epochs can grow); {flags} would change it: "
+                f"start a new run with --config {opts['resume']}/config.yaml {flags} instead"
+            )
         cfg = build_config(kind, {"epochs": opts.get("epochs")}) if opts.get("epochs") else None
         require_kind(opts["resume"], kind, "--resume")
         from ..training import train

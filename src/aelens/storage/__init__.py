@@ -26,13 +26,16 @@ from .files import (  # noqa: F401
     write_yaml,
 )
 from .runs import (  # noqa: F401
+    LOCK,
     MANIFEST,
+    check_unlocked,
     create_run_dir,
     default_run_dir,
     git_hash,
     load_split,
     read_manifest,
     record_file_hashes,
+    run_lock,
     save_run_files,
     save_split,
     split_info,

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import json
+import logging
 import os
 import platform
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -20,6 +23,7 @@ if TYPE_CHECKING:  # torch and safetensors are imported where tensors are read o
 from .files import read_json, save_npy, save_npz, sha256_file, write_csv, write_json
 
 MANIFEST = "manifest.json"
+log = logging.getLogger("aelens")
 
 # --------------------------------------------------------------------------------------------- run directories
 
@@ -36,9 +40,11 @@ def default_run_dir(kind: str, root: str | os.PathLike = "runs") -> Path:
 
 def create_run_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Create a fresh run directory. An existing non-empty one is an error unless ``overwrite`` is given, and even
-    then only a directory that holds an aelens manifest is removed (never a folder of the user's own files)."""
+    then only a directory that holds an aelens manifest is removed (never a folder of the user's own files, never one
+    that another aelens process is writing)."""
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        check_unlocked(path)
         if not overwrite:
             raise AelensError(f"{path}: run directory already exists; choose another --out or pass --overwrite")
         if not (path / MANIFEST).is_file():
@@ -178,3 +184,97 @@ def save_run_files(run_dir: str | os.PathLike, files: dict[str, Any]) -> None:
             raise TypeError(f"{rel}: cannot save a {type(value).__name__}")
     if hashed:
         record_file_hashes(run_dir, hashed)
+
+
+# --------------------------------------------------------------------------------------------- one writer per run
+
+LOCK = ".aelens.lock"
+
+
+def _lock_holder(folder: Path) -> dict | None:
+    """The lock's record (pid, host, since, command), or None when there is no lock file."""
+    try:
+        text = (folder / LOCK).read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return {}
+    try:
+        holder = json.loads(text)
+    except ValueError:
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _alive(holder: dict) -> bool:
+    """False only when the holder is certainly gone: a process of this machine that no longer exists."""
+    if holder.get("host") != platform.node() or not isinstance(holder.get("pid"), int):
+        return True  # another machine (a shared disk), or an unreadable record: cannot tell, so assume alive
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _describe(folder: Path, holder: dict) -> str:
+    if not holder:
+        return f"{folder / LOCK} exists but cannot be read"
+    return (
+        f"process {holder.get('pid')} on {holder.get('host')} (since {holder.get('since')}: "
+        f"{holder.get('command', '?')})"
+    )
+
+
+def check_unlocked(folder: str | os.PathLike) -> None:
+    """A one-line error when another live aelens process holds ``folder``'s lock."""
+    folder = Path(folder)
+    holder = _lock_holder(folder)
+    if holder is not None and _alive(holder):
+        raise AelensError(
+            f"{folder}: being written by {_describe(folder, holder)}; wait for it to finish, or, if that process is "
+            f"gone, delete {folder / LOCK}"
+        )
+
+
+@contextlib.contextmanager
+def run_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold ``folder``'s lock (created atomically: one writer at a time) while the block runs.
+
+    A second aelens into the same folder gets a one-line error naming the holder. A lock left by a process of this
+    machine that no longer exists (killed) is taken over, and said so. Leftover ``.tmp-PID`` files of killed writes
+    inside the folder are removed once the lock is held."""
+    folder = Path(folder)
+    record = json.dumps(
+        {
+            "pid": os.getpid(),
+            "host": platform.node(),
+            "since": _dt.datetime.now().isoformat(timespec="seconds"),
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300] if sys.argv else "python",
+        }
+    )
+    for _ in range(2):
+        try:
+            fd = os.open(folder / LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            holder = _lock_holder(folder) or {}
+            if _alive(holder):
+                check_unlocked(folder)  # raises, naming the holder
+            log.warning("%s: taking over the lock of %s, which no longer runs", folder, _describe(folder, holder))
+            with contextlib.suppress(FileNotFoundError):
+                (folder / LOCK).unlink()
+    else:
+        check_unlocked(folder)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(record)
+    try:
+        for tmp in folder.rglob(".*.tmp-*"):  # a killed write's leftovers: nobody else writes here now
+            if tmp.is_file():
+                tmp.unlink()
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            (folder / LOCK).unlink()
