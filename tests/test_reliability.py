@@ -205,8 +205,12 @@ def test_one_writer_per_run_folder(tiny_ae, tiny_data, tmp_path, capsys):
     shutil.copytree(tiny_ae, run)
     _lock(run, os.getpid())  # this very process: alive
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    for args in (["train", "ae", "--resume", run, "--epochs", "3"], ["train", "ae", "--data", tiny_data, "--out", run,
-                                                                      "--overwrite"]):  # fmt: skip
+    for args in (
+        ["train", "ae", "--resume", run, "--epochs", "3"],
+        ["train", "ae", "--data", tiny_data, "--out", run, "--overwrite"],
+        ["test", run],
+        ["latent", run],
+    ):
         code, _, err = run_cli(args, capsys)
         assert code == 2 and err.strip() == (
             f"aelens: error: {run}: being written by process {os.getpid()} on {__import__('platform').node()} "
@@ -247,3 +251,31 @@ def test_resume_starts_from_the_newest_checkpoint_when_last_was_never_written(ti
     aelens.train(quick_config(tiny_data, **{"train.epochs": 2}), resume=half)
     a, b = load_state_dict(full / "model.safetensors"), load_state_dict(half / "model.safetensors")
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_checkpoints(tiny_ae, tmp_path, capsys, monkeypatch):
+    """The disk fills up while a resumed run writes its next checkpoint: exit 2, one line naming the file and the
+    cause, and the checkpoints already on disk stay exactly as they were."""
+    import errno
+    import os
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_ae, run)
+    before = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+    replace = os.replace
+
+    def full_disk(src, dst):
+        if str(dst).endswith(".safetensors"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    code, _, err = run_cli(["train", "ae", "--resume", run, "--epochs", "3"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith(f"aelens: error: {run / 'checkpoints'}") and lines[0].endswith(
+        ": No space left on device (the disk is full: free some space and run the command again)"
+    ), lines[0]
+    assert {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()} == before
+    assert not (run / ".aelens.lock").exists()

@@ -80,7 +80,7 @@ class RunCheckpoints(L.Callback):
         trainer.save_checkpoint(self.path("last"))
 
     def on_exception(self, trainer, pl_module, exception):
-        if isinstance(exception, TrainingDiverged):  # the weights are NaN: keep the last good checkpoint
+        if isinstance(exception, (TrainingDiverged, OSError)):  # NaN weights, or a full disk: keep the last good one
             return
         trainer.save_checkpoint(self.path("last"))
         self.saved_on_exception = self.path("last")

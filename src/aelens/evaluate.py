@@ -24,7 +24,7 @@ from .metrics import (
     regression_metrics,
 )
 from .runs import Run, check_same_image_shape, load_run
-from .storage import write_json, write_table
+from .storage import check_unlocked, write_json, write_table
 
 log = logging.getLogger("aelens")
 PCA_BASELINE_MAX_FIT = 20000  # frames; PCA on more adds nothing to a baseline
@@ -75,6 +75,7 @@ def test_run(
     figures: bool = True,
 ) -> dict:
     """Score a run; write ``results.json`` and figures to ``out`` (default ``RUN_DIR/test``). Returns the results."""
+    check_unlocked(run_dir)  # a run being trained is not scored (its weights are not final; it is being written)
     run = load_run(run_dir)
     ds = run.dataset(data, dataset)
     idx, which, split = evaluation_frames(run, ds)

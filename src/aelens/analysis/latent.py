@@ -13,7 +13,7 @@ from ..data.loading import Dataset
 from ..errors import AelensError
 from ..layout import LATENT_SUMMARY, RunDir
 from ..runs import Run, load_run
-from ..storage import load_npy, save_npy, write_csv, write_json
+from ..storage import check_unlocked, load_npy, save_npy, write_csv, write_json
 from . import figures, map_figures
 from .projection import check_fit_mode, embed, evolution_maps
 from .scores import decoding_score, trustworthiness
@@ -162,6 +162,7 @@ def latent_analysis(
     """Write maps, scores and (with ``evolution``) the movie to ``out`` (default ``RUN_DIR/latent``); return a
     summary (also written as ``summary.json``)."""
     t_start = time.perf_counter()
+    check_unlocked(run_dir)  # a run being trained is not mapped (its snapshots and weights are being written)
     run = load_run(run_dir)
     ds = run.dataset(data, dataset)
     out = Path(out) if out is not None else RunDir(run.path).latent

@@ -6,6 +6,7 @@ Known problems (:class:`~aelens.errors.AelensError`) become one line on stderr a
 
 from __future__ import annotations
 
+import errno
 import logging
 import traceback
 
@@ -45,11 +46,29 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("aelens: interrupted", err=True)
         return 130
+    except OSError as exc:
+        if exc.errno not in DISK_ERRORS:
+            raise
+        if STATE["debug"]:
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(f"aelens: error: {where}{exc.strerror or exc}{DISK_ERRORS[exc.errno]}", err=True)
+        return 2
     except Exception as exc:  # click's (Typer vendors its own copy): known by class name
         code = _click_error(exc)
         if code is None:
             raise
         return code
+
+
+# disks that cannot take a write: said in one line (files already written, checkpoints included, are kept as they were)
+DISK_ERRORS = {
+    errno.ENOSPC: " (the disk is full: free some space and run the command again)",
+    errno.EDQUOT: " (over the disk quota: free some space and run the command again)",
+    errno.EROFS: " (a read-only file system: choose another --out)",
+    errno.EACCES: " (no permission to write there: choose another --out)",
+    errno.EPERM: " (no permission to write there: choose another --out)",
+}
 
 
 def _click_error(exc: Exception) -> int | None:

@@ -29,7 +29,9 @@ from .common import (
 def _train(kind: str, opts: dict, extra: dict | None = None) -> Path:
     # options and data are checked before torch and Lightning are imported: a mistake is reported at once
     if opts.get("resume"):
-        given = [name for name, value in opts.items() if name not in ("resume", "epochs") and value not in (None, False)]
+        given = [
+            name for name, value in opts.items() if name not in ("resume", "epochs") and value not in (None, False)
+        ]
         if given:
             flags = ", ".join("--" + name.replace("_", "-") for name in given)
             raise AelensError(
