@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "analysis",
             "analysis.scores",
             "analysis.projection",
+            "analysis.inside",
             "analysis.figures",
             "analysis.map_figures",
         ],
