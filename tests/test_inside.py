@@ -107,7 +107,14 @@ def test_rotation_probe_tells_invariant_from_equivariant():
         frames, _centroid, predict=lambda x: np.degrees(np.arctan2(_centroid(x)[:, 1], _centroid(x)[:, 0]))
     )
     assert equivariant["variance_explained"] > 0.7  # most of the centroid's spread is the dot's angle
-    assert equivariant["loop"] > 0.99
+    assert equivariant["loop"] > 0.99 and equivariant["winding"] == 1
+
+    def head_or_tail(x):  # a code that cannot tell a direction from its opposite: round twice per turn
+        a = 2 * np.arctan2(_centroid(x)[:, 1], _centroid(x)[:, 0])
+        return np.stack([np.cos(a), np.sin(a)], 1)
+
+    twice = inside.rotation_probe(frames, head_or_tail)
+    assert twice["loop"] > 0.99 and twice["winding"] == 2
     assert equivariant["slope"] == pytest.approx(1.0, abs=0.01) and equivariant["turn_error_deg"] < 1.0
     deaf = inside.rotation_probe(frames, _rings, predict=lambda x: np.full(len(x), 42.0))
     assert deaf["slope"] == 0.0 and deaf["turn_error_deg"] == pytest.approx(90.0)  # the mean |turn| round a circle

@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "aelens"
 LAYERS: list[tuple[str, list[str]]] = [
     ("errors", ["_version", "errors"]),
     ("storage", ["storage", "storage.*"]),  # the only package that writes files
-    ("config", ["options", "config"]),
+    ("config", ["options", "config", "study_config"]),
     ("layout", ["layout"]),  # every file name in a run folder and a study folder
     (
         "building blocks",

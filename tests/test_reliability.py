@@ -137,8 +137,8 @@ def test_sweep_init_from_a_decoder_run_makes_no_folder(tiny_data, tmp_path, caps
     ],
 )
 def test_study_settings_that_fail_late_are_refused_before_any_work(tiny_data, tmp_path, over, message):
-    from aelens.config import load_study_config
     from aelens.study import run_study
+    from aelens.study_config import load_study_config
 
     cfg = load_study_config(None, {"epochs": 1, **over})
     with pytest.raises(AelensError, match=message.replace("(", r"\(").replace("'", "'")):

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from aelens.config import load_study_config
 from aelens.data.synthetic import synthesize, write_dataset
 from aelens.errors import AelensError
 from aelens.study import run_study
+from aelens.study_config import load_study_config
 
 ARTEFACTS = [
     "study.yaml",

@@ -24,11 +24,12 @@ from typing import Callable
 
 import numpy as np
 
-from .config import RunConfig, StudyConfig, load_study_config
+from .config import RunConfig
 from .errors import AelensError
 from .evaluate import ensure_test
 from .layout import RunDir, StudyLayout
 from .storage import read_json, write_json
+from .study_config import StudyConfig, load_study_config
 from .sweep import sweep_settings, unfreeze_sweep
 from .training import ensure_run
 

@@ -125,7 +125,27 @@ def answer_q3(compare: dict | None, sweep: dict | None) -> str:
             f"setting (unfreeze {best['unfreeze']}) {best['angle_mae_deg']:.1f}°, vs {scratch['angle_mae_deg']:.1f}° from "
             f"scratch (always answering the mean direction: {sweep['circular_mean_mae_deg']:.1f}°)"
         )
+    text += "".join(". " + rotation_sentence(lab, pr) for lab, pr in (compare.get("rotation") or {}).items())
     return text + "."
+
+
+def rotation_sentence(label: str, probe: dict) -> str:
+    """One run's rotation probe in words (frames turned through 360 degrees and encoded)."""
+    v = 100 * probe["variance_explained"]
+    text = f"Turning the input through 360° explains {v:.0f}% of the {label}'s code variance"
+    loop = probe["loop"]
+    if loop > 0.8:
+        times = "once" if probe.get("winding", 1) == 1 else "twice (head and tail alike)"
+        text += f" and moves its code round a closed loop {times} per turn (loop {loop:.2f})"
+    else:
+        text += f" and moves its code round no clear loop (loop {loop:.2f})"
+    if "slope" in probe:
+        turns = abs(probe["slope"] - 1) < 0.2
+        text += (
+            f"; its answer {'turns with the image' if turns else 'does not follow the turn'} "
+            f"(slope {probe['slope']:.2f}, {probe['turn_error_deg']:.0f}° mean error)"
+        )
+    return text
 
 
 def best_linear_r2(rows: list[dict]) -> str | None:

@@ -13,6 +13,7 @@ from ..layout import COMPARE_RESULT
 from ..runs import check_same_image_shape, load_run
 from ..storage import write_json, write_text
 from . import map_figures
+from .inside import rotated, rotation_probe
 from .latent import chosen_columns, condition_panels, encoding_scores
 from .projection import embed
 from .scores import cka_with_intervals, loop_score, mutual_knn_overlap, procrustes_distance
@@ -71,11 +72,13 @@ def compare_runs(
     columns = chosen_columns(ds, color_by)
     pairs = _pairs(codes, labels, n_boot, seed)
     decoding = {lab: encoding_scores(c, ds, idx, columns, seed=seed) for lab, c in zip(labels, codes)}
-    maps = [c[:, :2].astype(np.float32) if c.shape[1] == 2 else embed(c, "umap", random_state=seed)[0] for c in codes]
+    fitted = [embed(c, "pca" if c.shape[1] <= 2 else "umap", random_state=seed)[1] for c in codes]
+    maps = [c[:, :2].astype(np.float32) if c.shape[1] == 2 else m.xy for c, m in zip(codes, fitted)]
     angle_col, loops = _loops(ds, idx, columns, maps, labels, loop_on, seed)
     panels = condition_panels(ds, idx, columns)
     notes = {lab: f"loop r = {loops[lab]['circular_corr']:.2f}" for lab in loops}
     map_figures.save_comparison_grid(maps, labels, panels, out / "comparison.png", notes)
+    rotation = _rotation(runs, labels, frames, codes, fitted, layer, out)
     result = {
         "runs": [str(r.path) for r in runs],
         "labels": labels,
@@ -85,6 +88,7 @@ def compare_runs(
         "decoding": decoding,
         "loop": loops,
         "loop_condition": angle_col,
+        "rotation": rotation,
     }
     write_json(out / COMPARE_RESULT, result)
     write_text(out / "comparison.md", comparison_markdown(result))
@@ -117,6 +121,31 @@ def _loops(ds, idx, columns, maps, labels, loop_on, seed) -> tuple[str | None, d
         return None, {}
     truth = ds.conditions.column(angle_col)[idx]
     return angle_col, {lab: loop_score(truth, xy, random_state=seed) for lab, xy in zip(labels, maps)}
+
+
+ROTATION_FRAMES = 64  # frames turned through the circle per run (x 24 turns)
+
+
+def _rotation(runs, labels, frames, codes, fitted, layer: str, out: Path) -> dict:
+    """The rotation probe of every run on the same frames, and rotation.png: a few frames' turns in each map."""
+    pick = np.linspace(0, len(frames) - 1, min(ROTATION_FRAMES, len(frames))).astype(int)
+    probes, paths, notes = {}, [], []
+    for r, lab, c, m in zip(runs, labels, codes, fitted):
+        predict = r.predict if r.kind == "tagger" and r.config.tagger.kind == "angle" else None
+        probes[lab] = rotation_probe(frames[pick], lambda x, r=r: r.encode(x, layer), predict)
+        turned, _ = rotated(frames[pick[:3]])
+        tc = r.encode(turned.reshape(-1, *turned.shape[2:]), layer)
+        xy = tc[:, :2] if c.shape[1] == 2 else m.place(tc)
+        paths.append(xy.reshape(len(pick[:3]), -1, 2))
+        notes.append(_rotation_note(probes[lab]))
+    maps = [c[:, :2] if c.shape[1] == 2 else m.xy for c, m in zip(codes, fitted)]
+    map_figures.save_rotation_paths(maps, paths, labels, notes, out / "rotation.png")
+    return probes
+
+
+def _rotation_note(p: dict) -> str:
+    note = f"turn: {100 * p['variance_explained']:.0f}% of code variance; loop {p['loop']:.2f} ({p['winding']}x)"
+    return note + (f"; turn slope {p['slope']:.2f}" if "slope" in p else "")
 
 
 def comparison_markdown(res: dict) -> str:
@@ -152,6 +181,22 @@ def comparison_markdown(res: dict) -> str:
                 rr = {r["decoder"]: r for r in rows if r["condition"] == c}
                 cells.append(f"{rr['ridge']['score']:.3g} / {rr['knn']['score']:.3g}")
             lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    if res.get("rotation"):
+        lines += [
+            "",
+            "Rotation probe: frames turned through 360 deg (24 steps, circular mask) and encoded. Variance: the share "
+            "of the code's variance that the turn explains (0: invariant). Loop: how well each frame's turned codes go "
+            "round a loop in order (1: a closed loop), and how many times per turn (2: head and tail confused). Slope (taggers): the predicted turn against the true "
+            "one (1: the answer turns with the image), and its mean error.",
+            "",
+            "| run | variance explained by rotation | loop (times round per turn) | turn slope | turn error (deg) |",
+            "|---|---|---|---|---|",
+        ]
+        for lab, pr in res["rotation"].items():
+            slope = f"{pr['slope']:.3f}" if "slope" in pr else "-"
+            err = f"{pr['turn_error_deg']:.1f}" if "turn_error_deg" in pr else "-"
+            loop = f"{pr['loop']:.3f} ({pr['winding']}x)"
+            lines.append(f"| {lab} | {pr['variance_explained']:.3f} | {loop} | {slope} | {err} |")
     if res["loop"]:
         lines += [
             "",

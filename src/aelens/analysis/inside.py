@@ -145,23 +145,31 @@ def rotation_variance(codes: np.ndarray) -> float:
     return float(within / total) if total > 0 else 0.0
 
 
-def rotation_loop(codes: np.ndarray, angles: np.ndarray, random_state: int = 0) -> float:
-    """Mean over frames of how well each frame's rotated codes (their 2-D PCA) go once round a loop in rotation
-    order: the mean resultant length of (angle around the path's centre - rotation), either way round (1: a closed
-    loop in order; near 0: no loop). The compare step's loop test asks the same of a whole map; here the angles are
-    evenly spaced, where a circular correlation of two uniform circles is undefined, so the phase lock is measured."""
+def rotation_loop(codes: np.ndarray, angles: np.ndarray, random_state: int = 0) -> tuple[float, int]:
+    """How well each frame's rotated codes (their 2-D PCA) go round a loop in rotation order, and how many times.
+
+    Per frame, the mean resultant length of (angle around the path's centre - k x rotation) for k = 1 or 2 and either
+    way round (1: a closed loop in order; near 0: no loop); k = 2 means the code goes round twice per turn, as for
+    a model that cannot tell the head from the tail. Returns the mean over frames of the best score, and the k most
+    frames follow. (The compare step's loop test asks this of a whole map; here the angles are evenly spaced, where
+    a circular correlation of two uniform circles is undefined, so the phase lock is measured instead.)"""
     from sklearn.decomposition import PCA
 
     theta = np.radians(angles)
-    scores = []
+    scores, windings = [], []
     for c in codes:
         if np.allclose(c, c[0]):
             scores.append(0.0)
+            windings.append(0)
             continue
         xy = PCA(n_components=2, random_state=random_state).fit_transform(c.astype(np.float64))
         phi = np.arctan2(xy[:, 1] - xy[:, 1].mean(), xy[:, 0] - xy[:, 0].mean())
-        scores.append(max(abs(np.exp(1j * (phi - theta)).mean()), abs(np.exp(1j * (phi + theta)).mean())))
-    return float(np.mean(scores))
+        lock = {k: max(abs(np.exp(1j * (phi - k * theta)).mean()), abs(np.exp(1j * (phi + k * theta)).mean()))
+                for k in (1, 2)}  # fmt: skip
+        best = max(lock, key=lock.get)
+        scores.append(lock[best])
+        windings.append(best)
+    return float(np.mean(scores)), int(np.bincount(windings).argmax())
 
 
 def rotation_slope(pred_deg: np.ndarray, angles: np.ndarray) -> tuple[float, float]:
@@ -192,8 +200,8 @@ def rotation_probe(
         "frames": n,
         "steps": steps,
         "variance_explained": rotation_variance(codes),
-        "loop": rotation_loop(codes, angles),
     }
+    out["loop"], out["winding"] = rotation_loop(codes, angles)
     if predict is not None:
         pred = np.asarray(predict(flat), dtype=np.float64).reshape(n, steps)
         out["slope"], out["turn_error_deg"] = rotation_slope(pred, angles)

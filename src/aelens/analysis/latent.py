@@ -4,6 +4,7 @@ developed during training (the evolution movie)."""
 from __future__ import annotations
 
 import logging
+import textwrap
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from ..errors import AelensError
 from ..layout import LATENT_SUMMARY, RunDir
 from ..runs import Run, load_run
 from ..storage import check_unlocked, load_npy, save_npy, write_csv, write_json
-from . import figures, map_figures
+from . import figures, inside, map_figures
 from .projection import check_fit_mode, embed, evolution_maps
 from .scores import decoding_score, trustworthiness
 from .snapshots import analysis_indices, load_snapshots
@@ -190,12 +191,53 @@ def latent_analysis(
     summary["files"] += _map_figures(run, ds, idx, frames, codes, xy, columns, rows, out, layer, method, trust, seed)
     if scores and columns:
         summary["files"] += _score_curves(run, ds, columns, layer, seed, out)
+    summary.update(_atlas(run, ds, idx, frames, codes, xy, fitted, layer, method, out))
+    if layer == "fc1" and run.networks.decoder is not None:
+        summary.update(_traversals(run, ds, idx, codes, columns, out))
+    summary["files"] += [f for f in ("atlas.png", "traversals.png", "traversals.csv") if (out / f).is_file()]
     if evolution:
         summary["evolution"] = evolution_movie(run, ds, layer, method, fit, columns, out)
         summary["files"] += ["evolution.gif", "evolution.mp4"]
     summary["seconds"] = round(time.perf_counter() - t_start, 2)
     write_json(out / LATENT_SUMMARY, summary)
     return summary
+
+
+def _atlas(run: Run, ds: Dataset, idx, frames, codes, xy, fitted, layer: str, method: str, out: Path) -> dict:
+    """atlas.png: what lives where in the map (decoded codes; mean real frames for a run that cannot decode)."""
+    centres, _, cell = inside.atlas_grid(xy)
+    pca = fitted._pca if method == "pca" or codes.shape[1] <= 2 else None
+    if layer == "fc1" and run.networks.decoder is not None:
+        at, how = inside.atlas_codes(xy, codes, centres, pca=pca)
+        images = run.decode(at)
+        what = f"decoded codes: {how}"
+    else:
+        images = inside.atlas_frames(xy, frames, centres)
+        what = f"the mean of the {inside.ATLAS_NEIGHBOURS} real frames nearest each point (this run has no decoder)"
+    title = f"{run.kind} latent ({layer}), {method.upper()} map: at each grid point, {what}"
+    map_figures.save_atlas(xy, centres, cell, images, "\n".join(textwrap.wrap(title, 100)), out / "atlas.png")
+    return {"atlas": {"cells": int(len(centres)), "images": what}}
+
+
+def _traversals(run: Run, ds: Dataset, idx, codes, columns: list[str], out: Path) -> dict:
+    """traversals.png / .csv: what each latent dimension does to the image, and which condition it follows."""
+    trav = inside.traversal_codes(codes)
+    d, steps = trav.shape[:2]
+    images = run.decode(trav.reshape(-1, d)).reshape(d, steps, *ds.shape)
+    change = inside.traversal_change(images)
+    conds = [(c, ds.conditions.column(c)[idx], ds.conditions.is_angle(c)) for c in columns]
+    corr = inside.dimension_correlations(codes, conds) if conds else np.zeros((d, 0))
+    order = [int(j) for j in np.argsort(-change)]
+    rows, labels = [], []
+    for j in range(d):
+        best = int(np.nanargmax(np.abs(corr[j]))) if conds and np.isfinite(corr[j]).any() else None
+        labels.append(f"dim {j}" + (f"\n{conds[best][0]} r={corr[j, best]:.2f}" if best is not None else ""))
+        rows.append(
+            {"dim": j, "image_change": float(change[j]), **{c[0]: float(corr[j, k]) for k, c in enumerate(conds)}}
+        )
+    write_csv(out / "traversals.csv", [rows[j] for j in order], ["dim", "image_change", *[c[0] for c in conds]])
+    map_figures.save_traversals(images, order, labels, out / "traversals.png")
+    return {"traversals": [rows[j] for j in order]}
 
 
 def _check_evolution(run: Run, ds: Dataset, layer: str) -> None:

@@ -275,3 +275,67 @@ def save_comparison_grid(
                 ax.set_ylabel(name, fontsize=9)
     fig.tight_layout()
     return save_fig(fig, path, dpi=100)
+
+
+def save_atlas(xy, centres, cell, images, title: str, path) -> Path:
+    """The decoded atlas: ``images`` (m, c, h, w) drawn at the grid ``centres`` (m, 2) of cells ``cell`` (w, h)
+    over the faint scatter of the map ``xy``."""
+    plt = _mpl()
+    fig, ax = plt.subplots(figsize=(8, 8))
+    ax.scatter(xy[:, 0], xy[:, 1], s=2, c="0.6", alpha=0.25, linewidths=0)
+    w, h = cell
+    tiles = to_uint8(images)
+    for (cx, cy), img in zip(centres, tiles):
+        ax.imshow(img, cmap="gray", vmin=0, vmax=255, extent=(cx - w / 2, cx + w / 2, cy - h / 2, cy + h / 2),
+                  interpolation="bilinear", alpha=0.95)  # fmt: skip
+    lo, hi = np.percentile(xy, 1, axis=0), np.percentile(xy, 99, axis=0)
+    pad = 0.03 * (hi - lo)
+    ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+    ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+    ax.set_aspect("auto")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=9)
+    return save_fig(fig, path)
+
+
+def save_traversals(images, order, labels: list[str], path, max_rows: int = 16) -> Path:
+    """One strip per latent dimension (``images`` (d, steps, c, h, w)), in ``order``, each with its label."""
+    plt = _mpl()
+    rows = list(order)[:max_rows]
+    steps = images.shape[1]
+    height = 1.1 * len(rows) + 0.5
+    fig, axes = plt.subplots(len(rows), steps, figsize=(1.1 * steps + 2.6, height), squeeze=False)
+    fig.subplots_adjust(left=0.01, right=0.74, top=1 - 0.45 / height, bottom=0.01, wspace=0.05, hspace=0.12)
+    offsets = np.linspace(-2, 2, steps)
+    for r, j in enumerate(rows):
+        tiles = to_uint8(images[j])
+        for s in range(steps):
+            ax = axes[r, s]
+            ax.imshow(tiles[s], cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"{offsets[s]:+.1f} sd", fontsize=8)
+        axes[r, -1].text(1.08, 0.5, labels[j], transform=axes[r, -1].transAxes, fontsize=7, va="center")
+    fig.suptitle("the median code with one dimension moved (most image change first)", fontsize=9, x=0.38)
+    return save_fig(fig, path)
+
+
+def save_rotation_paths(maps, paths, labels: list[str], notes: list[str], path) -> Path:
+    """Per run, its 2-D map (faint) and the paths of a few frames turned through a circle (coloured by the turn)."""
+    plt = _mpl()
+    n = len(maps)
+    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.6), squeeze=False)
+    for ax, xy, run_paths, label, note in zip(axes[0], maps, paths, labels, notes):
+        ax.scatter(xy[:, 0], xy[:, 1], s=2, c="0.75", alpha=0.3, linewidths=0)
+        for p in run_paths:
+            closed = np.concatenate([p, p[:1]])
+            ax.plot(closed[:, 0], closed[:, 1], "-", c="0.3", lw=0.6)
+            ax.scatter(p[:, 0], p[:, 1], c=np.linspace(0, 360, len(p), endpoint=False), cmap="twilight", s=14,
+                       vmin=0, vmax=360, zorder=3)  # fmt: skip
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{label}\n{note}", fontsize=8)
+    fig.suptitle("frames turned through 360 deg, placed in each run's map (colour: the turn)", fontsize=9)
+    return save_fig(fig, path)

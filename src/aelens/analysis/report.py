@@ -201,6 +201,8 @@ def _q1_section(lay: StudyLayout, results: dict) -> list[str]:
         ),
         _score_table(lat.get("encoding_scores", [])),
         *_condition_figures(lay, results),
+        _img(folder / "atlas.png", "What lives where in the map: the AE's decoded image at each grid point."),
+        _img(folder / "traversals.png", "What each latent dimension does: the median code with one dimension moved."),
         _img(folder / "evolution.gif", "How the latent developed during training (one frame per snapshot)."),
         _img(folder / "encoding_vs_epoch.png", "Decodability of each condition over training."),
         _img(lay.ae.test_dir / "recon_grid.png", "Held-out test frames and the AE's reconstructions."),
@@ -252,6 +254,19 @@ def _q3_section(lay: StudyLayout, results: dict) -> list[str]:
             _img(lay.compare / "comparison.png", "Each run's latent (columns) coloured by each condition (rows)."),
             _table(pair_rows, list(pair_rows[0])),
             "".join(f"<h3>{html.escape(lab)}</h3>" + _score_table(rows) for lab, rows in cmp_["decoding"].items()),
+            _img(lay.compare / "rotation.png", "Frames turned through 360°, placed in each run's map."),
+            _table(
+                _rotation_rows(cmp_),
+                [
+                    "run",
+                    "variance explained by rotation",
+                    "loop",
+                    "times round per turn",
+                    "turn slope",
+                    "turn error (deg)",
+                ],
+            ),  # fmt: skip
+            _img(lay.latent("tagger") / "atlas.png", "The tagger's map: the mean real frame near each grid point."),
         ]
     if sweep:
         parts += [
@@ -259,6 +274,14 @@ def _q3_section(lay: StudyLayout, results: dict) -> list[str]:
             _table(sweep["rows"], SWEEP_FIELDS),
         ]
     return [*parts, "</section>"]
+
+
+def _rotation_rows(cmp_: dict) -> list[dict]:
+    return [
+        {"run": lab, "variance explained by rotation": p["variance_explained"], "loop": p["loop"],
+         "times round per turn": p["winding"], "turn slope": p.get("slope"), "turn error (deg)": p.get("turn_error_deg")}
+        for lab, p in (cmp_.get("rotation") or {}).items()
+    ]  # fmt: skip
 
 
 def write_report(out: Path, results: dict) -> Path:

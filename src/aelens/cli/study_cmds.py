@@ -43,8 +43,8 @@ def study(
 ):
     """Run the whole pipeline: AE, PCA/UMAP decoders, tagger + unfreeze sweep, latent analysis, comparisons, report."""
     check_out(out)
-    from ..config import load_study_config
     from ..study import run_study
+    from ..study_config import load_study_config
 
     cfg = load_study_config(
         config,
