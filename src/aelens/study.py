@@ -29,7 +29,7 @@ from .errors import AelensError
 from .evaluate import ensure_test
 from .layout import RunDir, StudyLayout
 from .storage import read_json, write_json
-from .study_config import StudyConfig, load_study_config
+from .study_config import DEMO, StudyConfig, load_study_config
 from .sweep import sweep_settings, unfreeze_sweep
 from .training import ensure_run
 
@@ -286,9 +286,6 @@ def run_study(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], Non
     return results
 
 
-DEMO = {"n": 2000, "epochs": 10, "sweep_epochs": 6, "max_images": 2000}  # measured times: README, Quickstart
-
-
 def run_demo(
     out: str | Path = "demo", n: int | None = None, epochs: int | None = None, echo: Callable[[str], None] = print
 ) -> dict:
@@ -300,7 +297,7 @@ def run_demo(
     n = DEMO["n"] if n is None else n
     if not (data / "images.npz").is_file():
         echo(f"rendering {n} synthetic arena frames into {data} ...")
-        write_dataset(data, synthesize(n, seed=0))
+        write_dataset(data, synthesize(n, seed=0, size=DEMO["size"]))
     cfg = load_study_config(
         None,
         {

@@ -12,6 +12,11 @@ from .config import RunConfig, _build, _check_tagger, validate
 from .errors import AelensError
 from .storage import read_yaml, write_yaml
 
+# the demo's settings: small enough for about 3 minutes on 2 CPU cores in fp32 (measured: README, Quickstart), large
+# enough that every table and figure of the study answers its question (32 px crops: the animal's axis and head
+# stay clear)
+DEMO = {"n": 1200, "size": 32, "epochs": 8, "sweep_epochs": 5, "max_images": 1200}
+
 # every model of `aelens study` trains with these run settings unless study.yaml's `run:` section says otherwise
 STUDY_RUN = {"train.epochs": 30, "train.progress": False}  # 30 epochs: the reference trained 150 (README, trade-off)
 # study.yaml's shorthands (also the flat keys of study.yaml files from before `run:`): each sets one run setting

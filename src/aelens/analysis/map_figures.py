@@ -304,9 +304,9 @@ def save_traversals(images, order, labels: list[str], path, max_rows: int = 16) 
     plt = _mpl()
     rows = list(order)[:max_rows]
     steps = images.shape[1]
-    height = 1.1 * len(rows) + 0.5
+    height = 1.1 * len(rows) + 0.8
     fig, axes = plt.subplots(len(rows), steps, figsize=(1.1 * steps + 2.6, height), squeeze=False)
-    fig.subplots_adjust(left=0.01, right=0.74, top=1 - 0.45 / height, bottom=0.01, wspace=0.05, hspace=0.12)
+    fig.subplots_adjust(left=0.01, right=0.74, top=1 - 0.7 / height, bottom=0.01, wspace=0.05, hspace=0.12)
     offsets = np.linspace(-2, 2, steps)
     for r, j in enumerate(rows):
         tiles = to_uint8(images[j])
@@ -318,15 +318,19 @@ def save_traversals(images, order, labels: list[str], path, max_rows: int = 16) 
             if r == 0:
                 ax.set_title(f"{offsets[s]:+.1f} sd", fontsize=8)
         axes[r, -1].text(1.08, 0.5, labels[j], transform=axes[r, -1].transAxes, fontsize=7, va="center")
-    fig.suptitle("the median code with one dimension moved (most image change first)", fontsize=9, x=0.38)
+    fig.suptitle("the median code with one dimension moved (most image change first)", fontsize=9, x=0.38,
+                 y=1 - 0.12 / height)  # fmt: skip
     return save_fig(fig, path)
 
 
 def save_rotation_paths(maps, paths, labels: list[str], notes: list[str], path) -> Path:
     """Per run, its 2-D map (faint) and the paths of a few frames turned through a circle (coloured by the turn)."""
     plt = _mpl()
+    import textwrap
+
     n = len(maps)
-    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 4.3), squeeze=False)
+    fig.subplots_adjust(top=0.76, bottom=0.02, left=0.02, right=0.98, wspace=0.08)
     for ax, xy, run_paths, label, note in zip(axes[0], maps, paths, labels, notes):
         ax.scatter(xy[:, 0], xy[:, 1], s=2, c="0.75", alpha=0.3, linewidths=0)
         for p in run_paths:
@@ -336,6 +340,6 @@ def save_rotation_paths(maps, paths, labels: list[str], notes: list[str], path) 
                        vmin=0, vmax=360, zorder=3)  # fmt: skip
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(f"{label}\n{note}", fontsize=8)
-    fig.suptitle("frames turned through 360 deg, placed in each run's map (colour: the turn)", fontsize=9)
+        ax.set_title("\n".join([label, *textwrap.wrap(note, 44)]), fontsize=8)
+    fig.suptitle("frames turned through 360 deg, placed in each run's map (colour: the turn)", fontsize=9, y=0.99)
     return save_fig(fig, path)

@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import AelensError
+from ..study_config import DEMO
 from .common import app, check_out, echo, need, study_help
 
 
@@ -69,8 +70,12 @@ def study(
 @app.command("demo")
 def demo(
     out: Path = typer.Option(Path("demo"), "--out", help="Folder for the synthetic data and the study."),
-    n: Optional[int] = typer.Option(None, "--n", help="Synthetic frames [2000]."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per model [10; 6 for the tagger sweep]."),
+    n: Optional[int] = typer.Option(
+        None, "--n", help=f"Synthetic frames [{DEMO['n']}, {DEMO['size']} x {DEMO['size']} px]."
+    ),
+    epochs: Optional[int] = typer.Option(
+        None, "--epochs", help=f"Epochs per model [{DEMO['epochs']}; {DEMO['sweep_epochs']} for the tagger sweep]."
+    ),
 ):
     """Synthetic arena data + a small study (measured times: README, Quickstart); prints the report's path."""
     import time
