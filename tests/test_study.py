@@ -254,3 +254,19 @@ def test_study_transfer_bad_inputs_exit_2_before_any_work(tmp_path, capsys):
     code, _, err = run_cli(["study", "--data", data, "--out", out, "--augment", "spin"], capsys)
     assert code == 2 and "--augment must be none, all or a comma-separated list" in err
     assert not out.exists()
+
+
+def test_the_answers_name_only_conditions_decoded_better_than_chance():
+    from aelens.analysis.answers import answer_q1, best_linear_r2
+
+    rows = [
+        {"condition": "body_angle_deg", "decoder": "knn", "metric": "mae_deg", "score": 2.0, "chance": 90.0},
+        {"condition": "speed", "decoder": "knn", "metric": "r2", "score": -0.02, "chance": 0.0},
+        {"condition": "speed", "decoder": "ridge", "metric": "r2", "score": -0.10, "chance": 0.0},
+        {"condition": "y", "decoder": "ridge", "metric": "r2", "score": -0.65, "chance": 0.0},
+    ]
+    text = answer_q1({"encoding_scores": rows, "trustworthiness": 0.99}, 16)
+    assert text.startswith("The AE's 16-D latent encodes body_angle_deg (knn: 2.0° (chance 90°)); the least")
+    assert "speed" not in text.split(";")[0] and best_linear_r2(rows) is None
+    none = answer_q1({"encoding_scores": rows[1:], "trustworthiness": 0.99}, 8)
+    assert none.startswith("The AE's 8-D latent encodes none of the conditions better than chance; the least")

@@ -304,6 +304,7 @@ def run_demo(
             "epochs": DEMO["epochs"] if epochs is None else epochs,
             "sweep_epochs": DEMO["sweep_epochs"] if epochs is None else epochs,
             "max_images": DEMO["max_images"],
+            "run.embedding.umap_epochs": DEMO["umap_epochs"],
         },
     )
     return run_study(data, out, cfg, echo)

@@ -15,7 +15,7 @@ from .storage import read_yaml, write_yaml
 # the demo's settings: small enough for about 3 minutes on 2 CPU cores in fp32 (measured: README, Quickstart), large
 # enough that every table and figure of the study answers its question (32 px crops: the animal's axis and head
 # stay clear)
-DEMO = {"n": 1200, "size": 32, "epochs": 8, "sweep_epochs": 5, "max_images": 1200}
+DEMO = {"n": 1000, "size": 32, "epochs": 8, "sweep_epochs": 5, "max_images": 1000, "umap_epochs": 200}
 
 # every model of `aelens study` trains with these run settings unless study.yaml's `run:` section says otherwise
 STUDY_RUN = {"train.epochs": 30, "train.progress": False}  # 30 epochs: the reference trained 150 (README, trade-off)
@@ -103,8 +103,8 @@ def _study_values(values: dict, overrides: dict, where: str) -> dict:
         _set(flat, STUDY_SHORTHANDS[key], values.pop(key))
     for key, value in overrides.items():  # the command line's options win over the file
         if value is not None:
-            if key in STUDY_SHORTHANDS:
-                _set(flat, STUDY_SHORTHANDS[key], value)
+            if key in STUDY_SHORTHANDS or key.startswith("run."):
+                _set(flat, STUDY_SHORTHANDS.get(key, key[4:]), value)
             else:
                 values[key] = value
     values["run"] = _merge(_merge(dataclasses.asdict(_study_run()), run), flat)

@@ -15,6 +15,9 @@ def _load(path: Path):
     return read_json(path) if path.is_file() else None
 
 
+SKILL_FLOOR = 0.05  # a condition "is encoded" when its decoding skill (1 - error/chance, or R^2) is above this
+
+
 def _skill(row: dict) -> float:
     """How far above chance a decoding score is, on one scale: 1 - error/chance for angles, R^2 otherwise."""
     if row["metric"] == "mae_deg":
@@ -36,10 +39,12 @@ def answer_q1(latent: dict | None, latent_dim: int) -> str:
         if r["condition"] not in best or _skill(r) > _skill(best[r["condition"]]):
             best[r["condition"]] = r
     ranked = sorted(best.values(), key=_skill, reverse=True)
-    top = ", ".join(f"{r['condition']} ({r['decoder']}: {_fmt_score(r)})" for r in ranked[:3])
+    above = [r for r in ranked if _skill(r) > SKILL_FLOOR][:3]  # only what is decodable better than chance
+    top = ", ".join(f"{r['condition']} ({r['decoder']}: {_fmt_score(r)})" for r in above)
     low = ranked[-1]
+    encodes = f"encodes {top}" if above else "encodes none of the conditions better than chance"
     return (
-        f"The AE's {latent_dim}-D latent encodes {top}; the least decodable condition is {low['condition']} "
+        f"The AE's {latent_dim}-D latent {encodes}; the least decodable condition is {low['condition']} "
         f"({low['decoder']}: {_fmt_score(low)}). The 2-D map's trustworthiness is {latent['trustworthiness']:.3f} "
         "(1 = every neighbour in the picture is a neighbour in the latent)."
     )
@@ -149,8 +154,8 @@ def rotation_sentence(label: str, probe: dict) -> str:
 
 
 def best_linear_r2(rows: list[dict]) -> str | None:
-    """The R² condition that a ridge readout decodes best from a latent (None when there is none)."""
-    r2 = [r for r in rows if r["metric"] == "r2" and r["decoder"] == "ridge" and r["score"] == r["score"]]
+    """The R² condition that a ridge readout decodes best from a latent (None when none scores above SKILL_FLOOR)."""
+    r2 = [r for r in rows if r["metric"] == "r2" and r["decoder"] == "ridge" and r["score"] > SKILL_FLOOR]
     return max(r2, key=lambda r: r["score"])["condition"] if r2 else None
 
 
