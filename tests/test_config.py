@@ -201,6 +201,8 @@ def test_study_config_nests_the_run_settings(tmp_path):
     cfg.save(tmp_path / "saved.yaml")
     assert load_study_config(tmp_path / "saved.yaml") == cfg
     assert load_study_config(nested, {"epochs": 3}).epochs == 3  # the command line over the file
+    over = load_study_config(nested, {"run.embedding.umap_epochs": 200, "run.train.lr": 0.01})  # any run field
+    assert (over.run.embedding.umap_epochs, over.run.train.lr, over.epochs) == (200, 0.01, 5)
 
     more = tmp_path / "more.yaml"
     more.write_text("run:\n  train: {lr: 0.003}\n  noise: gaussian:0.1\n")
