@@ -209,7 +209,7 @@ def test_study_config_nests_the_run_settings(tmp_path):
     cfg = load_study_config(more)
     ae = _run_config(cfg, "/data", "ae")
     assert (ae.kind, ae.train.lr, ae.noise, ae.train.epochs) == ("ae", 0.003, "gaussian:0.1", STUDY_RUN["train.epochs"])
-    assert ae.snapshots.max_images == cfg.max_images and ae.data.path == "/data"
+    assert ae.snapshots.max_images == cfg.run.snapshots.max_images and ae.data.path == "/data"
     dec = _decoder_config(cfg, "/data", "umap:2")
     assert (dec.embedding.method, dec.embedding.dim, dec.snapshots.enabled, dec.train.lr) == ("umap", 2, False, 0.003)
 

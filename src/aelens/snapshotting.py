@@ -4,6 +4,7 @@ subset into a growing ``.npy`` per layer, and the index that the analysis reads 
 from __future__ import annotations
 
 import csv
+import math
 import time
 from pathlib import Path
 
@@ -33,16 +34,26 @@ def analysis_indices(n: int, max_images: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng((seed, 7)).choice(n, size=max_images, replace=False)).astype(np.int64)
 
 
+SNAPSHOT_SHARE = 0.4  # "early": at most this share of a run's epochs (at least 5) get snapshots
+
+
 def snapshot_epochs(max_epochs: int, schedule: str = "early") -> set[int]:
     """The epochs (1-based) in which snapshots are taken. ``every``: all. ``early``: 1 to 5, then each ~25% more
-    epochs than the one before (6, 8, 10, 13, 16, 20, 25, 31, ...), and the last epoch."""
+    epochs than the one before (6, 8, 10, 13, 16, 20, 25, 31, ...), and the last epoch; in a short run, where that
+    would be most epochs, thinned to ``SNAPSHOT_SHARE`` of them (at least 5), evenly in log-epoch, keeping the first
+    and the last."""
     if schedule == "every":
         return set(range(1, max_epochs + 1))
     chosen, e = set(range(1, min(5, max_epochs) + 1)), 5
     while e < max_epochs:
         e = max(e + 1, int(e * 1.25 + 0.5))
         chosen.add(min(e, max_epochs))
-    return chosen | {max_epochs}
+    early = sorted(chosen | {max_epochs})
+    budget = max(5, math.ceil(SNAPSHOT_SHARE * max_epochs))
+    if len(early) <= budget:
+        return set(early)
+    targets = np.geomspace(1, max_epochs, budget)
+    return {min(early, key=lambda x: abs(math.log(x) - math.log(t))) for t in targets} | {1, max_epochs}
 
 
 def capture_points(batches_per_epoch: int, per_epoch: int) -> set[int]:

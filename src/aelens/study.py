@@ -46,7 +46,7 @@ class Step:
 def _run_config(study: StudyConfig, data, kind: str, **over) -> RunConfig:
     """A model's run settings: the study's shared ``run`` settings, its kind and data, and ``over``."""
     base = dataclasses.replace(study.run, kind=kind, data=dataclasses.replace(study.run.data, path=data))
-    return base.with_overrides({"snapshots.max_images": study.max_images, **over})
+    return base.with_overrides(over)
 
 
 def _decoder_config(study: StudyConfig, data, spec: str) -> RunConfig:

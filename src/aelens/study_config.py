@@ -69,7 +69,7 @@ class StudyConfig:
     decoders: tuple[str, ...] = ("pca:16", "pca:2", "umap:16", "umap:2")  # METHOD:DIM embeddings for the decoder
     latent_method: str = "umap"
     evolution_fit: str = "last"  # fit mode of the AE's evolution movie
-    max_images: int = 20000  # frames in latent maps, movies, comparisons and latent snapshots
+    max_images: int = 20000  # frames in latent maps and comparisons (the training movie: run.snapshots.max_images)
     transfer: tuple[str, ...] = ()  # datasets (new sessions) every model is also scored on, never trained on
 
     # the run settings that the study's steps and its report read, by their shorthand names

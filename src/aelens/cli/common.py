@@ -146,7 +146,7 @@ TRAIN_OPTIONS = [
         "snapshot_schedule",
         Optional[str],
         "--snapshot-schedule",
-        "Epochs with snapshots: early (1-5, then every ~25% more epochs, and the last) | every.",
+        "Epochs with snapshots: early (1-5, then every ~25% more epochs, and the last; at most 40% of the epochs) | every.",
         "snapshots.schedule",
     ),
     ("progress", Optional[bool], "--progress/--no-progress", "Show a progress bar.", "train.progress"),
