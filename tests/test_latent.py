@@ -56,6 +56,7 @@ def test_snapshots_are_dense_early_and_end_at_the_last_epoch():
                                             150]  # fmt: skip
     # short runs: thinned to at most 40% of the epochs (at least 5), still dense early, always the last
     assert sorted(snapshot_epochs(12)) == [1, 2, 3, 6, 12]
+    assert sorted(snapshot_epochs(6)) == [1, 2, 4, 6]
     assert sorted(snapshot_epochs(30)) == [1, 2, 3, 5, 6, 8, 13, 16, 20, 30]
     for e in range(1, 60):
         s = snapshot_epochs(e)

@@ -168,7 +168,9 @@ def test_tagger_end_to_end_beats_the_circular_mean(tmp_path, capsys):
     for f in ("angle_scatter.png", "angle_errors_polar.png", "angle_arrows.png"):
         assert (run / "test" / f).stat().st_size > 0
     snaps = np.load(run / "snapshots" / "fc1.npy")
-    assert snaps.shape == (13, 600, 16)  # 1 + 6 epochs x 2
+    from aelens.snapshotting import snapshot_epochs
+
+    assert snaps.shape == (1 + 2 * len(snapshot_epochs(6)), 600, 16)  # before training + 2 in each scheduled epoch
 
 
 def test_linear_target_regression(tiny_data, tmp_path):
