@@ -15,13 +15,13 @@ def test_pca_atlas_is_the_exact_inverse_and_reproduces_pca_reconstructions():
     rng = np.random.default_rng(0)
     codes = rng.normal(size=(300, 8)).astype(np.float32) * np.linspace(3, 0.2, 8)
     xy, fitted = embed(codes, "pca")
-    at, how = inside.atlas_codes(xy, codes, xy[:20], pca=fitted._pca)
+    at, how = inside.atlas_codes(xy, codes, xy[:20], pca=fitted.pca)
     assert how == "the PCA map's exact inverse"
-    expected = fitted._pca.inverse_transform(fitted._pca.transform(codes[:20]))  # the PCA reconstruction
+    expected = fitted.pca.inverse_transform(fitted.pca.transform(codes[:20]))  # the PCA reconstruction
     np.testing.assert_allclose(at, expected, rtol=0, atol=1e-5)
     rank2 = (rng.normal(size=(300, 2)) @ rng.normal(size=(2, 8))).astype(np.float32) + 1.5
     xy2, fitted2 = embed(rank2, "pca")
-    np.testing.assert_allclose(inside.atlas_codes(xy2, rank2, xy2, pca=fitted2._pca)[0], rank2, atol=1e-4)
+    np.testing.assert_allclose(inside.atlas_codes(xy2, rank2, xy2, pca=fitted2.pca)[0], rank2, atol=1e-4)
 
 
 def test_neighbour_atlas_gives_a_frame_its_own_code_and_the_grid_covers_only_occupied_cells():

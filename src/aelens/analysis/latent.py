@@ -206,9 +206,8 @@ def latent_analysis(
 def _atlas(run: Run, ds: Dataset, idx, frames, codes, xy, fitted, layer: str, method: str, out: Path) -> dict:
     """atlas.png: what lives where in the map (decoded codes; mean real frames for a run that cannot decode)."""
     centres, _, cell = inside.atlas_grid(xy)
-    pca = fitted._pca if method == "pca" or codes.shape[1] <= 2 else None
     if layer == "fc1" and run.networks.decoder is not None:
-        at, how = inside.atlas_codes(xy, codes, centres, pca=pca)
+        at, how = inside.atlas_codes(xy, codes, centres, pca=fitted.pca)
         images = run.decode(at)
         what = f"decoded codes: {how}"
     else:

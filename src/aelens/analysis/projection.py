@@ -136,6 +136,11 @@ class Map2D:
         self.seconds = time.perf_counter() - t0
         return self.xy
 
+    @property
+    def pca(self):
+        """The fitted scikit-learn PCA when this is a PCA map (its exact inverse exists), else None."""
+        return self._pca
+
     def place(self, codes: np.ndarray) -> np.ndarray:
         """Put new codes into the fitted map: PCA projects them; UMAP / t-SNE take the membership-weighted mean of
         the positions of each code's nearest fitted codes (UMAP's transform initialisation)."""
