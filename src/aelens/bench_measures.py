@@ -2,6 +2,7 @@
 throughputs, memory peaks in child processes and the loop, movie and UMAP timings. Each returns numbers; the suite
 in :mod:`aelens.bench` puts them side by side."""
 
+import contextlib
 import json
 import logging
 import subprocess
@@ -273,6 +274,101 @@ def loop_video(video: Path, poses_csv: Path, times: int, out_dir: Path) -> tuple
 def entry(aelens: float, reference: float, unit: str, higher_is_better: bool = True) -> dict:
     ratio = aelens / reference if higher_is_better else reference / aelens
     return {"aelens": round(aelens, 4), "reference": round(reference, 4), "ratio": round(ratio, 3), "unit": unit}
+
+
+# --------------------------------------------------------------------------------------------- per-step overhead
+
+
+@contextlib.contextmanager
+def tiny_networks(width: tuple[int, int, int] = (4, 4, 8)):
+    """Encoders and decoders built inside are ``width`` channels wide: a step whose arithmetic is small, so what
+    remains is the per-step work around it (the framework's, and PyTorch's per-operator cost)."""
+    from . import nets
+
+    saved, nets.WIDTH = nets.WIDTH, width
+    try:
+        yield
+    finally:
+        nets.WIDTH = saved
+
+
+def _bare_step_beside(dataset, geometry: Geometry, cfg, device: torch.device, bf16: bool):
+    """A Lightning callback that, after each aelens training step, does one bare PyTorch step of the same work (fetch
+    the batch's frames, channels-last, the same corruption, forward, loss, backward, the same Adam) on its own copy of
+    the networks, and times both: a pair per step, so machine noise that drifts over seconds hits both alike."""
+    import lightning as L
+
+    from .data.batches import corrupt
+    from .objectives.base import adam
+
+    class BareStepBeside(L.Callback):
+        def __init__(self):
+            torch.manual_seed(cfg.seed)
+            self.nets = Networks(Encoder(geometry, cfg.model.latent_dim), Decoder(geometry, cfg.model.latent_dim))
+            self.nets = self.nets.to(device=device, memory_format=torch.channels_last)
+            self.opt = adam(self.nets.parameters(), cfg.train.lr)
+            self.starts: list[float] = []
+            self.bare: list[float] = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.starts.append(time.perf_counter())
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            _sync(device)
+            t0 = time.perf_counter()
+            x = dataset.batch(batch["idx"]).to(device).contiguous(memory_format=torch.channels_last)
+            gen = torch.Generator(device=device).manual_seed(len(self.bare))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = F.mse_loss(self.nets.reconstruct(corrupt(x, cfg.noise, gen)).float(), x)
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+            _sync(device)
+            self.bare.append(time.perf_counter() - t0)
+
+    return BareStepBeside()
+
+
+def step_overhead(data_dir: Path, out: Path, steps: int = 200, batch: int = 4) -> dict:
+    """Milliseconds per training step that aelens (Lightning, callbacks, logging, the data loader) adds to a bare
+    PyTorch loop doing the same work, on tiny networks (:func:`tiny_networks`). Per step i: the interval between
+    aelens's step starts holds aelens's step and the bare step done beside it, so overhead_i = interval_i - 2 x
+    bare_i; the figure is the median over the steps (warm-up and the epoch's end left out)."""
+    from .config import RunConfig
+    from .data.loading import load_dataset
+    from .inference import resolve_precision
+    from .training import train
+
+    over = {
+        "data.path": str(data_dir),
+        "train.epochs": 1,
+        "train.max_steps": steps + 10,
+        "train.batch_size": batch,
+        "train.progress": False,
+        "train.val_every": 1000,
+        "snapshots.enabled": False,
+        "split.kind": "random",
+    }
+    cfg = RunConfig(kind="ae").with_overrides(over)
+    dataset = load_dataset(data_dir)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    bf16 = resolve_precision(cfg.train.precision, "gpu" if device.type == "cuda" else "cpu") == "bf16"
+    with tiny_networks():
+        beside = _bare_step_beside(dataset, Geometry(*dataset.shape), cfg, device, bf16)
+        train(cfg, out=out, overwrite=True, callbacks=(beside,))
+    intervals = np.diff(beside.starts)[5:]
+    bare = np.asarray(beside.bare[5 : 5 + len(intervals)])
+    overhead = intervals - 2 * bare
+    return {
+        "overhead_ms": round(1e3 * float(np.median(overhead)), 3),
+        "overhead_ms_iqr": [round(1e3 * float(q), 3) for q in np.percentile(overhead, [25, 75])],
+        "bare_step_ms": round(1e3 * float(np.median(bare)), 3),
+        "aelens_step_ms": round(1e3 * float(np.median(intervals - bare)), 3),
+        "steps": int(len(overhead)),
+        "batch": batch,
+        "network_width": [4, 4, 8],
+        "precision": "bf16" if bf16 else "fp32",
+    }
 
 
 # --------------------------------------------------------------------------------------------- movie and scaling

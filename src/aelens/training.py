@@ -195,7 +195,7 @@ class _Hooks:
     snapshots: LatentSnapshots | None
 
 
-def _trainer(st: _Start, objective, accelerator: str, precision: str) -> tuple[L.Trainer, _Hooks]:
+def _trainer(st: _Start, objective, accelerator: str, precision: str, extra=()) -> tuple[L.Trainer, _Hooks]:
     cfg, rd = st.cfg, st.run
     for name in (
         "lightning.pytorch",
@@ -220,6 +220,7 @@ def _trainer(st: _Start, objective, accelerator: str, precision: str) -> tuple[L
         callbacks.append(hooks.snapshots)
     if cfg.train.progress:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, cfg.train.log_every // 5)))
+    callbacks += list(extra)
     callbacks.append(StepBoundaryInterrupt())  # last: every other callback sees the step before it stops
     resume_step = int(load_tree(st.ckpt).get("global_step", 0)) if st.resuming else None
     loggers = [
@@ -312,17 +313,19 @@ def train(
     overwrite: bool = False,
     resume: str | Path | None = None,
     dataset: Dataset | None = None,
+    callbacks: tuple = (),
 ) -> Path:
     """Train the objective ``cfg.kind`` and return the run directory.
 
     ``resume``: continue an existing run from ``checkpoints/last.safetensors`` with its optimiser and schedule state
-    (``cfg`` then only supplies a new ``train.epochs``, and may be None).
+    (``cfg`` then only supplies a new ``train.epochs``, and may be None). ``callbacks``: extra Lightning callbacks
+    (measurements, your own logging); they run after aelens's own.
     """
     with contextlib.ExitStack() as locks:
-        return _train(cfg, out, overwrite, resume, dataset, locks)
+        return _train(cfg, out, overwrite, resume, dataset, locks, callbacks)
 
 
-def _train(cfg, out, overwrite, resume, dataset, locks) -> Path:
+def _train(cfg, out, overwrite, resume, dataset, locks, callbacks=()) -> Path:
     st = _start(cfg, out, overwrite, resume, dataset, locks)
     cfg = st.cfg
     accelerator = _accelerator(cfg)
@@ -338,7 +341,7 @@ def _train(cfg, out, overwrite, resume, dataset, locks) -> Path:
         import torch
 
         objective = objective.to(memory_format=torch.channels_last)
-    trainer, hooks = _trainer(st, objective, accelerator, precision)
+    trainer, hooks = _trainer(st, objective, accelerator, precision, callbacks)
     seconds = _fit(trainer, objective, st, hooks)
     if trainer.is_global_zero:
         _record(st, objective, trainer, hooks, seconds, precision)

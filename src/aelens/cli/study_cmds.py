@@ -108,7 +108,11 @@ def _print_answers(res: dict, out: Path) -> None:
 @app.command("bench")
 def bench(
     out: Path = typer.Option(Path("."), "--out", help="Folder for bench.json."),
-    quick: bool = typer.Option(False, "--quick", help="About 3 minutes on 2 CPU cores: fewer steps, smaller datasets."),
+    quick: bool = typer.Option(
+        False,
+        "--quick",
+        help="Under 90 s on 2 CPU cores: import rate, per-step overhead, training and inference throughput, smaller sizes.",
+    ),
 ):
     """Measure speed beside the reference implementation's way of training, in one run; print ratios."""
     check_out(out)
@@ -120,4 +124,7 @@ def bench(
     for key, value in res.items():
         if isinstance(value, dict) and "ratio" in value and "aelens" in value:
             echo(f"{key:38s} {value['aelens']:>12.5g} {value['reference']:>12.5g} {value['ratio']:>6.2f}x")
+    if "step_overhead_ms" in res:
+        o = res["step_overhead_ms"]
+        echo(f"{'per-step overhead (ms, bare step)':38s} {o['overhead_ms']:>12.3g} {o['bare_step_ms']:>12.4g}")
     echo(f"bench.json: {Path(out) / 'bench.json'}")
