@@ -4,6 +4,7 @@ one-line errors (and nothing written), gaps, fragments, and the real SLEAP sessi
 from __future__ import annotations
 
 import csv
+import json
 import pickle
 import shutil
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from aelens.data import kinematics as kin
-from aelens.data.importer import ImportOptions, crop, import_video
+from aelens.data.importer import ImportOptions, crop, heading_notes, import_video
 from aelens.data.loading import load_dataset
 from aelens.data.poses import plain_pickle_labels, read_poses
 from aelens.data.synthetic import Arena, render, simulate_trajectory
@@ -456,6 +457,11 @@ def test_real_sleap_sessions_import(tmp_path):
     pytest.importorskip("sleap_io")
     out = import_video(None, slp, tmp_path / "clip", progress=False)  # the .slp names its video: found beside it
     c = load_dataset(out).conditions
+    # in this clip one fly sits still with its tracked head point beside the head: its headings are a constant
+    # ~24 deg off the body seen in the crops; the import says so (track 0 only)
+    agreement = json.loads((out / "import.json").read_text())["sessions"][0]["heading_vs_image_axis"]
+    assert 20.0 < agreement["0"]["offset_deg"] < 27.0 and abs(agreement["1"]["offset_deg"]) < 12.0
+    assert [n.split(": the pose heading")[0] for n in heading_notes(out)] == [f"{out} session clip, track 0"]
     # ../shared/data/flies_clip was cut from the same predictions, heading thorax -> head: the angles must agree
     ref_dir = RAW.parent / "data" / "flies_clip"
     if (ref_dir / "metadata.csv").is_file():

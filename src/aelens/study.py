@@ -151,11 +151,12 @@ def _check_transfer(dataset, paths: tuple[str, ...], cfg: StudyConfig) -> None:
 
 
 def transfer_notes(data, path: str) -> list[str]:
-    """Warnings for the report: crops of the transfer set cut differently from the training data's (import.json)."""
-    from .data.importer import crop_mismatches
+    """Warnings for the report (from import.json): crops of the transfer set cut differently from the training
+    data's, and transfer-set tracks whose pose headings sit consistently off the animals' visible axis."""
+    from .data.importer import crop_mismatches, heading_notes
     from .data.sessions import expand_data_paths
 
-    return crop_mismatches(expand_data_paths(data), path)
+    return crop_mismatches(expand_data_paths(data), path) + heading_notes(path)
 
 
 def _prepare(data, out, cfg: StudyConfig):

@@ -223,6 +223,7 @@ def import_video(
         if dup:
             raise AelensError(f"two sessions are both named {dup[0]!r} (the video file stem); set --session for each")
         _merge(tmp, parts, results, opts)
+        label_notes = _check_headings(tmp / "images.npy", results, opts)
         summary = {
             "format": "aelens-import-1",
             "options": asdict(opts),
@@ -232,7 +233,7 @@ def import_video(
             "columns": COLUMNS,
             "conventions": "x, y: video pixels (x right, y down, pixel centres at integers); angles: degrees "
             "counter-clockwise from +x with y up; dist_from_center: fraction of the arena radius",
-            "warnings": _axis_warnings([r.summary for r in results]),
+            "warnings": _axis_warnings([r.summary for r in results]) + label_notes,
         }
         write_json(tmp / "import.json", summary)
     return out
@@ -272,6 +273,27 @@ def _axis_warnings(sessions: list[dict]) -> list[str]:
         f"the sessions' body axes differ ({listed}), so their crops show the animals at different scales; "
         "pass one --heading BACK:FRONT that every skeleton has"
     ]
+
+
+def _check_headings(images: Path, results: list[SessionResult], opts: ImportOptions) -> list[str]:
+    """Per session and track, how far the pose headings sit from the animals' visible long axis in the crops
+    (``heading_vs_image_axis`` in each session's summary); sentences for the tracks consistently far off. Egocentric
+    crops are turned to the heading already: nothing to compare."""
+    from .heading_check import agreement_warnings, heading_agreement, image_axis
+
+    if opts.egocentric:
+        return []
+    crops = np.load(images, mmap_mode="r", allow_pickle=False)
+    start, notes = 0, []
+    for r in results:
+        n = len(r.rows["frame"])
+        axes = [image_axis(crops[i : min(i + 4096, start + n)]) for i in range(start, start + n, 4096)]
+        axis, elongation = (np.concatenate(v) for v in zip(*axes)) if axes else (np.zeros(0), np.zeros(0))
+        agreement = heading_agreement(r.rows["body_angle_deg"], axis, elongation, r.rows["track"])
+        r.summary["heading_vs_image_axis"] = agreement
+        notes += agreement_warnings(agreement, f"session {r.name}")
+        start += n
+    return notes
 
 
 def _merge(tmp: Path, parts: list[Path], results: list[SessionResult], opts: ImportOptions) -> None:
@@ -360,3 +382,20 @@ def crop_mismatches(training: list[str | Path], other: str | Path) -> list[str]:
                 f"(import both with the same --heading / --window)"
             )
     return notes
+
+
+def heading_notes(folder: str | Path) -> list[str]:
+    """Sentences for the tracks of an imported data directory whose pose headings sit consistently off the animals'
+    visible axis (from its ``import.json``; none for other directories or imports made before this check)."""
+    from .heading_check import agreement_warnings
+
+    path = Path(folder) / "import.json"
+    try:
+        sessions = json.loads(path.read_text()).get("sessions", []) if path.is_file() else []
+        return [
+            note
+            for s in sessions
+            for note in agreement_warnings(s.get("heading_vs_image_axis", {}), f"{folder} session {s.get('session')}")
+        ]
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return []
