@@ -7,7 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from aelens.data.heading_check import agreement_warnings, axial_offset, heading_agreement, image_axis
+from aelens.data.heading_check import (
+    agreement_warnings,
+    axial_offset,
+    heading_agreement,
+    image_axis,
+    visible_heading,
+)
 from aelens.data.synthetic import COLUMNS, synthesize
 
 
@@ -80,3 +86,9 @@ def test_import_records_the_agreement_per_track(tmp_path):
     agreement = info["sessions"][0]["heading_vs_image_axis"]
     assert set(agreement) == {"0", "1"} and all(abs(a["offset_deg"]) < 5.0 for a in agreement.values())
     assert not any("pose heading" in w for w in info["warnings"])
+
+
+def test_visible_heading_takes_its_front_from_the_label():
+    axis = np.array([10.0, 10.0, 170.0, 0.0])
+    heading = np.array([30.0, 200.0, 350.0, 269.0])
+    assert np.allclose(visible_heading(axis, heading), [10.0, 190.0, 350.0, 180.0])

@@ -52,6 +52,14 @@ def axial_offset(heading_deg: np.ndarray, axis_deg: np.ndarray) -> np.ndarray:
     return np.mod(np.asarray(heading_deg, float) - np.asarray(axis_deg, float) + 90.0, 180.0) - 90.0
 
 
+def visible_heading(axis_deg: np.ndarray, heading_deg: np.ndarray) -> np.ndarray:
+    """The visible axis as a direction, its front taken from the pose heading (the end within 90 deg of it), in
+    [0, 360): a reference for scoring a tagger on crops whose labels sit off the body."""
+    axis_deg = np.asarray(axis_deg, float)
+    reverse = np.abs(np.mod(np.asarray(heading_deg, float) - axis_deg + 180.0, 360.0) - 180.0) > 90.0
+    return np.mod(axis_deg + 180.0 * reverse, 360.0)
+
+
 def heading_agreement(
     heading_deg: np.ndarray, axis_deg: np.ndarray, elongation: np.ndarray, groups: np.ndarray
 ) -> dict[str, dict]:
