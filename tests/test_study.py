@@ -236,7 +236,11 @@ def test_study_on_one_fly_session_transfers_to_the_other(tmp_path):
     assert tr["name"] == "flies_session2" and tr["n"] > 150
     tagger = next(m for m in tr["models"] if m["label"] == "tagger")
     assert tagger["new"]["baseline_from"] == "training frames" and 0 <= tagger["new"]["value"] <= 180
-    assert "Does it hold on a new session?" in (tmp_path / "study" / "report.html").read_text()
+    report = (tmp_path / "study" / "report.html").read_text()
+    assert "Does it hold on a new session?" in report
+    # the first 200 frames of the clip already show one fly's head point beside its head: the report says so
+    assert [n.split(": the pose heading")[0] for n in results["data_notes"]] == [f"{a} session clip, track 0"]
+    assert "Warning about the data:" in report and "track 0: the pose heading sits +2" in report
 
 
 def test_study_transfer_bad_inputs_exit_2_before_any_work(tmp_path, capsys):

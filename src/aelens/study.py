@@ -159,6 +159,15 @@ def transfer_notes(data, path: str) -> list[str]:
     return crop_mismatches(expand_data_paths(data), path) + heading_notes(path)
 
 
+def data_notes(data) -> list[str]:
+    """Warnings for the report about the training data itself (from import.json): tracks whose pose headings sit
+    consistently off the animals' visible axis."""
+    from .data.importer import heading_notes
+    from .data.sessions import expand_data_paths
+
+    return [note for path in expand_data_paths(data) for note in heading_notes(path)]
+
+
 def _prepare(data, out, cfg: StudyConfig):
     """Resolve paths, load and check the data and settings (before any work); returns (cfg, dataset, layout)."""
     from .data.sessions import load_dataset_from_config, resolve_data_paths
@@ -279,9 +288,12 @@ def run_study(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], Non
     else:
         echo(f"no {cfg.target!r} column in the metadata: skipping the tagger, sweep and representation comparison")
     steps += _transfer_steps(cfg, lay, has_target, echo)
+    notes = data_notes(cfg.data.path)
+    for note in notes:
+        echo(f"warning: {note}")
     t_study = time.perf_counter()
     timings = _run_steps(steps, lay, echo)
-    results = collect_results(lay.out, cfg, timings, time.perf_counter() - t_study)
+    results = collect_results(lay.out, cfg, timings, time.perf_counter() - t_study, notes)
     write_json(lay.results, results)
     write_report(lay.out, results)
     return results

@@ -231,7 +231,7 @@ def answer_transfer(tr: dict, target: str = "body_angle_deg") -> list[str]:
     return out
 
 
-def collect_results(out: Path, cfg, timings: dict, seconds: float) -> dict:
+def collect_results(out: Path, cfg, timings: dict, seconds: float, data_notes: list[str] | None = None) -> dict:
     lay = StudyLayout(out)
     ae_test = _load(lay.ae.test_results)
     recon = _load(lay.recon_result)
@@ -246,6 +246,7 @@ def collect_results(out: Path, cfg, timings: dict, seconds: float) -> dict:
         "versions": versions(),
         "seconds": round(seconds, 1),
         "step_seconds": timings,
+        "data_notes": list(data_notes or []),
         "ae_test": ae_test,
         "reconstruction": recon,
         "latent_ae": {k: v for k, v in (latent_ae or {}).items() if k != "files"},

@@ -185,6 +185,7 @@ def _header(results: dict) -> list[str]:
         f"total {results['seconds']:.0f} s of this session's compute · aelens {results['versions']['aelens']}, "
         f"torch {results['versions']['torch']} · {results['created']}</p>",
         _split_line(results),
+        *(f"<p><b>Warning about the data:</b> {html.escape(n)}</p>" for n in results.get("data_notes", [])),
     ]
 
 
