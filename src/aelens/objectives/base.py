@@ -172,13 +172,19 @@ class Objective(L.LightningModule):
         self._epoch_sums.add({"loss": loss, **extras}, n)
         # Lightning's ``self.log`` costs ~1 ms of Python per call: the step loss is logged only on the steps whose
         # logs are written (every ``log_every``), and the epoch means once, on the epoch's last step.
-        if self.trainer._logger_connector.should_update_logs:
+        if self._logs_written_this_step():
             self.log("train_loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
         if batch_idx + 1 == self.trainer.num_training_batches:
             for key, mean in self._epoch_sums.means().items():
                 name = "train_loss_epoch" if key == "loss" else f"train_{key}"
                 self.log(name, mean, on_step=False, on_epoch=True, prog_bar=key == "loss", batch_size=1)
         return loss
+
+    def _logs_written_this_step(self) -> bool:
+        """Whether Lightning writes this step's logs (every ``log_every`` steps); every step if this Lightning
+        version does not say (its logger connector is internal)."""
+        connector = getattr(self.trainer, "_logger_connector", None)
+        return bool(getattr(connector, "should_update_logs", True))
 
     def on_train_start(self) -> None:
         for optimizer in self.trainer.optimizers:  # after a resume, the restored moments in the weights' layout
