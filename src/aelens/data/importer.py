@@ -342,13 +342,24 @@ def summary_line(s: dict) -> str:
     )
 
 
-def _crop_recipe(folder: Path) -> list[dict] | None:
-    """What shaped the crops of an imported data directory (from its ``import.json``), one dict per session."""
+def _import_summary(folder: str | Path) -> dict | None:
+    """The ``import.json`` of an imported data directory, or None (not an import, or unreadable)."""
     path = Path(folder) / "import.json"
     if not path.is_file():
         return None
     try:
         summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
+def _crop_recipe(folder: Path) -> list[dict] | None:
+    """What shaped the crops of an imported data directory (from its ``import.json``), one dict per session."""
+    summary = _import_summary(folder)
+    if summary is None:
+        return None
+    try:
         opts = summary.get("options", {})
         return [
             {
@@ -359,7 +370,7 @@ def _crop_recipe(folder: Path) -> list[dict] | None:
             }
             for s in summary.get("sessions", [])
         ]
-    except (OSError, ValueError, AttributeError):
+    except (ValueError, AttributeError):
         return None
 
 
@@ -389,13 +400,12 @@ def heading_notes(folder: str | Path) -> list[str]:
     visible axis (from its ``import.json``; none for other directories or imports made before this check)."""
     from .heading_check import agreement_warnings
 
-    path = Path(folder) / "import.json"
+    summary = _import_summary(folder) or {}
     try:
-        sessions = json.loads(path.read_text()).get("sessions", []) if path.is_file() else []
         return [
             note
-            for s in sessions
+            for s in summary.get("sessions", [])
             for note in agreement_warnings(s.get("heading_vs_image_axis", {}), f"{folder} session {s.get('session')}")
         ]
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+    except (AttributeError, KeyError, TypeError):
         return []
