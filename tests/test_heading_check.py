@@ -11,7 +11,11 @@ from aelens.data.heading_check import (
     agreement_warnings,
     axial_offset,
     heading_agreement,
+    heading_reversals,
     image_axis,
+    image_mass_side,
+    reversal_warnings,
+    side_consistent_heading,
     visible_heading,
 )
 from aelens.data.synthetic import COLUMNS, synthesize
@@ -85,6 +89,8 @@ def test_import_records_the_agreement_per_track(tmp_path):
     info = json.loads((out / "import.json").read_text())
     agreement = info["sessions"][0]["heading_vs_image_axis"]
     assert set(agreement) == {"0", "1"} and all(abs(a["offset_deg"]) < 5.0 for a in agreement.values())
+    swaps = info["sessions"][0]["head_tail_swaps"]
+    assert set(swaps) == {"0", "1"} and all(s["jumps"] == 0 and s["frame_pairs"] == 23 for s in swaps.values())
     assert not any("pose heading" in w for w in info["warnings"])
 
 
@@ -92,3 +98,52 @@ def test_visible_heading_takes_its_front_from_the_label():
     axis = np.array([10.0, 10.0, 170.0, 0.0])
     heading = np.array([30.0, 200.0, 350.0, 269.0])
     assert np.allclose(visible_heading(axis, heading), [10.0, 190.0, 350.0, 180.0])
+
+
+def test_planted_head_tail_swaps_are_counted_located_and_undone(arena):
+    """Track a's headings are turned by 180 deg on frames 60-79 and 150-159 (a tracker that swapped head and tail
+    twice): 4 turns round between consecutive frames, the 30 reversed crops found against the animal's mass and
+    named in one sentence, and undone exactly; track b (clean) has none and is not reported."""
+    images, heading = arena
+    side, shift = image_mass_side(images)
+    assert np.mean(shift >= 0.02) > 0.99  # the rendered animal's mass lies off its centre point: a side to read
+    tracks = np.array(["a"] * 200 + ["b"] * 200)
+    frames = np.r_[np.arange(200), np.arange(200)]
+    swapped = np.zeros(400, bool)
+    swapped[60:80] = swapped[150:160] = True
+    planted = np.where(swapped, np.mod(heading + 180.0, 360.0), heading)
+    r = heading_reversals(planted, side, shift, tracks, frames)
+    assert r["a"] == {
+        "frame_pairs": 199,
+        "jumps": 4,
+        "readable_crops": int((shift[:200] >= 0.02).sum()),
+        "mass_side": "ahead",
+        "reversed": 30,
+        "reversed_frames": [60, 159],
+    }
+    assert r["b"]["jumps"] == 0 and r["b"]["reversed"] == 0 and r["b"]["reversed_frames"] is None
+    notes = reversal_warnings(r, "session s1")
+    assert len(notes) == 1 and notes[0].startswith(
+        "session s1, track a: the pose heading turns by more than 135 deg from one frame to the next 4 times in 199 "
+        "frame pairs; on 30 of its"
+    )
+    fixed = side_consistent_heading(planted, side, shift, tracks)
+    assert np.allclose(np.mod(fixed - heading + 180.0, 360.0) - 180.0, 0.0, atol=1e-9)
+
+
+def test_turns_need_consecutive_frames_and_a_side_needs_a_majority(arena):
+    """Headings 180 deg apart on frames 2 apart are not a jump (the animal had two frames); a track whose headings
+    point either way at random has no usual side, so nothing is called reversed or undone; two jumps are not
+    reported (a real fast turn can make one or two)."""
+    images, heading = arena
+    side, shift = image_mass_side(images[:100])
+    rng = np.random.default_rng(3)
+    coin = np.mod(heading[:100] + 180.0 * (rng.random(100) < 0.5), 360.0)
+    r = heading_reversals(coin, side, shift, np.zeros(100, int), np.arange(0, 200, 2))
+    assert r["0"]["frame_pairs"] == 0 and r["0"]["jumps"] == 0
+    assert r["0"]["mass_side"] is None and r["0"]["reversed"] == 0
+    assert np.array_equal(side_consistent_heading(coin, side, shift, np.zeros(100, int)), coin)
+    two = heading[:100].copy()
+    two[40:50] += 180.0
+    assert heading_reversals(two, side, shift, np.zeros(100, int), np.arange(100))["0"]["jumps"] == 2
+    assert reversal_warnings(heading_reversals(two, side, shift, np.zeros(100, int), np.arange(100)), "s") == []

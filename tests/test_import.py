@@ -461,7 +461,14 @@ def test_real_sleap_sessions_import(tmp_path):
     # ~24 deg off the body seen in the crops; the import says so (track 0 only)
     agreement = json.loads((out / "import.json").read_text())["sessions"][0]["heading_vs_image_axis"]
     assert 20.0 < agreement["0"]["offset_deg"] < 27.0 and abs(agreement["1"]["offset_deg"]) < 12.0
-    assert [n.split(": the pose heading")[0] for n in heading_notes(out)] == [f"{out} session clip, track 0"]
+    # in the last third of the clip the flies walk and meet, and the tracker swaps head and tail on both
+    swaps = json.loads((out / "import.json").read_text())["sessions"][0]["head_tail_swaps"]
+    assert all(s["jumps"] >= 10 and s["mass_side"] == "ahead" and s["reversed_frames"][0] > 900 for s in swaps.values())
+    notes = [
+        " ".join(n.split(": the pose heading ")[0:1] + n.split(": the pose heading ")[1].split()[:1])
+        for n in heading_notes(out)
+    ]
+    assert notes == [f"{out} session clip, track {t} {w}" for t, w in (("0", "sits"), ("0", "turns"), ("1", "turns"))]
     # ../shared/data/flies_clip was cut from the same predictions, heading thorax -> head: the angles must agree
     ref_dir = RAW.parent / "data" / "flies_clip"
     if (ref_dir / "metadata.csv").is_file():

@@ -277,9 +277,10 @@ def _axis_warnings(sessions: list[dict]) -> list[str]:
 
 def _check_headings(images: Path, results: list[SessionResult], opts: ImportOptions) -> list[str]:
     """Per session and track, how far the pose headings sit from the animals' visible long axis in the crops
-    (``heading_vs_image_axis`` in each session's summary); sentences for the tracks consistently far off. Egocentric
-    crops are turned to the heading already: nothing to compare."""
-    from .heading_check import agreement_warnings, heading_agreement, image_axis
+    (``heading_vs_image_axis`` in each session's summary) and signs of head-tail swaps (``head_tail_swaps``: turns
+    round between consecutive frames, crops whose heading points the other way round against the body); sentences
+    for the tracks reported. Egocentric crops are turned to the heading already: nothing to compare."""
+    from .heading_check import heading_agreement, heading_reversals, image_axis, image_mass_side
 
     if opts.egocentric:
         return []
@@ -287,13 +288,28 @@ def _check_headings(images: Path, results: list[SessionResult], opts: ImportOpti
     start, notes = 0, []
     for r in results:
         n = len(r.rows["frame"])
-        axes = [image_axis(crops[i : min(i + 4096, start + n)]) for i in range(start, start + n, 4096)]
-        axis, elongation = (np.concatenate(v) for v in zip(*axes)) if axes else (np.zeros(0), np.zeros(0))
-        agreement = heading_agreement(r.rows["body_angle_deg"], axis, elongation, r.rows["track"])
-        r.summary["heading_vs_image_axis"] = agreement
-        notes += agreement_warnings(agreement, f"session {r.name}")
+        parts = [(*image_axis(c), *image_mass_side(c)) for c in _chunks(crops, start, start + n)]
+        axis, elongation, side, shift = (np.concatenate(v) for v in zip(*parts)) if parts else [np.zeros(0)] * 4
+        heading, track = r.rows["body_angle_deg"], r.rows["track"]
+        r.summary["heading_vs_image_axis"] = heading_agreement(heading, axis, elongation, track)
+        r.summary["head_tail_swaps"] = heading_reversals(heading, side, shift, track, r.rows["frame"])
+        notes += _heading_warnings(r.summary, f"session {r.name}")
         start += n
     return notes
+
+
+def _chunks(crops: np.ndarray, start: int, stop: int, size: int = 4096):
+    """Consecutive blocks of ``crops[start:stop]`` (a memory-mapped array is read one block at a time)."""
+    return (crops[i : min(i + size, stop)] for i in range(start, stop, size))
+
+
+def _heading_warnings(session: dict, where: str) -> list[str]:
+    """The heading checks' sentences for one session's summary (either check may be missing from older imports)."""
+    from .heading_check import agreement_warnings, reversal_warnings
+
+    return agreement_warnings(session.get("heading_vs_image_axis", {}), where) + reversal_warnings(
+        session.get("head_tail_swaps", {}), where
+    )
 
 
 def _merge(tmp: Path, parts: list[Path], results: list[SessionResult], opts: ImportOptions) -> None:
@@ -397,15 +413,14 @@ def crop_mismatches(training: list[str | Path], other: str | Path) -> list[str]:
 
 def heading_notes(folder: str | Path) -> list[str]:
     """Sentences for the tracks of an imported data directory whose pose headings sit consistently off the animals'
-    visible axis (from its ``import.json``; none for other directories or imports made before this check)."""
-    from .heading_check import agreement_warnings
-
+    visible axis or turn head to tail (from its ``import.json``; none for other directories or imports made before
+    these checks)."""
     summary = _import_summary(folder) or {}
     try:
         return [
             note
             for s in summary.get("sessions", [])
-            for note in agreement_warnings(s.get("heading_vs_image_axis", {}), f"{folder} session {s.get('session')}")
+            for note in _heading_warnings(s, f"{folder} session {s.get('session')}")
         ]
     except (AttributeError, KeyError, TypeError):
         return []
