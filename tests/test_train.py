@@ -70,7 +70,7 @@ def test_cli_train_then_test(tiny_data, tmp_path, capsys):
     assert res["n"] == 16 and res["frames"] == "test split"
     for key in ("mse", "psnr", "ssim", "psnr_clean", "ssim_clean", "train_seconds"):
         assert math.isfinite(res[key]), key
-    assert set(res["baselines"]) == {"noisy_input", "gaussian_blur", "pca16"}
+    assert set(res["baselines"]) == {"noisy_input", "gaussian_blur", "pca16", "mean_frame"}
     assert (run / "test" / "recon_grid.png").stat().st_size > 0 and (run / "test" / "recon.gif").stat().st_size > 0
     # the split recorded in the run is the one the seed gives
     with np.load(run / "split.npz") as z:
@@ -79,6 +79,34 @@ def test_cli_train_then_test(tiny_data, tmp_path, capsys):
 
     for k, v in split_indices(160, 0.2, 0.1, 42).items():
         np.testing.assert_array_equal(split[k], v)
+
+
+def test_mean_frame_baseline_is_the_training_frames_mean_and_drops_in_other_light(tiny_ae, tiny_data, tmp_path):
+    """``mean_frame`` scores the training split's mean image against the scored frames (computed here by hand); on a
+    brightened copy of the data (a session in other light) it drops, and ``pixels`` says the frames are brighter."""
+    from aelens.data.synthetic import synthesize, write_dataset
+    from aelens.metrics import image_metrics
+
+    ds = aelens.load_dataset(tiny_data)
+    with np.load(tiny_ae / "split.npz") as z:
+        train, test = z["train"], z["test"]
+    own = aelens.test_run(tiny_ae, out=tmp_path / "own", figures=False)
+    frames, clean = ds.batch(test).numpy(), ds.batch(test, clean=True).numpy()
+    mean = np.repeat(ds.batch(train).numpy().mean(axis=0, keepdims=True), len(frames), axis=0)
+    want = {**image_metrics(mean, frames), **image_metrics(mean, clean, "_clean")}
+    assert own["baselines"]["mean_frame"] == pytest.approx(want, rel=1e-5)
+    assert own["pixels"] == {"mean": round(float(frames.mean()), 4), "std": round(float(frames.std()), 4)}
+    bright = synthesize(160, seed=3, size=32)
+    bright["images"] = np.clip(bright["images"].astype(np.int16) + 70, 0, 255).astype(np.uint8)
+    other = aelens.test_run(
+        tiny_ae, data=write_dataset(tmp_path / "bright", bright), out=tmp_path / "new", figures=False
+    )
+    assert (
+        other["frames"].startswith("all frames")
+        and "mean_frame were fitted on the run's training frames" in (other["baselines_note"])
+    )
+    assert other["baselines"]["mean_frame"]["psnr"] < own["baselines"]["mean_frame"]["psnr"] - 3.0
+    assert other["pixels"]["mean"] > own["pixels"]["mean"] + 0.2
 
 
 def test_existing_run_dir_is_an_error_and_untouched(tiny_ae, tiny_data, capsys):

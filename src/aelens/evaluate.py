@@ -1,8 +1,10 @@
 """Test mode: score a run on its held-out frames, beside simple baselines, and draw what it does.
 
 Reconstruction runs (AE, embedding decoders): MSE / PSNR / SSIM against the input and, when the dataset has
-noise-free frames, against those (the real denoising score); baselines are the noisy input itself, a Gaussian blur
-and a PCA reconstruction with as many components as the run's latent. Tagger runs: angle errors, with the error of
+noise-free frames, against those (the real denoising score); baselines are the noisy input itself, a Gaussian blur,
+a PCA reconstruction with as many components as the run's latent, and the training frames' mean image (what a
+model that knows only the training data's average appearance would answer); ``pixels`` holds the scored frames'
+mean and standard deviation (0-1 scale). Tagger runs: angle errors, with the error of
 always answering the training circular mean as the baseline.
 """
 
@@ -103,6 +105,13 @@ def pca_baseline(dataset: Dataset, train_idx: np.ndarray, frames: np.ndarray, di
     return pca.inverse(pca.transform(frames.reshape(len(frames), -1))).reshape(frames.shape)
 
 
+def mean_frame(dataset: Dataset, train_idx: np.ndarray, max_frames: int = 4096) -> np.ndarray:
+    """The mean of up to ``max_frames`` evenly spaced training frames, (1, c, h, w) float32: as a reconstruction, a
+    baseline that knows only the training data's average appearance (its PSNR falls on frames that look unlike it)."""
+    idx = train_idx[:: max(1, len(train_idx) // max_frames)]
+    return dataset.batch(idx).numpy().mean(axis=0, keepdims=True)
+
+
 def reconstruction_scores(
     run: Run, ds: Dataset, idx: np.ndarray
 ) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray | None]:
@@ -125,15 +134,20 @@ def _test_reconstruction(run: Run, ds: Dataset, idx, split, out: Path, figures: 
         ref = training_reference(run)
         if ref is not None:
             fit_ds, train_idx = ref[0], ref[1]["train"]
-            results["baselines_note"] = f"pca{dim} was fitted on the run's training frames ({ref[0].source})"
+            results["baselines_note"] = (
+                f"pca{dim} and mean_frame were fitted on the run's training frames ({ref[0].source})"
+            )
         else:
             results["baselines_note"] = (
-                f"pca{dim} was fitted on the scored frames themselves (the run's training data is not where it was)"
+                f"pca{dim} and mean_frame were fitted on the scored frames themselves (the run's training data is "
+                "not where it was)"
             )
     baselines = {
         "gaussian_blur": gaussian_blur(frames, sigma=1.0),
         f"pca{dim}": pca_baseline(fit_ds, train_idx, frames, dim, run.config.seed),
+        "mean_frame": np.repeat(mean_frame(fit_ds, train_idx), len(frames), axis=0),
     }
+    results["pixels"] = {"mean": round(float(frames.mean()), 4), "std": round(float(frames.std()), 4)}
     if clean is not None:
         baselines = {"noisy_input": frames, **baselines}
     results["baselines"] = {}

@@ -169,6 +169,28 @@ def psnr_of(h: dict | None) -> float | None:
     return h.get("value_clean") if h.get("value_clean") is not None else h.get("value")
 
 
+def why_reconstruction_drops(own: dict, new: dict, name: str) -> str | None:
+    """Why a reconstruction loses PSNR on a new session, from its headlines (``analysis.transfer``): how much the
+    training frames' mean image, as a reconstruction, loses too, and how the frames' brightness and contrast moved.
+    None when the test results predate these baselines."""
+    mf_own, mf_new = own.get("mean_frame_psnr"), new.get("mean_frame_psnr")
+    if mf_own is None or mf_new is None or "pixels" not in own or "pixels" not in new:
+        return None
+    drop, drop_mean = psnr_of(own) - psnr_of(new), mf_own - mf_new
+    po, pn = own["pixels"], new["pixels"]
+    share = (
+        "most of the AE's drop is the new frames' other appearance"
+        if drop_mean >= 0.5 * drop
+        else "the frames' average appearance explains less than half of the AE's drop; the rest lies in what the AE "
+        "learnt of the training session beyond its average (its animals, floor and light)"
+    )
+    return (
+        f"Why: the training frames' mean image, used as a reconstruction, scores {mf_own:.1f} dB on the own test frames "
+        f"and {mf_new:.1f} dB on {name} ({-drop_mean:+.1f} dB, the AE {-drop:+.1f} dB); mean brightness "
+        f"{po['mean']:.2f} -> {pn['mean']:.2f}, pixel s.d. {po['std']:.2f} -> {pn['std']:.2f} (0-1 scale): {share}."
+    )
+
+
 def answer_transfer(tr: dict, target: str = "body_angle_deg") -> list[str]:
     """One sentence per question that the transfer numbers support (see ``analysis.transfer``)."""
     name = tr["name"]
@@ -183,6 +205,9 @@ def answer_transfer(tr: dict, target: str = "body_angle_deg") -> list[str]:
             f"The AE reconstructs {name} at {new:.1f} dB PSNR, {gap} its own test frames ({own:.1f} dB): it "
             f"{'holds' if holds else 'does not hold'} on the new session (criterion: within {PSNR_HOLDS_DB} dB)."
         )
+        why = None if holds else why_reconstruction_drops(ae["own"], ae["new"], name)
+        if why:
+            out.append(why)
     recon = [m for m in tr["models"] if m["kind"] == "decoder" and psnr_of(m["own"]) is not None]
     if ae and recon:
         drop_ae = psnr_of(ae["own"]) - psnr_of(ae["new"])

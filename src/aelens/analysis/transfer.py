@@ -37,6 +37,11 @@ def _headline(kind: str, res: dict) -> dict:
     out = {"metric": "psnr", "value": res.get("psnr"), "ssim": res.get("ssim")}
     if "psnr_clean" in res:
         out.update(value_clean=res["psnr_clean"], ssim_clean=res.get("ssim_clean"))
+    mean_frame = res.get("baselines", {}).get("mean_frame")
+    if mean_frame:  # test results written before this baseline existed have none
+        out["mean_frame_psnr"] = mean_frame.get("psnr_clean", mean_frame.get("psnr"))
+    if "pixels" in res:
+        out["pixels"] = res["pixels"]
     return out
 
 
