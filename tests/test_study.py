@@ -278,20 +278,28 @@ def test_the_answers_name_only_conditions_decoded_better_than_chance():
 
 def test_a_reconstruction_that_does_not_hold_says_why():
     """Planted headlines: the AE loses 10 dB on a new session; the training frames' mean image loses 8 (most of it:
-    the frames look different) or 2 (less than half); a transfer that holds, or results without the mean-frame
-    baseline (written before it existed), get no such sentence."""
+    the frames look different), or 2 while a PCA loses 9 (the frames lie outside the training frames' span), or
+    both little (the AE's own doing); a transfer that holds, or results without the mean-frame baseline (written
+    before it existed), get no such sentence."""
     from aelens.analysis.answers import answer_transfer, why_reconstruction_drops
 
-    own = {"value": 30.0, "mean_frame_psnr": 20.0, "pixels": {"mean": 0.15, "std": 0.09}}
-    new = {"value": 20.0, "mean_frame_psnr": 12.0, "pixels": {"mean": 0.31, "std": 0.12}}
+    own = {"value": 30.0, "mean_frame_psnr": 20.0, "pca_psnr": 31.0, "pixels": {"mean": 0.15, "std": 0.09}}
+    new = {"value": 20.0, "mean_frame_psnr": 12.0, "pca_psnr": 29.0, "pixels": {"mean": 0.31, "std": 0.12}}
     why = why_reconstruction_drops(own, new, "s2")
     assert why == (
-        "Why: the training frames' mean image, used as a reconstruction, scores 20.0 dB on the own test frames and "
-        "12.0 dB on s2 (-8.0 dB, the AE -10.0 dB); mean brightness 0.15 -> 0.31, pixel s.d. 0.09 -> 0.12 (0-1 "
-        "scale): most of the AE's drop is the new frames' other appearance."
+        "Why: from the own test frames to s2 the AE changes by -10.0 dB; the training frames' mean image, used as a "
+        "reconstruction, by -8.0 dB (20.0 -> 12.0 dB), a PCA of as many components -2.0 dB; mean brightness 0.15 -> "
+        "0.31, pixel s.d. 0.09 -> 0.12 (0-1 scale): most of the AE's drop is the new frames' other average appearance."
     )
-    less = why_reconstruction_drops(own, {**new, "mean_frame_psnr": 18.0}, "s2")
-    assert "explains less than half of the AE's drop" in less
+    span = why_reconstruction_drops(own, {**new, "mean_frame_psnr": 18.0, "pca_psnr": 22.0}, "s2")
+    assert (
+        span.endswith("the drop is in the data, not in how the AE was trained.")
+        and "PCA of as many components -9.0" in span
+    )
+    own_doing = why_reconstruction_drops(own, {**new, "mean_frame_psnr": 18.0}, "s2")
+    assert own_doing.endswith(
+        "neither explains it: the AE learnt more of the training session than what its frames share with these."
+    )
     assert why_reconstruction_drops({"value": 30.0}, {"value": 20.0}, "s2") is None
     tr = {"name": "s2", "models": [{"label": "ae", "kind": "ae", "own": own, "new": new}], "decoding": []}
     assert answer_transfer(tr)[1] == why

@@ -170,24 +170,31 @@ def psnr_of(h: dict | None) -> float | None:
 
 
 def why_reconstruction_drops(own: dict, new: dict, name: str) -> str | None:
-    """Why a reconstruction loses PSNR on a new session, from its headlines (``analysis.transfer``): how much the
-    training frames' mean image, as a reconstruction, loses too, and how the frames' brightness and contrast moved.
-    None when the test results predate these baselines."""
+    """Why a reconstruction loses PSNR on a new session, from its headlines (``analysis.transfer``): how much two
+    models that know only the training frames lose too (their mean image; a PCA with as many components), and how
+    the frames' brightness and contrast moved. None when the test results predate the mean-frame baseline."""
     mf_own, mf_new = own.get("mean_frame_psnr"), new.get("mean_frame_psnr")
     if mf_own is None or mf_new is None or "pixels" not in own or "pixels" not in new:
         return None
     drop, drop_mean = psnr_of(own) - psnr_of(new), mf_own - mf_new
+    drop_pca = own["pca_psnr"] - new["pca_psnr"] if own.get("pca_psnr") and new.get("pca_psnr") else None
+    pca = f", a PCA of as many components {-drop_pca:+.1f} dB" if drop_pca is not None else ""
+    if drop_mean >= 0.5 * drop:
+        verdict = "most of the AE's drop is the new frames' other average appearance"
+    elif drop_pca is not None and drop_pca >= 0.5 * drop:
+        verdict = (
+            "the new frames lie outside what the training frames span (the PCA fitted on them loses as much): the "
+            "drop is in the data, not in how the AE was trained"
+        )
+    else:
+        verdict = (
+            "neither explains it: the AE learnt more of the training session than what its frames share with these"
+        )
     po, pn = own["pixels"], new["pixels"]
-    share = (
-        "most of the AE's drop is the new frames' other appearance"
-        if drop_mean >= 0.5 * drop
-        else "the frames' average appearance explains less than half of the AE's drop; the rest lies in what the AE "
-        "learnt of the training session beyond its average (its animals, floor and light)"
-    )
     return (
-        f"Why: the training frames' mean image, used as a reconstruction, scores {mf_own:.1f} dB on the own test frames "
-        f"and {mf_new:.1f} dB on {name} ({-drop_mean:+.1f} dB, the AE {-drop:+.1f} dB); mean brightness "
-        f"{po['mean']:.2f} -> {pn['mean']:.2f}, pixel s.d. {po['std']:.2f} -> {pn['std']:.2f} (0-1 scale): {share}."
+        f"Why: from the own test frames to {name} the AE changes by {-drop:+.1f} dB; the training frames' mean image, "
+        f"used as a reconstruction, by {-drop_mean:+.1f} dB ({mf_own:.1f} -> {mf_new:.1f} dB){pca}; mean brightness "
+        f"{po['mean']:.2f} -> {pn['mean']:.2f}, pixel s.d. {po['std']:.2f} -> {pn['std']:.2f} (0-1 scale): {verdict}."
     )
 
 

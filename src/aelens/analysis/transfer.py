@@ -37,9 +37,9 @@ def _headline(kind: str, res: dict) -> dict:
     out = {"metric": "psnr", "value": res.get("psnr"), "ssim": res.get("ssim")}
     if "psnr_clean" in res:
         out.update(value_clean=res["psnr_clean"], ssim_clean=res.get("ssim_clean"))
-    mean_frame = res.get("baselines", {}).get("mean_frame")
-    if mean_frame:  # test results written before this baseline existed have none
-        out["mean_frame_psnr"] = mean_frame.get("psnr_clean", mean_frame.get("psnr"))
+    for name, scores in res.get("baselines", {}).items():  # mean_frame: absent from results of older versions
+        if name == "mean_frame" or name.startswith("pca"):
+            out[f"{'pca' if name.startswith('pca') else name}_psnr"] = scores.get("psnr_clean", scores.get("psnr"))
     if "pixels" in res:
         out["pixels"] = res["pixels"]
     return out
