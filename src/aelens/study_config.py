@@ -18,7 +18,7 @@ from .storage import read_yaml, write_yaml
 DEMO = {"n": 1000, "size": 32, "epochs": 8, "sweep_epochs": 5, "max_images": 1000, "umap_epochs": 200}
 
 # every model of `aelens study` trains with these run settings unless study.yaml's `run:` section says otherwise
-STUDY_RUN = {"train.epochs": 30, "train.progress": False}  # 30 epochs: the reference trained 150 (README, trade-off)
+STUDY_RUN = {"train.epochs": 30, "train.progress": False}  # 30 = `aelens train`'s default, kept explicit here
 # study.yaml's shorthands (also the flat keys of study.yaml files from before `run:`): each sets one run setting
 STUDY_SHORTHANDS = {
     "epochs": "train.epochs",
