@@ -293,7 +293,12 @@ def test_transfer_baseline_comes_from_the_training_frames(tiny_data, tmp_path):
     other["metadata"][:, COLUMNS.index("body_angle_deg")] = 90.0  # all face up: their own mean would be perfect
     other_dir = write_dataset(tmp_path / "other", other)
     run = aelens.train(quick_config(tiny_data, "tagger"), out=tmp_path / "t")
+    own = aelens.test_run(run, figures=False)
+    own_bytes = (run / "test" / "results.json").read_bytes()
     res = aelens.test_run(run, data=other_dir, figures=False)
+    # another dataset's scores go to test-other/, beside the run's own test results, which stay as they were
+    assert json.loads((run / "test-other" / "results.json").read_text()) == res and res != own
+    assert (run / "test" / "results.json").read_bytes() == own_bytes
     ds = aelens.load_dataset(tiny_data)
     train_idx = np.load(run / "split.npz")["train"]
     expected = circular_mean_deg(ds.conditions.column("body_angle_deg")[train_idx])

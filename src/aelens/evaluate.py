@@ -76,12 +76,16 @@ def test_run(
     dataset: Dataset | None = None,
     figures: bool = True,
 ) -> dict:
-    """Score a run; write ``results.json`` and figures to ``out`` (default ``RUN_DIR/test``). Returns the results."""
+    """Score a run; write ``results.json`` and figures to ``out`` (default ``RUN_DIR/test``; for another dataset
+    ``RUN_DIR/test-NAME``, NAME its folder or file name). Returns the results."""
     check_unlocked(run_dir)  # a run being trained is not scored (its weights are not final; it is being written)
     run = load_run(run_dir)
     ds = run.dataset(data, dataset)
     idx, which, split = evaluation_frames(run, ds)
-    out = Path(out) if out is not None else RunDir(run.path).test_dir
+    if out is None:  # another dataset's scores go beside the run's own test results, never over them
+        rd = RunDir(run.path)
+        out = rd.test_dir if split is not None else rd.other_test_dir(Path(str(ds.source)).stem)
+    out = Path(out)
     if run.kind == "tagger":
         results = _test_tagger(run, ds, idx, split, out, figures)
     else:

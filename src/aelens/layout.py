@@ -7,6 +7,7 @@ what ``aelens study`` writes and its report reads. No other module joins these n
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,12 @@ class RunDir:
     @property
     def test_results(self) -> Path:
         return self.test_dir / self.RESULTS
+
+    def other_test_dir(self, data_name: str) -> Path:
+        """Where ``aelens test RUN --data OTHER`` writes by default: ``test-OTHER``, so that scoring another session
+        never replaces the run's own ``test/`` results (characters other than letters, digits, ``._-`` become ``_``)."""
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", data_name) or "data"
+        return self.path / f"{self.TEST}-{safe}"
 
     @property
     def snapshots(self) -> Path:

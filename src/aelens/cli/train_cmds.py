@@ -136,7 +136,9 @@ def sweep_unfreeze(
 def test(
     run_dir: Path = typer.Argument(..., help="A run directory."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset to score [the run's own: its test split]."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder [RUN_DIR/test]."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Output folder [RUN_DIR/test; RUN_DIR/test-NAME for another dataset NAME]."
+    ),
 ):
     """Score a run on held-out frames beside simple baselines; write results.json and figures."""
     check_run(run_dir)  # before the import: a wrong path is reported at once
