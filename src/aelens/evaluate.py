@@ -84,7 +84,8 @@ def test_run(
     idx, which, split = evaluation_frames(run, ds)
     if out is None:  # another dataset's scores go beside the run's own test results, never over them
         rd = RunDir(run.path)
-        out = rd.test_dir if split is not None else rd.other_test_dir(Path(str(ds.source)).stem)
+        source = Path(str(ds.source))
+        out = rd.test_dir if split is not None else rd.other_test_dir(source.stem if source.is_file() else source.name)
     out = Path(out)
     if run.kind == "tagger":
         results = _test_tagger(run, ds, idx, split, out, figures)

@@ -37,9 +37,11 @@ def _headline(kind: str, res: dict) -> dict:
     out = {"metric": "psnr", "value": res.get("psnr"), "ssim": res.get("ssim")}
     if "psnr_clean" in res:
         out.update(value_clean=res["psnr_clean"], ssim_clean=res.get("ssim_clean"))
-    for name, scores in res.get("baselines", {}).items():  # mean_frame: absent from results of older versions
-        if name == "mean_frame" or name.startswith("pca"):
-            out[f"{'pca' if name.startswith('pca') else name}_psnr"] = scores.get("psnr_clean", scores.get("psnr"))
+    baselines = res.get("baselines", {})  # mean_frame: absent from the results of older versions
+    pca = next((scores for name, scores in baselines.items() if name.startswith("pca")), None)
+    for key, scores in (("mean_frame_psnr", baselines.get("mean_frame")), ("pca_psnr", pca)):
+        if scores:
+            out[key] = scores.get("psnr_clean", scores.get("psnr"))
     if "pixels" in res:
         out["pixels"] = res["pixels"]
     return out

@@ -41,6 +41,20 @@ def _animal_mass(crops: np.ndarray, radius: float):
     return weight, xx[disk], yy[disk], weight.sum(axis=1) + 1e-9, cx, cy, min(h, w)
 
 
+def image_shape(crops: np.ndarray, radius: float = 0.24) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`image_axis` and :func:`image_mass_side` from one pass over the crops (the import needs both):
+    ``(axis_deg, elongation, side_deg, shift)``."""
+    weight, px, py, mass, cx, cy, size = _animal_mass(crops, radius)
+    mx, my = weight @ px / mass, weight @ py / mass
+    dx, dy = px[None] - mx[:, None], py[None] - my[:, None]
+    mu20, mu02, mu11 = ((weight * v).sum(axis=1) / mass for v in (dx * dx, dy * dy, dx * dy))
+    axis_down = 0.5 * np.degrees(np.arctan2(2 * mu11, mu20 - mu02))  # image rows grow downwards
+    elongation = np.sqrt((mu20 - mu02) ** 2 + 4 * mu11**2) / (mu20 + mu02 + 1e-9)
+    sx, sy = mx - cx, my - cy
+    side = np.mod(np.degrees(np.arctan2(-sy, sx)), 360.0)
+    return np.mod(-axis_down, 180.0), elongation, side, np.hypot(sx, sy) / size
+
+
 def image_axis(crops: np.ndarray, radius: float = 0.24) -> tuple[np.ndarray, np.ndarray]:
     """Long axis of the animal at the centre of each crop: ``(axis_deg, elongation)``.
 
@@ -49,13 +63,7 @@ def image_axis(crops: np.ndarray, radius: float = 0.24) -> tuple[np.ndarray, np.
     by how far each pixel is above the disk's 60th percentile (animal brighter than the border) or below its 40th
     (darker). ``axis_deg`` is in [0, 180), counter-clockwise from +x with y up (the importer's convention);
     ``elongation`` is 0 for a round blob and 1 for a line."""
-    weight, px, py, mass, *_ = _animal_mass(crops, radius)
-    mx, my = weight @ px / mass, weight @ py / mass
-    dx, dy = px[None] - mx[:, None], py[None] - my[:, None]
-    mu20, mu02, mu11 = ((weight * v).sum(axis=1) / mass for v in (dx * dx, dy * dy, dx * dy))
-    axis_down = 0.5 * np.degrees(np.arctan2(2 * mu11, mu20 - mu02))  # image rows grow downwards
-    elongation = np.sqrt((mu20 - mu02) ** 2 + 4 * mu11**2) / (mu20 + mu02 + 1e-9)
-    return np.mod(-axis_down, 180.0), elongation
+    return image_shape(crops, radius)[:2]
 
 
 def image_mass_side(crops: np.ndarray, radius: float = 0.24) -> tuple[np.ndarray, np.ndarray]:
@@ -66,9 +74,7 @@ def image_mass_side(crops: np.ndarray, radius: float = 0.24) -> tuple[np.ndarray
     symmetric about a tracked centre point (a fly's thorax: the wings and abdomen lie on one side), so along one
     track the heading keeps one relation to this side, ahead or behind; a heading that turns the other way round
     on some crops was swapped head to tail there (see :func:`heading_reversals`)."""
-    weight, px, py, mass, cx, cy, size = _animal_mass(crops, radius)
-    mx, my = weight @ px / mass - cx, weight @ py / mass - cy
-    return np.mod(np.degrees(np.arctan2(-my, mx)), 360.0), np.hypot(mx, my) / size
+    return image_shape(crops, radius)[2:]
 
 
 def axial_offset(heading_deg: np.ndarray, axis_deg: np.ndarray) -> np.ndarray:

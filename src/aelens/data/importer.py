@@ -280,7 +280,7 @@ def _check_headings(images: Path, results: list[SessionResult], opts: ImportOpti
     (``heading_vs_image_axis`` in each session's summary) and signs of head-tail swaps (``head_tail_swaps``: turns
     round between consecutive frames, crops whose heading points the other way round against the body); sentences
     for the tracks reported. Egocentric crops are turned to the heading already: nothing to compare."""
-    from .heading_check import heading_agreement, heading_reversals, image_axis, image_mass_side
+    from .heading_check import heading_agreement, heading_reversals, image_shape
 
     if opts.egocentric:
         return []
@@ -288,7 +288,7 @@ def _check_headings(images: Path, results: list[SessionResult], opts: ImportOpti
     start, notes = 0, []
     for r in results:
         n = len(r.rows["frame"])
-        parts = [(*image_axis(c), *image_mass_side(c)) for c in _chunks(crops, start, start + n)]
+        parts = [image_shape(c) for c in _chunks(crops, start, start + n)]
         axis, elongation, side, shift = (np.concatenate(v) for v in zip(*parts)) if parts else [np.zeros(0)] * 4
         heading, track = r.rows["body_angle_deg"], r.rows["track"]
         r.summary["heading_vs_image_axis"] = heading_agreement(heading, axis, elongation, track)
