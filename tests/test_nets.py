@@ -4,11 +4,13 @@ import torch
 from aelens.inference import inference_copy
 from aelens.nets import (
     AngleReadout,
+    ConvTranspose2d,
     Decoder,
     Encoder,
     Geometry,
     Networks,
     OverlapAddConvTranspose2d,
+    channel_sums,
     fast_inference_layout,
     fold_batchnorm,
 )
@@ -112,3 +114,46 @@ def test_fast_layout_leaves_unfolded_batchnorm_alone():
 def test_angle_readout_returns_unit_vectors():
     out = AngleReadout(16)(torch.randn(10, 16))
     torch.testing.assert_close(out.norm(dim=1), torch.ones(10))
+
+
+def _grads(layer, x, grad, bf16):
+    layer.zero_grad(set_to_none=True)
+    x = x.detach().clone().requires_grad_(True)
+    with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        y = layer(x)
+    y.backward(grad.to(y.dtype))
+    return y.detach(), x.grad, layer.weight.grad, layer.bias.grad
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+@pytest.mark.parametrize(
+    "c_in, c_out, k, stride, out_pad, size",
+    [(8, 8, 2, 2, (0, 0), 6), (8, 6, 2, 2, (1, 1), 5), (8, 8, 3, 1, (0, 0), 7), (8, 1, 3, 1, (0, 0), 9)],
+)
+def test_transposed_conv_training_backward_matches_pytorch(bf16, c_in, c_out, k, stride, out_pad, size):
+    """The decoder's ConvTranspose2d: same output and input/weight gradients as PyTorch's layer, bit for bit; the bias
+    gradient (summed differently) to rounding; in fp32 and under bf16 autocast, channels-last."""
+    torch.manual_seed(0)
+    ours = ConvTranspose2d(c_in, c_out, k, stride=stride, output_padding=out_pad).to(memory_format=torch.channels_last)
+    theirs = torch.nn.ConvTranspose2d(c_in, c_out, k, stride=stride, output_padding=out_pad)
+    theirs.load_state_dict(ours.state_dict())
+    theirs = theirs.to(memory_format=torch.channels_last)
+    x = torch.randn(4, c_in, size, size).contiguous(memory_format=torch.channels_last)
+    out_size = (size - 1) * stride + k + out_pad[0]
+    grad = torch.randn(4, c_out, out_size, out_size).contiguous(memory_format=torch.channels_last)
+    a, b = _grads(ours, x, grad, bf16), _grads(theirs, x, grad, bf16)
+    for got, want in zip(a[:3], b[:3]):
+        assert got.dtype == want.dtype and torch.equal(got, want)
+    assert a[3].dtype == b[3].dtype == torch.float32
+    tol = 2e-2 if bf16 else 1e-5  # bf16: one rounding of the sum either way
+    torch.testing.assert_close(a[3], b[3], rtol=tol, atol=tol * b[3].abs().max().item())
+    assert a[3].abs().max() > 1  # the gradient is not trivially zero
+
+
+def test_channel_sums_planted():
+    g = torch.zeros(3, 4, 5, 6)
+    for c in range(4):
+        g[:, c] = c + 1
+    want = torch.tensor([(c + 1) * 90.0 for c in range(4)])
+    assert torch.equal(channel_sums(g), want)
+    assert torch.equal(channel_sums(g.contiguous(memory_format=torch.channels_last).bfloat16()).float(), want)
