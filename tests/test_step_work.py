@@ -127,3 +127,24 @@ def test_restored_adam_moments_take_the_weights_layout():
     straight = run(reload=False, fix=False)
     assert torch.equal(run(reload=True, fix=True), straight)
     assert not torch.allclose(run(reload=True, fix=False), straight, atol=1e-3)
+
+
+def test_startup_figure_times_fresh_interpreters_and_checks_the_error_exit(tmp_path, monkeypatch):
+    """The bench's start-up figure: three fresh interpreters, each timed; the missing-data case must exit 2 (a
+    changed exit code is an error, not a figure)."""
+    import subprocess
+
+    from aelens import bench_measures
+
+    res = bench_measures.startup_seconds(tmp_path, repeats=1)
+    assert set(res) == {"import_aelens", "help", "missing_data_error"}
+    assert all(0 < v < 60 for v in res.values())
+    real_run = subprocess.run
+
+    def wrong_exit(args, **kw):
+        out = real_run(args, **kw)
+        return subprocess.CompletedProcess(args, 0 if "missing.npy" in " ".join(args) else out.returncode, "", "")
+
+    monkeypatch.setattr(bench_measures.subprocess, "run", wrong_exit)
+    with pytest.raises(RuntimeError, match="startup missing_data_error: exit code 0, expected 2"):
+        bench_measures.startup_seconds(tmp_path, repeats=1)

@@ -28,10 +28,13 @@ from .bench_measures import (
     movie_seconds,
     peak_rss_training,
     power_law_exponent,
+    reducer_at_scale,
     reference_train,
     snapshot_history,
+    startup_seconds,
     step_overhead,
     train_flops_per_image,
+    umap_transform_quality,
     umap_transform_reference,
     val_losses,
 )
@@ -106,15 +109,24 @@ class Suite:
         self.geometry = Geometry(*self.ds.shape)
 
     def run(self) -> None:
-        figures = [self.importing, self.peaks, self.overhead, self.throughput, self.inference]
+        figures = [self.startup, self.importing, self.peaks, self.overhead, self.throughput, self.inference]
         if not self.quick:
-            figures += [self.time_to_quality, self.memmap, self.movie, self.study]
+            figures += [self.time_to_quality, self.snapshots, self.memmap, self.movie, self.umap_scale, self.study]
         seconds = {}
         for figure in figures:
             t0 = time.perf_counter()
             figure()
             seconds[figure.__name__] = round(time.perf_counter() - t0, 1)
         self.r["seconds_per_figure"] = seconds
+
+    def startup(self):
+        """Fresh interpreters: ``import aelens``, ``aelens --help``, a missing-data error (targets 0.5 / 1 / 1.5 s)."""
+        res = startup_seconds(self.tmp)
+        self.r["startup_s"] = {**res, "targets_s": {"import_aelens": 0.5, "help": 1.0, "missing_data_error": 1.5}}
+        self.echo(
+            f"start-up: import aelens {res['import_aelens']:.2f} s, aelens --help {res['help']:.2f} s, missing-data "
+            f"error {res['missing_data_error']:.2f} s"
+        )
 
     def peaks(self):
         """Square matrix-product rate in fp32, and in bf16 where this device has fast bf16 (elsewhere bf16 runs
@@ -206,11 +218,23 @@ class Suite:
             "note": "ratio > 1: aelens lower (better)",
         }
         snap = m.get("snapshot_overhead", float("nan"))
-        self.r["snapshot_overhead_percent"] = round(100 * snap, 2)
+        self.r["snapshot_overhead_percent"] = {"ae": round(100 * snap, 2), "target": 10, "epochs": epochs}
         self.echo(
             f"time to the reference's {epochs}-epoch val MSE {target:.5f}: aelens {ttq:.0f} s "
             f"({self.r['time_to_quality_s']['aelens_epochs_needed']} epochs) vs {ref['seconds']:.0f} s; after "
             f"{epochs} epochs aelens {ours[-1]:.5f}; latent snapshots {100 * snap:.1f}% of training"
+        )
+
+    def snapshots(self):
+        """Latent snapshots as a share of training for a direction tagger with the default settings (the AE's share
+        comes from the time-to-quality run); the same 5,000 frames and epochs."""
+        epochs = self.r["time_to_quality_s"]["epochs"]
+        _, m = aelens_run(self.data_dir, self.tmp / "tagger", epochs, {"kind": "tagger"})
+        share = round(100 * m.get("snapshot_overhead", float("nan")), 2)
+        self.r["snapshot_overhead_percent"]["tagger"] = share
+        self.echo(
+            f"latent snapshots, % of training ({epochs} epochs, {self.ds.n} frames): AE "
+            f"{self.r['snapshot_overhead_percent']['ae']:.1f}%, tagger {share:.1f}%"
         )
 
     def memmap(self):
@@ -276,6 +300,41 @@ class Suite:
                 f"growth with N: movie ~ N^{self.r['scaling']['movie_exponent']}, UMAP fit ~ "
                 f"N^{self.r['scaling']['umap_fit_exponent']}, training ~ N^1 (constant images/s)"
             )
+
+    def umap_scale(self):
+        """UMAP at 100,000 frames: the reducer of ``train decoder --embedding umap --dim 16`` (70,000 training frames,
+        30,000 held out) and ``aelens latent`` of the bench's AE on them, with umap-learn's ``transform`` beside
+        neighbour placement on 500 held-out frames."""
+        from .analysis.latent import latent_analysis
+        from .data.synthetic import synthesize, write_dataset
+
+        n = 100000
+        data = synthesize(n, seed=3)
+        folder = write_dataset(self.tmp / "umap100k", data, npy=True)
+        pixels = data["images"].reshape(n, -1).astype(np.float32) / 255
+        order = np.random.default_rng(0).permutation(n)
+        train, held = np.sort(order[: int(0.7 * n)]), np.sort(order[int(0.7 * n) :])
+        res = reducer_at_scale(pixels, train, held, 16)
+        quality = umap_transform_quality(res.pop("reducer"), pixels[held[:500]])
+        t0 = time.perf_counter()
+        summary = latent_analysis(self.ttq_run, data=folder, out=self.tmp / "latent100k")
+        latent_s = time.perf_counter() - t0
+        self.r["umap_at_scale"] = {
+            "frames": n,
+            "decoder_reducer": {**res, "dim": 16, "train_frames": len(train), "held_out_frames": len(held)},
+            "old_path_on_500_held_out": quality,
+            "latent_s": round(latent_s, 1),
+            "latent_map_points": summary["n"],
+            "latent_trustworthiness": round(summary["trustworthiness"], 4),
+            "target_s": 180,
+        }
+        self.echo(
+            f"UMAP at {n} frames: decoder reducer fit + place {res['fit_and_place_train_s']:.0f} s, held-out "
+            f"{res['place_held_out_s']:.0f} s (trustworthiness {res['trustworthiness_held_out']:.3f}; umap-learn "
+            f"transform {quality['umap_transform_trustworthiness']:.3f} on 500 frames in "
+            f"{quality['umap_transform_s']:.0f} s vs {quality['neighbour_placement_s']:.2f} s); aelens latent "
+            f"{latent_s:.0f} s ({summary['n']} points mapped)"
+        )
 
     def importing(self):
         """``aelens data import`` beside a plain decode of the same video (frames/s, alternated: decode, import,

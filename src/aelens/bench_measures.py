@@ -427,3 +427,79 @@ def umap_transform_reference(snaps: np.ndarray, maps: np.ndarray, probe: int = 2
 def power_law_exponent(ns, seconds) -> float:
     """Slope of log(seconds) against log(N): 1 = linear, 2 = quadratic."""
     return float(np.polyfit(np.log(ns), np.log(seconds), 1)[0])
+
+
+# --------------------------------------------------------------------------------------------- start-up, UMAP at scale
+
+
+def startup_seconds(workdir: Path, repeats: int = 3) -> dict:
+    """Wall seconds of a fresh interpreter (best of ``repeats``): ``import aelens``, ``aelens --help`` and the
+    one-line error of ``aelens train ae --data MISSING.npy`` (its exit code is checked: 2)."""
+    missing = workdir / "missing.npy"
+    cases = {
+        "import_aelens": ["-c", "import aelens"],
+        "help": ["-m", "aelens", "--help"],
+        "missing_data_error": ["-m", "aelens", "train", "ae", "--data", str(missing), "--out", str(workdir / "r")],
+    }
+    want_rc = {"import_aelens": 0, "help": 0, "missing_data_error": 2}
+    res = {}
+    for name, args in cases.items():
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            out = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=False)
+            times.append(time.perf_counter() - t0)
+            if out.returncode != want_rc[name]:
+                raise RuntimeError(
+                    f"startup {name}: exit code {out.returncode}, expected {want_rc[name]}: {out.stderr}"
+                )
+        res[name] = round(min(times), 3)
+    return res
+
+
+def reducer_at_scale(pixels: np.ndarray, train: np.ndarray, held: np.ndarray, dim: int, seed: int = 0) -> dict:
+    """What ``aelens train decoder --embedding umap --dim DIM`` does before training: fit the reducer on the
+    training frames (UMAP on up to 20,000 of them, on their first 50 principal components; the others placed by
+    neighbours), then place the held-out frames. Seconds of each, and the trustworthiness (10-NN) of the placed
+    held-out frames' embedding against their pixels on 2,000 of them."""
+    from .analysis.scores import trustworthiness
+    from .reducers import make_reducer
+
+    t0 = time.perf_counter()
+    reducer = make_reducer("umap", dim, seed)
+    reducer.fit(pixels[train])
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    placed = reducer.transform(pixels[held])
+    place_s = time.perf_counter() - t0
+    sample = np.random.default_rng(seed).choice(len(held), size=min(2000, len(held)), replace=False)
+    return {
+        "reducer": reducer,
+        "fit_and_place_train_s": round(fit_s, 1),
+        "place_held_out_s": round(place_s, 1),
+        "held_out_ms_per_frame": round(1000 * place_s / len(held), 3),
+        "trustworthiness_held_out": round(trustworthiness(pixels[held][sample], placed[sample], max_points=2000), 4),
+    }
+
+
+def umap_transform_quality(reducer, pixels: np.ndarray, seed: int = 0) -> dict:
+    """The old path beside the new on the same held-out frames: umap-learn fitted on the same features, its
+    ``transform`` of ``pixels``, against neighbour placement in the reducer's own fit (seconds, trustworthiness)."""
+    from .analysis.scores import trustworthiness
+
+    model = reducer._model()
+    model.fit(reducer.fit_features_)
+    features = reducer._features(pixels)
+    t0 = time.perf_counter()
+    old = model.transform(features)
+    old_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    new = reducer.transform(pixels)
+    new_s = time.perf_counter() - t0
+    return {
+        "frames": len(pixels),
+        "umap_transform_s": round(old_s, 2),
+        "neighbour_placement_s": round(new_s, 3),
+        "umap_transform_trustworthiness": round(trustworthiness(pixels, old, random_state=seed), 4),
+        "neighbour_placement_trustworthiness": round(trustworthiness(pixels, new, random_state=seed), 4),
+    }

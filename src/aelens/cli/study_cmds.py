@@ -111,7 +111,7 @@ def bench(
     quick: bool = typer.Option(
         False,
         "--quick",
-        help="Under 90 s on 2 CPU cores: import rate, per-step overhead, training and inference throughput, smaller sizes.",
+        help="Under 90 s on 2 CPU cores: start-up, import rate, per-step overhead, training and inference throughput, smaller sizes.",
     ),
 ):
     """Measure speed beside the reference implementation's way of training, in one run; print ratios."""
@@ -127,4 +127,8 @@ def bench(
     if "step_overhead_ms" in res:
         o = res["step_overhead_ms"]
         echo(f"{'per-step overhead (ms, bare step)':38s} {o['overhead_ms']:>12.3g} {o['bare_step_ms']:>12.4g}")
+    if "startup_s" in res:
+        s = res["startup_s"]
+        echo(f"start-up (s): import aelens {s['import_aelens']:.2f}, --help {s['help']:.2f}, missing-data error "
+             f"{s['missing_data_error']:.2f}")  # fmt: skip
     echo(f"bench.json: {Path(out) / 'bench.json'}")
