@@ -157,3 +157,29 @@ def test_channel_sums_planted():
     want = torch.tensor([(c + 1) * 90.0 for c in range(4)])
     assert torch.equal(channel_sums(g), want)
     assert torch.equal(channel_sums(g.contiguous(memory_format=torch.channels_last).bfloat16()).float(), want)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_encoder_pools_before_relu_with_the_same_values_and_gradients(bf16):
+    """Encoder.forward runs conv, BN, max-pool, ReLU; the reference order conv, BN, ReLU, max-pool gives the same
+    latent and the same gradients for every parameter and the input, bit for bit (training mode)."""
+    torch.manual_seed(0)
+    enc = Encoder(Geometry(1, 30, 30), 8).to(memory_format=torch.channels_last)
+
+    def reference_order(x):
+        x = enc.pool1(enc.conv1(x))
+        x = enc.pool2(enc.conv2(x))
+        return enc.fc1(enc.conv3(x))
+
+    x = torch.randn(6, 1, 30, 30).contiguous(memory_format=torch.channels_last)
+    results = []
+    for forward in (enc, reference_order):
+        enc.zero_grad(set_to_none=True)
+        xi = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            z = forward(xi)
+        (z.float() * torch.arange(8.0)).sum().backward()
+        results.append([z.detach(), xi.grad] + [p.grad for p in enc.parameters()])
+    for got, want in zip(*results):
+        assert torch.equal(got, want)
+    assert results[0][1].abs().max() > 0
