@@ -482,6 +482,22 @@ def reducer_at_scale(pixels: np.ndarray, train: np.ndarray, held: np.ndarray, di
     }
 
 
+def umap_at_scale_in_child(images: Path, train_fraction: float = 0.7, dim: int = 16, seed: int = 0) -> dict:
+    """:func:`reducer_at_scale` and :func:`umap_transform_quality` (on 500 held-out frames) in a fresh process, as
+    ``aelens train decoder`` would meet them: numba compiles umap-learn's functions on the first fit, as for a user.
+    ``images``: an (n, h, w) uint8 ``.npy``; a random split of it (``train_fraction`` to fit)."""
+    code = (
+        "import numpy as np; from aelens.bench_measures import reducer_at_scale, umap_transform_quality; "
+        f"x=np.load({str(images)!r}, allow_pickle=False); n=len(x); x=x.reshape(n, -1).astype(np.float32) / 255; "
+        f"o=np.random.default_rng({seed}).permutation(n); k=int({train_fraction} * n); "
+        "tr, he = np.sort(o[:k]), np.sort(o[k:]); "
+        f"res=reducer_at_scale(x, tr, he, {dim}, {seed}); red=res.pop('reducer'); "
+        f"res['old_path_on_500_held_out']=umap_transform_quality(red, x[he[:500]], {seed}); "
+        "res.update(train_frames=len(tr), held_out_frames=len(he), dim=" + str(dim) + ")"
+    )
+    return _child_with_peak_rss(code, "UMAP at scale")
+
+
 def umap_transform_quality(reducer, pixels: np.ndarray, seed: int = 0) -> dict:
     """The old path beside the new on the same held-out frames: umap-learn fitted on the same features, its
     ``transform`` of ``pixels``, against neighbour placement in the reducer's own fit (seconds, trustworthiness)."""
