@@ -478,7 +478,7 @@ def reducer_at_scale(pixels: np.ndarray, train: np.ndarray, held: np.ndarray, di
         "fit_and_place_train_s": round(fit_s, 1),
         "place_held_out_s": round(place_s, 1),
         "held_out_ms_per_frame": round(1000 * place_s / len(held), 3),
-        "trustworthiness_held_out": round(trustworthiness(pixels[held][sample], placed[sample], max_points=2000), 4),
+        "trustworthiness_held_out": round(trustworthiness(pixels[held[sample]], placed[sample], max_points=2000), 4),
     }
 
 
