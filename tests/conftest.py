@@ -12,7 +12,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import aelens  # noqa: E402
 from aelens.config import RunConfig  # noqa: E402
-from aelens.data.synthetic import synthesize, write_dataset  # noqa: E402
+from aelens.synthetic.arena import synthesize, write_dataset  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -5,9 +5,9 @@ import pytest
 
 import aelens
 from aelens.analysis.compare import compare_runs
-from aelens.data.synthetic import synthesize, write_dataset
 from aelens.errors import AelensError
-from aelens.evaluate import compare_reconstructions
+from aelens.runs.evaluate import compare_reconstructions
+from aelens.synthetic.arena import synthesize, write_dataset
 from conftest import quick_config, run_cli
 
 

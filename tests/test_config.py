@@ -133,7 +133,7 @@ def test_command_line_help_shows_the_config_defaults(capsys):
 
     from aelens.cli import TAGGER_OPTIONS, TRAIN_OPTIONS, config_default, option_help
     from aelens.config import RunConfig
-    from aelens.study_config import StudyConfig
+    from aelens.study.config import StudyConfig
     from conftest import run_cli
 
     assert option_help("Training epochs.", "train.epochs") == f"Training epochs. [{RunConfig().train.epochs}]"
@@ -185,8 +185,8 @@ def test_the_command_line_answers_without_importing_torch(tmp_path):
 def test_study_config_nests_the_run_settings(tmp_path):
     """study.yaml's `run:` section takes any run setting; the flat shorthands (and study.yaml files written before
     `run:` existed) mean the same; the command line wins; a saved study.yaml reads back equal."""
-    from aelens.study import _decoder_config, _run_config
-    from aelens.study_config import STUDY_RUN, load_study_config
+    from aelens.study.config import STUDY_RUN, load_study_config
+    from aelens.study.pipeline import _decoder_config, _run_config
 
     flat = tmp_path / "flat.yaml"
     flat.write_text("epochs: 5\ntarget: head_angle_deg\nsplit: random\nlatent_dim: 8\ndecoders: [pca:4]\n")
@@ -226,7 +226,7 @@ def test_study_config_nests_the_run_settings(tmp_path):
 )
 def test_study_config_errors(tmp_path, text, message):
     from aelens.errors import AelensError
-    from aelens.study_config import load_study_config
+    from aelens.study.config import load_study_config
 
     path = tmp_path / "study.yaml"
     path.write_text(text)

@@ -8,8 +8,9 @@ import sys
 import numpy as np
 
 import aelens
-from aelens.callbacks import read_metrics
-from aelens.storage import load_tree, read_manifest
+from aelens.layout import read_manifest
+from aelens.storage import load_tree
+from aelens.training.callbacks import read_metrics
 
 
 def test_ddp_two_cpu_processes(tiny_data, tmp_path):

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from aelens.data.heading_check import (
+from aelens.importing.heading_check import (
     agreement_warnings,
     axial_offset,
     heading_agreement,
@@ -18,7 +18,7 @@ from aelens.data.heading_check import (
     side_consistent_heading,
     visible_heading,
 )
-from aelens.data.synthetic import COLUMNS, synthesize
+from aelens.synthetic.arena import COLUMNS, synthesize
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +81,8 @@ def test_round_blobs_and_missing_headings_are_left_out():
 def test_import_records_the_agreement_per_track(tmp_path):
     """``aelens data import`` writes each session's per-track agreement into import.json (a synthetic video drawn
     along its poses: near 0, no warning)."""
-    from aelens.data.importer import import_video
-    from aelens.data.synthetic_video import synthesize_video
+    from aelens.importing.importer import import_video
+    from aelens.synthetic.video import synthesize_video
 
     written = synthesize_video(tmp_path / "v", n=24, animals=2, seed=5)
     out = import_video(written["video"], written["deeplabcut-csv"], tmp_path / "d", progress=False)

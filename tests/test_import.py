@@ -13,14 +13,14 @@ import h5py
 import numpy as np
 import pytest
 
-from aelens.data import kinematics as kin
-from aelens.data.importer import ImportOptions, crop, heading_notes, import_video
 from aelens.data.loading import load_dataset
-from aelens.data.poses import plain_pickle_labels, read_poses
-from aelens.data.synthetic import Arena, render, simulate_trajectory
-from aelens.data.synthetic_video import synthesize_video
 from aelens.errors import AelensError
+from aelens.importing import kinematics as kin
+from aelens.importing.importer import ImportOptions, crop, heading_notes, import_video
+from aelens.importing.poses import plain_pickle_labels, read_poses
 from aelens.storage import NpyAppender
+from aelens.synthetic.arena import Arena, render, simulate_trajectory
+from aelens.synthetic.video import synthesize_video
 from conftest import run_cli
 
 RAW = Path(__file__).resolve().parents[2] / "shared" / "raw"
@@ -491,7 +491,7 @@ def test_real_sleap_sessions_import(tmp_path):
 
 def test_transfer_sets_cut_on_another_body_axis_are_named(tmp_path):
     """A transfer set imported with another body axis shows the animals at another scale: the study warns."""
-    from aelens.data.importer import crop_mismatches
+    from aelens.importing.importer import crop_mismatches
     from aelens.storage import write_json
 
     def fake(name, heading, window=None):
@@ -522,7 +522,7 @@ def test_transfer_sets_cut_on_another_body_axis_are_named(tmp_path):
 
 
 def test_one_import_whose_sessions_use_different_body_axes_warns():
-    from aelens.data.importer import _axis_warnings
+    from aelens.importing.importer import _axis_warnings
 
     same = [
         {"session": "a", "nodes_used": "centre thorax; heading thorax -> head"},

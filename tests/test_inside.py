@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aelens.analysis import inside
-from aelens.analysis.projection import embed
+from aelens.maps import inside
+from aelens.maps.projection import embed
 
 
 def test_pca_atlas_is_the_exact_inverse_and_reproduces_pca_reconstructions():

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import aelens
-from aelens.analysis.projection import Map2D, evolution_maps
 from aelens.analysis.snapshots import capture_points, load_snapshots
-from aelens.inference import inference_copy
-from aelens.nets import Geometry
+from aelens.maps.projection import Map2D, evolution_maps
+from aelens.models.inference import inference_copy
+from aelens.models.nets import Geometry
 from aelens.objectives import Reconstruction
 from conftest import quick_config, run_cli
 
@@ -40,7 +40,7 @@ def test_snapshot_schedule_and_files(snap_run):
     np.testing.assert_array_equal(idx, np.arange(160))
     fc2, _, _ = load_snapshots(snap_run, "fc2")
     assert fc2.shape == (5, 160, 128 * 4 * 4)
-    m = aelens.storage.read_manifest(snap_run)
+    m = aelens.layout.read_manifest(snap_run)
     assert m["snapshot_seconds"] > 0 and 0 < m["snapshot_overhead"]
     # the last snapshot is the final model's latent of those frames
     final = aelens.load_run(snap_run).encode(
@@ -50,7 +50,7 @@ def test_snapshot_schedule_and_files(snap_run):
 
 
 def test_snapshots_are_dense_early_and_end_at_the_last_epoch():
-    from aelens.snapshotting import snapshot_epochs
+    from aelens.training.snapshotting import snapshot_epochs
 
     assert sorted(snapshot_epochs(150)) == [1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 25, 31, 39, 49, 61, 76, 95, 119, 149,
                                             150]  # fmt: skip

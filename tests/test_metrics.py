@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from aelens.metrics import (
+from aelens.maps.metrics import (
     angle_metrics,
     angular_error,
     circular_mean_deg,
@@ -69,8 +69,8 @@ def test_circular_mean_and_angle_metrics():
 def test_training_flops_per_image_match_the_analytic_count():
     """One AE training step on a 50 x 50 frame: forward 124.07 MFLOP (the layer sums below), backward twice that
     except conv1's input gradient, which is never needed."""
-    from aelens.bench_measures import train_flops_per_image
-    from aelens.nets import Geometry
+    from aelens.bench.measures import train_flops_per_image
+    from aelens.models.nets import Geometry
 
     fwd = {
         "conv1": 48 * 48 * 64 * 9 * 1,

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from aelens.inference import inference_copy
-from aelens.nets import (
+from aelens.models.inference import inference_copy
+from aelens.models.nets import (
     AngleReadout,
     ConvTranspose2d,
     Decoder,

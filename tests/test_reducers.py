@@ -5,8 +5,8 @@ import pytest
 
 import aelens
 from aelens.errors import AelensError
-from aelens.reducers import REDUCERS, Reducer, make_reducer
-from aelens.storage import read_manifest
+from aelens.layout import read_manifest
+from aelens.models.reducers import REDUCERS, Reducer, make_reducer
 from conftest import quick_config, run_cli
 
 

@@ -137,8 +137,8 @@ def test_sweep_init_from_a_decoder_run_makes_no_folder(tiny_data, tmp_path, caps
     ],
 )
 def test_study_settings_that_fail_late_are_refused_before_any_work(tiny_data, tmp_path, over, message):
-    from aelens.study import run_study
-    from aelens.study_config import load_study_config
+    from aelens.study.config import load_study_config
+    from aelens.study.pipeline import run_study
 
     cfg = load_study_config(None, {"epochs": 1, **over})
     with pytest.raises(AelensError, match=message.replace("(", r"\(").replace("'", "'")):
@@ -151,8 +151,9 @@ def test_a_diverging_run_stops_marked_failed_and_keeps_its_last_finite_checkpoin
     are written, and checkpoints/last holds the first epoch's finite weights."""
     import torch
 
+    from aelens.layout import read_manifest
     from aelens.objectives.reconstruction import Reconstruction
-    from aelens.storage import load_tree, read_manifest
+    from aelens.storage import load_tree
 
     real = Reconstruction.loss
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import ortho_group
 
-from aelens.analysis import scores as S
+from aelens.maps import scores as S
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ def test_knn_tree_and_brute_force_agree_and_exclude_self():
 def test_transfer_decoding_fits_on_one_session_and_scores_on_the_other():
     """Planted: the same code->angle map in both sessions decodes across them; a map that differs in the new
     session (the code's axes swapped) does not, and no frame of the new session helps the fit."""
-    from aelens.analysis.scores import transfer_decoding_score
+    from aelens.maps.scores import transfer_decoding_score
 
     rng = np.random.default_rng(0)
     a_deg, b_deg = rng.uniform(0, 360, 800), rng.uniform(0, 360, 500)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aelens.data.batches import make_split
 from aelens.data.loading import Conditions, Dataset
+from aelens.data.splits import make_split
 from aelens.errors import AelensError
 from aelens.storage import save_split, split_info
 

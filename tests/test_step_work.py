@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 
 import aelens
-from aelens import nets
-from aelens.callbacks import read_metrics
-from aelens.nets import Decoder, Encoder, Geometry, Networks
+from aelens.models import nets
+from aelens.models.nets import Decoder, Encoder, Geometry, Networks
 from aelens.objectives.base import EpochSums, adam
 from aelens.storage import load_split
+from aelens.training.callbacks import read_metrics
 from conftest import quick_config
 
 
@@ -88,7 +88,7 @@ def test_fused_adam_follows_the_per_tensor_loop():
 def test_step_overhead_pairs_every_step_and_restores_the_networks(tiny_data, tmp_path):
     """The bench's overhead figure: one bare step beside each aelens step, on tiny networks; the real widths are
     back afterwards, also when training fails inside."""
-    from aelens.bench_measures import step_overhead, tiny_networks
+    from aelens.bench.measures import step_overhead, tiny_networks
 
     res = step_overhead(tiny_data, tmp_path / "o", steps=12, batch=4)
     assert res["steps"] == 12 + 10 - 1 - 5  # 22 steps, 21 intervals, the first 5 left out
@@ -134,7 +134,7 @@ def test_startup_figure_times_fresh_interpreters_and_checks_the_error_exit(tmp_p
     changed exit code is an error, not a figure)."""
     import subprocess
 
-    from aelens import bench_measures
+    from aelens.bench import measures as bench_measures
 
     res = bench_measures.startup_seconds(tmp_path, repeats=1)
     assert set(res) == {"import_aelens", "help", "missing_data_error"}

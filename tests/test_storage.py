@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from aelens.errors import AelensError
-from aelens.storage import atomic_path, create_run_dir, load_tree, save_tree, write_json, write_manifest
+from aelens.layout import create_run_dir, write_manifest
+from aelens.storage import atomic_path, load_tree, save_tree, write_json
 
 
 def test_tree_round_trip_is_exact(tmp_path):

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from aelens.data.synthetic import synthesize, write_dataset
 from aelens.errors import AelensError
-from aelens.study import run_study
-from aelens.study_config import load_study_config
+from aelens.study.config import load_study_config
+from aelens.study.pipeline import run_study
+from aelens.synthetic.arena import synthesize, write_dataset
 
 ARTEFACTS = [
     "study.yaml",
@@ -214,7 +214,7 @@ def test_study_on_one_fly_session_transfers_to_the_other(tmp_path):
     if not (slp.is_file() and h5.is_file()):
         pytest.skip(f"raw sessions in {RAW} are not available")
     pytest.importorskip("sleap_io")
-    from aelens.data.importer import ImportOptions, import_video
+    from aelens.importing.importer import ImportOptions, import_video
 
     opts = ImportOptions(heading="thorax:head", stop=200)
     a = import_video(None, slp, tmp_path / "flies_clip", options=opts, progress=False)

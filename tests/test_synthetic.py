@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from aelens.data.loading import load_dataset
-from aelens.data.synthetic import COLUMNS, synthesize, write_dataset
 from aelens.errors import AelensError
-from aelens.metrics import angular_error
+from aelens.maps.metrics import angular_error
+from aelens.synthetic.arena import COLUMNS, synthesize, write_dataset
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import aelens
 from aelens.config import TaggerConfig
 from aelens.data.loading import Conditions
 from aelens.errors import AelensError
-from aelens.nets import Encoder, Geometry
+from aelens.models.nets import Encoder, Geometry
 from aelens.objectives.tagger import DirectionTagger, angle_loss, rotate_batch, tagger_targets, trainable_layers
 from aelens.storage import load_state_dict
 from conftest import quick_config, run_cli
@@ -90,7 +90,7 @@ def test_init_from_copies_the_encoder_and_frozen_weights_stay_bit_identical(tiny
                 assert not torch.equal(tagger[key], value), key  # trained
         else:
             assert torch.equal(tagger[key], value), key  # frozen: weights and BatchNorm statistics untouched
-    m = aelens.storage.read_manifest(run)
+    m = aelens.layout.read_manifest(run)
     assert m["trainable_layers"] == ["fc1"] and m["frozen_layers"] == ["conv3", "conv2", "conv1"]
 
 
@@ -111,7 +111,7 @@ def test_init_from_errors(tiny_ae, tiny_data, tmp_path, capsys):
 
 
 def test_rotation_augmentation_turns_the_animal_by_the_angle():
-    from aelens.data.synthetic import synthesize
+    from aelens.synthetic.arena import synthesize
 
     d = synthesize(40, seed=4, size=48)
     x = torch.tensor(d["clean"][:, None] / 255.0, dtype=torch.float32)
@@ -134,7 +134,7 @@ def test_rotation_augmentation_turns_the_animal_by_the_angle():
 
 @pytest.mark.slow
 def test_tagger_end_to_end_beats_the_circular_mean(tmp_path, capsys):
-    from aelens.data.synthetic import synthesize, write_dataset
+    from aelens.synthetic.arena import synthesize, write_dataset
 
     data = write_dataset(tmp_path / "data", synthesize(600, seed=9, size=32))
     run = tmp_path / "tagger"
@@ -168,7 +168,7 @@ def test_tagger_end_to_end_beats_the_circular_mean(tmp_path, capsys):
     for f in ("angle_scatter.png", "angle_errors_polar.png", "angle_arrows.png"):
         assert (run / "test" / f).stat().st_size > 0
     snaps = np.load(run / "snapshots" / "fc1.npy")
-    from aelens.snapshotting import snapshot_epochs
+    from aelens.training.snapshotting import snapshot_epochs
 
     assert snaps.shape == (1 + 2 * len(snapshot_epochs(6)), 600, 16)  # before training + 2 in each scheduled epoch
 
@@ -205,8 +205,8 @@ def test_linear_probe_starts_from_the_least_squares_readout(tiny_ae, tiny_data, 
 
 
 def test_augment_recipes_parse_to_canonical_parts_and_bad_ones_are_named():
-    from aelens.options import AUGMENT_PARTS as PARTS
-    from aelens.options import parse_augment
+    from aelens.config import AUGMENT_PARTS as PARTS
+    from aelens.config import parse_augment
 
     assert parse_augment("none") == () and parse_augment(False) == ()
     assert parse_augment(True) == ("rotate", "flip") == parse_augment("true")  # runs made when --augment was on/off
@@ -243,8 +243,8 @@ def _bar_angle(img):
 @pytest.mark.parametrize("recipe", ["rotate", "flip", "rotate,flip", "rotate,flip,scale"])
 def test_every_recipe_turns_the_target_with_the_picture(recipe):
     """After any augmentation, the target vector still points where the bar in the augmented frame points."""
+    from aelens.config import parse_augment
     from aelens.data.augment import augment_batch
-    from aelens.options import parse_augment
 
     angles = np.arange(0, 360, 15.0)
     x = _arrow_frames(angles)
@@ -286,8 +286,8 @@ def test_a_rotation_trained_encoder_cannot_see_the_corners(tiny_data):
 
 def test_transfer_baseline_comes_from_the_training_frames(tiny_data, tmp_path):
     """Scored on another dataset, the tagger's mean-direction baseline is the *training* frames' mean direction."""
-    from aelens.data.synthetic import COLUMNS, synthesize, write_dataset
-    from aelens.metrics import circular_mean_deg
+    from aelens.maps.metrics import circular_mean_deg
+    from aelens.synthetic.arena import COLUMNS, synthesize, write_dataset
 
     other = synthesize(80, seed=11, size=32)
     other["metadata"][:, COLUMNS.index("body_angle_deg")] = 90.0  # all face up: their own mean would be perfect

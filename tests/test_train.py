@@ -9,7 +9,8 @@ import torch
 
 import aelens
 from aelens.errors import AelensError, TrainingInterrupted
-from aelens.storage import load_state_dict, read_manifest, record_file_hashes, save_tensors
+from aelens.layout import read_manifest, record_file_hashes
+from aelens.storage import load_state_dict, save_tensors
 from conftest import quick_config, run_cli, shared_dataset
 
 EXPECTED_FILES = [
@@ -75,7 +76,7 @@ def test_cli_train_then_test(tiny_data, tmp_path, capsys):
     # the split recorded in the run is the one the seed gives
     with np.load(run / "split.npz") as z:
         split = {k: z[k] for k in z.files}
-    from aelens.data.batches import split_indices
+    from aelens.data.splits import split_indices
 
     for k, v in split_indices(160, 0.2, 0.1, 42).items():
         np.testing.assert_array_equal(split[k], v)
@@ -84,8 +85,8 @@ def test_cli_train_then_test(tiny_data, tmp_path, capsys):
 def test_mean_frame_baseline_is_the_training_frames_mean_and_drops_in_other_light(tiny_ae, tiny_data, tmp_path):
     """``mean_frame`` scores the training split's mean image against the scored frames (computed here by hand); on a
     brightened copy of the data (a session in other light) it drops, and ``pixels`` says the frames are brighter."""
-    from aelens.data.synthetic import synthesize, write_dataset
-    from aelens.metrics import image_metrics
+    from aelens.maps.metrics import image_metrics
+    from aelens.synthetic.arena import synthesize, write_dataset
 
     ds = aelens.load_dataset(tiny_data)
     with np.load(tiny_ae / "split.npz") as z:
@@ -306,7 +307,7 @@ def test_real_mouse_openfield_end_to_end(tmp_path, capsys):
 @pytest.mark.slow
 def test_short_run_denoises_better_than_the_noisy_input(tmp_path):
     """After a short run the AE's reconstructions are closer to the clean frames than the noisy frames it saw."""
-    from aelens.data.synthetic import synthesize, write_dataset
+    from aelens.synthetic.arena import synthesize, write_dataset
 
     data = write_dataset(tmp_path / "data", synthesize(1500, seed=21, size=32))
     run = aelens.train(quick_config(data, **{"train.epochs": 8, "snapshots.enabled": False}), out=tmp_path / "ae")

@@ -25,20 +25,20 @@ from ._version import __version__
 _API = {
     "AelensError": "errors",
     "Dataset": "data.loading",
-    "ImportOptions": "data.importer",
-    "Run": "runs",
+    "ImportOptions": "importing.importer",
+    "Run": "runs.run",
     "RunConfig": "config",
-    "import_video": "data.importer",
+    "import_video": "importing.importer",
     "load_config": "config",
     "load_dataset": "data.loading",
-    "load_run": "runs",
-    "synthesize": "data.synthetic",
-    "test_run": "evaluate",
-    "train": "training",  # the module is not called train: importing it would replace aelens.train, the function
-    "train_autoencoder": "training",
-    "train_decoder": "training",
-    "train_tagger": "training",
-    "write_dataset": "data.synthetic",
+    "load_run": "runs.run",
+    "synthesize": "synthetic.arena",
+    "test_run": "runs.evaluate",
+    "train": "training.trainer",  # no module is called train: importing it would replace aelens.train, the function
+    "train_autoencoder": "training.trainer",
+    "train_decoder": "training.trainer",
+    "train_tagger": "training.trainer",
+    "write_dataset": "synthetic.arena",
 }
 __all__ = ["__version__", *sorted(_API)]
 
@@ -57,10 +57,10 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from .config import RunConfig, load_config  # noqa: F401
-    from .data.importer import ImportOptions, import_video  # noqa: F401
     from .data.loading import Dataset, load_dataset  # noqa: F401
-    from .data.synthetic import synthesize, write_dataset  # noqa: F401
     from .errors import AelensError  # noqa: F401
-    from .evaluate import test_run  # noqa: F401
-    from .runs import Run, load_run  # noqa: F401
-    from .training import train, train_autoencoder, train_decoder, train_tagger  # noqa: F401
+    from .importing.importer import ImportOptions, import_video  # noqa: F401
+    from .runs.evaluate import test_run  # noqa: F401
+    from .runs.run import Run, load_run  # noqa: F401
+    from .synthetic.arena import synthesize, write_dataset  # noqa: F401
+    from .training.trainer import train, train_autoencoder, train_decoder, train_tagger  # noqa: F401

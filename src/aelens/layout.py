@@ -1,13 +1,17 @@
 """Every file name inside a run folder and a study folder, in one place.
 
 ``RunDir`` is a run folder (config, manifest, split, weights, checkpoints, test results, snapshots); ``StudyLayout`` is
-what ``aelens study`` writes and its report reads. No other module joins these names.
+what ``aelens study`` writes and its report reads; ``*Files`` name what each analysis step writes into its own folder.
+The run-folder operations (create, manifest, save what an objective returns) live here too, writing through
+``storage``. No other module joins these names (``tests/test_layout_names.py`` checks).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,22 @@ import numpy as np
 
 from .config import KINDS, RunConfig, load_config
 from .errors import AelensError
-from .storage import MANIFEST, load_split, read_json, read_manifest, save_split, sha256_file, split_info
+from .storage import (
+    check_unlocked,
+    git_hash,
+    load_split,
+    read_json,
+    remove_tree,
+    save_npy,
+    save_split,
+    sha256_file,
+    split_info,
+    versions,
+    write_csv,
+    write_json,
+)
+
+MANIFEST = "manifest.json"  # what a run is: its kind, settings' provenance, status and file hashes
 
 
 @dataclass(frozen=True)
@@ -68,9 +87,19 @@ class Manifest:
         return key in self.raw
 
 
-# inside a run's snapshots/ folder (written by callbacks.LatentSnapshots)
+# inside a run's snapshots/ folder (written by training.snapshotting.LatentSnapshots)
 SNAPSHOT_INDEX = "index.csv"
 SNAPSHOT_SUBSET = "analysis_indices.npy"
+
+
+def snapshot_layer_name(layer: str) -> str:
+    """One layer's snapshots (snapshots x N x D, float16): ``fc1.npy``."""
+    return f"{layer}.npy"
+
+
+def val_image_name(epoch: int) -> str:
+    """The validation image grid after ``epoch`` (1-based): ``val_epoch003.png``."""
+    return f"val_epoch{epoch:03d}.png"
 
 
 class RunDir:
@@ -85,8 +114,12 @@ class RunDir:
     TEST = "test"
     RESULTS = "results.json"
     SNAPSHOTS = "snapshots"
-    IMAGES = "images"
+    IMAGES = "images"  # image grids during training: images/val_epochNNN.png
     METRICS = "metrics.csv"
+    LATENT = "latent"  # default output of ``aelens latent RUN``
+    CKPT_EXT = ".safetensors"  # every checkpoint: best, last, epochNNN
+    PCA_VARIANCE_CSV = "pca_variance.csv"  # a PCA decoder's explained variance, as a table and a figure
+    PCA_VARIANCE_PNG = "pca_variance.png"
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -149,16 +182,23 @@ class RunDir:
         return self.snapshots / SNAPSHOT_SUBSET
 
     def snapshot_layer(self, layer: str) -> Path:
-        return self.snapshots / f"{layer}.npy"
+        return self.snapshots / snapshot_layer_name(layer)
 
     @property
     def latent(self) -> Path:
         """Default output of ``aelens latent RUN``."""
-        return self.path / "latent"
+        return self.path / self.LATENT
 
     @property
     def images(self) -> Path:
         return self.path / self.IMAGES
+
+    def val_image(self, epoch: int) -> Path:
+        return self.images / val_image_name(epoch)
+
+    @property
+    def reducer(self) -> Path:
+        return self.path / ReducerFiles.FOLDER
 
     @property
     def metrics(self) -> Path:
@@ -198,7 +238,7 @@ class RunDir:
         checkpoint (``best`` or ``epochNNN``, written just before it), else None."""
         if self.last_checkpoint.is_file():
             return self.last_checkpoint
-        others = [p for p in self.checkpoints.glob("*.safetensors") if not p.name.startswith(".")]  # not a .tmp
+        others = [p for p in self.checkpoints.glob(f"*{self.CKPT_EXT}") if not p.name.startswith(".")]  # not a .tmp
         others.sort(key=lambda p: p.stat().st_mtime_ns)
         return others[-1] if others else None
 
@@ -223,16 +263,111 @@ class RunDir:
         )
 
 
+class TestFiles:
+    """What ``aelens test RUN`` writes into ``RUN/test`` (or ``RUN/test-OTHER``)."""
+
+    RESULTS = RunDir.RESULTS
+    RECON_GRID = "recon_grid.png"  # frames above their reconstructions
+    RECON_GIF = "recon.gif"
+    ANGLE_SCATTER = "angle_scatter.png"
+    ANGLE_POLAR = "angle_errors_polar.png"
+    ANGLE_ARROWS = "angle_arrows.png"
+
+
+class ReducerFiles:
+    """A decoder run's fitted reducer (PCA/UMAP/...): ``RUN/reducer/`` with its arrays and its settings."""
+
+    FOLDER = "reducer"
+    ARRAYS = "reducer.safetensors"
+    INFO = "reducer.json"
+    EMBEDDINGS = "embeddings.npy"  # the training frames' embeddings, the decoder's inputs
+    FIT_INDICES = "fit_indices.npy"  # the training frames the reducer was fitted on
+    LEGACY_UMAP = "umap.joblib"  # a pickle written by aelens before 0.1: refused, never loaded
+
+
+class LatentFiles:
+    """What ``aelens latent RUN --out OUT`` writes (a study: ``latent/ae``, ``latent/tagger``)."""
+
+    SUMMARY = "summary.json"
+    OVERVIEW = "overview.png"
+    MAP_XY = "map_xy.npy"
+    MAP_INDICES = "map_indices.npy"
+    ENCODING_SCORES = "encoding_scores.csv"
+    ENCODING_VS_EPOCH_CSV = "encoding_vs_epoch.csv"
+    ENCODING_VS_EPOCH_PNG = "encoding_vs_epoch.png"
+    ATLAS = "atlas.png"
+    TRAVERSALS_CSV = "traversals.csv"
+    TRAVERSALS_PNG = "traversals.png"
+    EVOLUTION_GIF = "evolution.gif"  # the movie, as a GIF and an MP4
+    EVOLUTION_MP4 = "evolution.mp4"
+    EVOLUTION_MAPS = "evolution_maps.npy"
+    EVOLUTION_TIMING = "evolution.json"
+
+    @staticmethod
+    def scatter(condition: str | None = None) -> str:
+        """The map coloured by ``condition`` (``scatter_CONDITION.png``), or uncoloured (``scatter.png``)."""
+        return f"scatter_{condition}.png" if condition else "scatter.png"
+
+
+class CompareFiles:
+    """What ``aelens compare`` writes (a study: ``compare/``)."""
+
+    RESULT = "comparison.json"
+    TABLE = "comparison.md"
+    FIGURE = "comparison.png"
+    ROTATION = "rotation.png"
+
+
+class ReconFiles:
+    """What ``aelens recon-compare`` writes (a study: ``recon/``)."""
+
+    RESULT = "recon_comparison.json"
+    CSV = "recon_comparison.csv"  # the table, also as Markdown
+    TABLE = "recon_comparison.md"
+    FIGURE = "recon_comparison.png"
+
+
+class SweepFiles:
+    """What the unfreeze sweep writes (a study: ``sweep/``)."""
+
+    RESULT = "unfreeze_sweep.json"
+    CSV = "unfreeze_sweep.csv"  # the table, also as Markdown
+    TABLE = "unfreeze_sweep.md"
+    FIGURE = "unfreeze_sweep.png"
+
+
+class TransferFiles:
+    """What scoring every model on a new session writes (a study: ``transfer/NAME``)."""
+
+    RESULT = "transfer.json"
+    DECODING = "decoding.csv"
+
+
+class BenchFiles:
+    """What ``aelens bench --out DIR`` writes, and the inputs it makes for itself in its scratch folder."""
+
+    RESULT = "bench.json"
+    LONG_VIDEO = "long.mp4"
+    LONG_POSES = "long_dlc.csv"
+    MISSING = "missing.npy"  # a path that does not exist, for the error's start-up time
+    MOVIE_GIF = "movie.gif"
+    MOVIE_MP4 = "movie.mp4"
+
+
 # the result file each analysis step writes into its own output folder (read by the study and its report)
-LATENT_SUMMARY = "summary.json"
-RECON_RESULT = "recon_comparison.json"
-SWEEP_RESULT = "unfreeze_sweep.json"
-COMPARE_RESULT = "comparison.json"
-TRANSFER_RESULT = "transfer.json"
+LATENT_SUMMARY = LatentFiles.SUMMARY
+RECON_RESULT = ReconFiles.RESULT
+SWEEP_RESULT = SweepFiles.RESULT
+COMPARE_RESULT = CompareFiles.RESULT
+TRANSFER_RESULT = TransferFiles.RESULT
 
 
 class StudyLayout:
     """The folders of ``aelens study --out DIR``, shared by the study's steps and its report."""
+
+    REPORT = "report.html"
+    CONFIG = "study.yaml"
+    TIMINGS = "timings.json"
 
     def __init__(self, out: str | os.PathLike):
         self.out = Path(out)
@@ -318,12 +453,106 @@ class StudyLayout:
 
     @property
     def report(self) -> Path:
-        return self.out / "report.html"
+        return self.out / self.REPORT
 
     @property
     def config(self) -> Path:
-        return self.out / "study.yaml"
+        return self.out / self.CONFIG
 
     @property
     def timings(self) -> Path:
-        return self.out / "timings.json"
+        return self.out / self.TIMINGS
+
+
+# --------------------------------------------------------------------------------------------- run folders on disk
+
+
+def default_run_dir(kind: str, root: str | os.PathLike = "runs") -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{kind}-{stamp}"
+    path, i = base, 1
+    while path.exists():
+        path = base.with_name(f"{base.name}-{i}")
+        i += 1
+    return path
+
+
+def create_run_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Create a fresh run directory. An existing non-empty one is an error unless ``overwrite`` is given, and even
+    then only a directory that holds an aelens manifest is removed (never a folder of the user's own files, never one
+    that another aelens process is writing)."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        check_unlocked(path)
+        if not overwrite:
+            raise AelensError(f"{path}: run directory already exists; choose another --out or pass --overwrite")
+        if not (path / MANIFEST).is_file():
+            raise AelensError(
+                f"{path}: exists and is not an aelens run directory (no {MANIFEST}); refusing to overwrite"
+            )
+        remove_tree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_manifest(run_dir: str | os.PathLike, kind: str, seed: int, extra: dict | None = None) -> dict:
+    manifest = {
+        "kind": kind,
+        "status": "running",
+        "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        "argv": sys.argv,
+        "seed": seed,
+        "versions": versions(),
+        "git": git_hash(),
+        "files": {},
+        **(extra or {}),
+    }
+    write_json(Path(run_dir) / MANIFEST, manifest)
+    return manifest
+
+
+def read_manifest(run_dir: str | os.PathLike) -> dict:
+    path = Path(run_dir) / MANIFEST
+    if not path.is_file():
+        raise AelensError(f"{run_dir}: not an aelens run directory (no {MANIFEST})")
+    return read_json(path)
+
+
+def update_manifest(run_dir: str | os.PathLike, **fields: Any) -> dict:
+    manifest = read_manifest(run_dir)
+    for key, value in fields.items():
+        if key == "files":
+            manifest.setdefault("files", {}).update(value)
+        else:
+            manifest[key] = value
+    write_json(Path(run_dir) / MANIFEST, manifest)
+    return manifest
+
+
+def record_file_hashes(run_dir: str | os.PathLike, relpaths: list[str]) -> dict:
+    run_dir = Path(run_dir)
+    return update_manifest(run_dir, files={p: sha256_file(run_dir / p) for p in relpaths if (run_dir / p).is_file()})
+
+
+def save_run_files(run_dir: str | os.PathLike, files: dict[str, Any]) -> None:
+    """Save the files an objective asked for (:data:`aelens.objectives.base.RunFiles`), by path relative to
+    ``run_dir``: an array (.npy), an object with ``save(folder) -> names`` (a fitted reducer), table rows
+    ``(rows, fields)`` (.csv) or a callable that draws a figure to the path. Arrays' and saved objects' SHA-256
+    hashes go into the manifest."""
+    hashed: list[str] = []
+    for rel, value in files.items():
+        path = Path(run_dir) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(value, np.ndarray):
+            save_npy(path, value)
+            hashed.append(rel)
+        elif hasattr(value, "save"):
+            hashed += [f"{rel}/{name}" for name in value.save(path)]
+        elif isinstance(value, tuple):
+            write_csv(path, *value)
+        elif callable(value):
+            value(path)
+        else:
+            raise TypeError(f"{rel}: cannot save a {type(value).__name__}")
+    if hashed:
+        record_file_hashes(run_dir, hashed)

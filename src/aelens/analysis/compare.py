@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AelensError
-from ..layout import COMPARE_RESULT
-from ..runs import check_same_image_shape, load_run
+from ..layout import COMPARE_RESULT, CompareFiles
+from ..maps import map_figures
+from ..maps.inside import rotated, rotation_probe
+from ..maps.projection import embed
+from ..maps.scores import cka_with_intervals, loop_score, mutual_knn_overlap, procrustes_distance
+from ..runs.run import check_same_image_shape, load_run
 from ..storage import write_json, write_text
-from . import map_figures
-from .inside import rotated, rotation_probe
 from .latent import chosen_columns, condition_panels, encoding_scores
-from .projection import embed
-from .scores import cka_with_intervals, loop_score, mutual_knn_overlap, procrustes_distance
 from .snapshots import analysis_indices
 
 log = logging.getLogger("aelens")
@@ -77,7 +77,7 @@ def compare_runs(
     angle_col, loops = _loops(ds, idx, columns, maps, labels, loop_on, seed)
     panels = condition_panels(ds, idx, columns)
     notes = {lab: f"loop r = {loops[lab]['circular_corr']:.2f}" for lab in loops}
-    map_figures.save_comparison_grid(maps, labels, panels, out / "comparison.png", notes)
+    map_figures.save_comparison_grid(maps, labels, panels, out / CompareFiles.FIGURE, notes)
     rotation = _rotation(runs, labels, frames, codes, fitted, layer, out)
     result = {
         "runs": [str(r.path) for r in runs],
@@ -91,7 +91,7 @@ def compare_runs(
         "rotation": rotation,
     }
     write_json(out / COMPARE_RESULT, result)
-    write_text(out / "comparison.md", comparison_markdown(result))
+    write_text(out / CompareFiles.TABLE, comparison_markdown(result))
     return result
 
 
@@ -139,7 +139,7 @@ def _rotation(runs, labels, frames, codes, fitted, layer: str, out: Path) -> dic
         paths.append(xy.reshape(len(pick[:3]), -1, 2))
         notes.append(_rotation_note(probes[lab]))
     maps = [c[:, :2] if c.shape[1] == 2 else m.xy for c, m in zip(codes, fitted)]
-    map_figures.save_rotation_paths(maps, paths, labels, notes, out / "rotation.png")
+    map_figures.save_rotation_paths(maps, paths, labels, notes, out / CompareFiles.ROTATION)
     return probes
 
 

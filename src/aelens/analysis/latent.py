@@ -12,12 +12,12 @@ import numpy as np
 
 from ..data.loading import Dataset
 from ..errors import AelensError
-from ..layout import LATENT_SUMMARY, RunDir
-from ..runs import Run, load_run
+from ..layout import LATENT_SUMMARY, LatentFiles, RunDir
+from ..maps import figures, inside, map_figures
+from ..maps.projection import check_fit_mode, embed, evolution_maps
+from ..maps.scores import decoding_score, trustworthiness
+from ..runs.run import Run, load_run
 from ..storage import check_unlocked, load_npy, save_npy, write_csv, write_json
-from . import figures, inside, map_figures
-from .projection import check_fit_mode, embed, evolution_maps
-from .scores import decoding_score, trustworthiness
 from .snapshots import analysis_indices, load_snapshots
 
 log = logging.getLogger("aelens")
@@ -122,17 +122,19 @@ def _map_figures(run: Run, ds: Dataset, idx, frames, codes, xy, columns, rows, o
     for name in columns:
         values = ds.conditions.column(name)[idx]
         map_figures.save_latent_scatter(xy, values, name, ds.conditions.is_angle(name), frames, recon, examples,
-                                    out / f"scatter_{name}.png", method=method)  # fmt: skip
-        files.append(f"scatter_{name}.png")
+                                    out / LatentFiles.scatter(name), method=method)  # fmt: skip
+        files.append(LatentFiles.scatter(name))
     if not columns:
         map_figures.save_latent_scatter(
-            xy, None, "", False, frames, recon, examples, out / "scatter.png", method=method
+            xy, None, "", False, frames, recon, examples, out / LatentFiles.scatter(), method=method
         )
-        files.append("scatter.png")
+        files.append(LatentFiles.scatter())
     label = {r["condition"]: format_score(r) for r in rows if r["decoder"] == "ridge"}
     title = f"{run.kind} latent ({layer}, {len(idx)} frames), {method.upper()}; trustworthiness {trust:.2f}"
-    map_figures.save_overview(xy, condition_panels(ds, idx, columns), out / "overview.png", scores=label, title=title)
-    return [*files, "overview.png"]
+    map_figures.save_overview(
+        xy, condition_panels(ds, idx, columns), out / LatentFiles.OVERVIEW, scores=label, title=title
+    )
+    return [*files, LatentFiles.OVERVIEW]
 
 
 def _score_curves(run: Run, ds: Dataset, columns, layer: str, seed: int, out: Path) -> list[str]:
@@ -142,9 +144,9 @@ def _score_curves(run: Run, ds: Dataset, columns, layer: str, seed: int, out: Pa
         return []
     srows = snapshot_scores(run, ds, columns, layer, seed)
     fields = ["snapshot", "epoch", "global_step", "condition", "metric", "score", "chance", "n"]
-    write_csv(out / "encoding_vs_epoch.csv", srows, fields)
-    figures.save_score_curves(srows, out / "encoding_vs_epoch.png")
-    return ["encoding_vs_epoch.csv", "encoding_vs_epoch.png"]
+    write_csv(out / LatentFiles.ENCODING_VS_EPOCH_CSV, srows, fields)
+    figures.save_score_curves(srows, out / LatentFiles.ENCODING_VS_EPOCH_PNG)
+    return [LatentFiles.ENCODING_VS_EPOCH_CSV, LatentFiles.ENCODING_VS_EPOCH_PNG]
 
 
 def latent_analysis(
@@ -176,16 +178,16 @@ def latent_analysis(
     frames = ds.batch(idx).numpy()
     codes = run.encode(frames, layer)
     xy, fitted = embed(codes, method, random_state=seed)
-    save_npy(out / "map_xy.npy", xy)
-    save_npy(out / "map_indices.npy", idx)
+    save_npy(out / LatentFiles.MAP_XY, xy)
+    save_npy(out / LatentFiles.MAP_INDICES, idx)
     summary: dict = {"run": str(run.path), "kind": run.kind, "layer": layer, "method": method, "n": int(len(idx)),
                      "map_seconds": round(fitted.seconds, 3), "columns": columns, "files": []}  # fmt: skip
     rows = []
     if scores and columns:
         rows = encoding_scores(codes, ds, idx, columns, seed=seed)
-        write_csv(out / "encoding_scores.csv", rows, ["condition", "decoder", "metric", "score", "chance", "n"])
+        write_csv(out / LatentFiles.ENCODING_SCORES, rows, ["condition", "decoder", "metric", "score", "chance", "n"])
         summary["encoding_scores"] = rows
-        summary["files"].append("encoding_scores.csv")
+        summary["files"].append(LatentFiles.ENCODING_SCORES)
     summary["trustworthiness"] = trustworthiness(codes, xy, random_state=seed)
     trust = summary["trustworthiness"]
     summary["files"] += _map_figures(run, ds, idx, frames, codes, xy, columns, rows, out, layer, method, trust, seed)
@@ -194,10 +196,12 @@ def latent_analysis(
     summary.update(_atlas(run, ds, idx, frames, codes, xy, fitted, layer, method, out))
     if layer == "fc1" and run.networks.decoder is not None:
         summary.update(_traversals(run, ds, idx, codes, columns, out))
-    summary["files"] += [f for f in ("atlas.png", "traversals.png", "traversals.csv") if (out / f).is_file()]
+    summary["files"] += [
+        f for f in (LatentFiles.ATLAS, LatentFiles.TRAVERSALS_PNG, LatentFiles.TRAVERSALS_CSV) if (out / f).is_file()
+    ]
     if evolution:
         summary["evolution"] = evolution_movie(run, ds, layer, method, fit, columns, out)
-        summary["files"] += ["evolution.gif", "evolution.mp4"]
+        summary["files"] += [LatentFiles.EVOLUTION_GIF, LatentFiles.EVOLUTION_MP4]
     summary["seconds"] = round(time.perf_counter() - t_start, 2)
     write_json(out / LATENT_SUMMARY, summary)
     return summary
@@ -214,7 +218,7 @@ def _atlas(run: Run, ds: Dataset, idx, frames, codes, xy, fitted, layer: str, me
         images = inside.atlas_frames(xy, frames, centres)
         what = f"the mean of the {inside.ATLAS_NEIGHBOURS} real frames nearest each point (this run has no decoder)"
     title = f"{run.kind} latent ({layer}), {method.upper()} map: at each grid point, {what}"
-    map_figures.save_atlas(xy, centres, cell, images, "\n".join(textwrap.wrap(title, 100)), out / "atlas.png")
+    map_figures.save_atlas(xy, centres, cell, images, "\n".join(textwrap.wrap(title, 100)), out / LatentFiles.ATLAS)
     return {"atlas": {"cells": int(len(centres)), "images": what}}
 
 
@@ -234,8 +238,10 @@ def _traversals(run: Run, ds: Dataset, idx, codes, columns: list[str], out: Path
         rows.append(
             {"dim": j, "image_change": float(change[j]), **{c[0]: float(corr[j, k]) for k, c in enumerate(conds)}}
         )
-    write_csv(out / "traversals.csv", [rows[j] for j in order], ["dim", "image_change", *[c[0] for c in conds]])
-    map_figures.save_traversals(images, order, labels, out / "traversals.png")
+    write_csv(
+        out / LatentFiles.TRAVERSALS_CSV, [rows[j] for j in order], ["dim", "image_change", *[c[0] for c in conds]]
+    )
+    map_figures.save_traversals(images, order, labels, out / LatentFiles.TRAVERSALS_PNG)
     return {"traversals": [rows[j] for j in order]}
 
 
@@ -283,8 +289,8 @@ def evolution_movie(run: Run, ds: Dataset, layer: str, method: str, fit: str, co
     ]
     t1 = time.perf_counter()
     frames = map_figures.render_movie_frames(maps, rgb, titles, tracked)
-    map_figures.save_movie(frames, out / "evolution.gif", out / "evolution.mp4")
-    save_npy(out / "evolution_maps.npy", maps.astype(np.float16))
+    map_figures.save_movie(frames, out / LatentFiles.EVOLUTION_GIF, out / LatentFiles.EVOLUTION_MP4)
+    save_npy(out / LatentFiles.EVOLUTION_MAPS, maps.astype(np.float16))
     timing.update(
         {
             "render_seconds": round(time.perf_counter() - t1, 3),
@@ -294,5 +300,5 @@ def evolution_movie(run: Run, ds: Dataset, layer: str, method: str, fit: str, co
             "fit": fit,
         }
     )
-    write_json(out / "evolution.json", timing)
+    write_json(out / LatentFiles.EVOLUTION_TIMING, timing)
     return timing

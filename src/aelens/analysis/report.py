@@ -8,7 +8,7 @@ import base64
 import html
 from pathlib import Path
 
-from ..layout import StudyLayout
+from ..layout import CompareFiles, LatentFiles, ReconFiles, RunDir, StudyLayout, SweepFiles, TestFiles
 from ..storage import write_text
 from .answers import best_linear_r2, psnr_of, quality_key
 
@@ -119,11 +119,12 @@ def _transfer_section(lay: StudyLayout, results: dict) -> list[str]:
                 )
             )
         parts.append(
-            _img(lay.transfer(name) / "ae" / "recon_grid.png", f"{name}: frames and the AE's reconstructions.")
+            _img(lay.transfer(name) / "ae" / TestFiles.RECON_GRID, f"{name}: frames and the AE's reconstructions.")
         )
         parts.append(
             _img(
-                lay.transfer(name) / "tagger" / "angle_arrows.png", f"{name}: the tagger's answers (true vs predicted)."
+                lay.transfer(name) / "tagger" / TestFiles.ANGLE_ARROWS,
+                f"{name}: the tagger's answers (true vs predicted).",
             )
         )
     parts.append("</section>")
@@ -162,14 +163,14 @@ def _condition_figures(lay: StudyLayout, results: dict) -> list[str]:
     folder = lay.latent("ae")
     parts = [
         _img(
-            folder / f"scatter_{target}.png",
+            folder / LatentFiles.scatter(target),
             f"Coloured by {target} (the taggers' target), with example frames and their reconstructions.",
         )
     ]
     if other:
         parts.append(
             _img(
-                folder / f"scatter_{other}.png",
+                folder / LatentFiles.scatter(other),
                 f"Coloured by {other}, the condition a linear readout decodes best from the AE latent.",
             )
         )
@@ -197,16 +198,19 @@ def _q1_section(lay: StudyLayout, results: dict) -> list[str]:
         "<section id='q1'><h2>1. What does the autoencoder's latent encode?</h2>",
         f"<div class='answer'>{html.escape(results['answers']['q1'])}</div>",
         _img(
-            folder / "overview.png",
+            folder / LatentFiles.OVERVIEW,
             f"The AE latent ({method}), coloured by each condition; decoding score in each title.",
         ),
         _score_table(lat.get("encoding_scores", [])),
         *_condition_figures(lay, results),
-        _img(folder / "atlas.png", "What lives where in the map: the AE's decoded image at each grid point."),
-        _img(folder / "traversals.png", "What each latent dimension does: the median code with one dimension moved."),
-        _img(folder / "evolution.gif", "How the latent developed during training (one frame per snapshot)."),
-        _img(folder / "encoding_vs_epoch.png", "Decodability of each condition over training."),
-        _img(lay.ae.test_dir / "recon_grid.png", "Held-out test frames and the AE's reconstructions."),
+        _img(folder / LatentFiles.ATLAS, "What lives where in the map: the AE's decoded image at each grid point."),
+        _img(
+            folder / LatentFiles.TRAVERSALS_PNG,
+            "What each latent dimension does: the median code with one dimension moved.",
+        ),
+        _img(folder / LatentFiles.EVOLUTION_GIF, "How the latent developed during training (one frame per snapshot)."),
+        _img(folder / LatentFiles.ENCODING_VS_EPOCH_PNG, "Decodability of each condition over training."),
+        _img(lay.ae.test_dir / TestFiles.RECON_GRID, "Held-out test frames and the AE's reconstructions."),
         "</section>",
     ]
 
@@ -220,13 +224,13 @@ def _q2_section(lay: StudyLayout, results: dict) -> list[str]:
     variance = ""
     if pca_run:
         variance = _img(
-            pca_run / "pca_variance.png",
+            pca_run / RunDir.PCA_VARIANCE_PNG,
             f"Cumulative explained variance of PCA on the training frames ({pca_run.name}).",
         )
     return [
         "<section id='q2'><h2>2. Can PCA or UMAP replace the encoder?</h2>",
         f"<div class='answer'>{html.escape(results['answers']['q2'])}</div>",
-        _img(lay.recon / "recon_comparison.png", "Same test frames through each model; bottom row: each model's latent in 2-D."),
+        _img(lay.recon / ReconFiles.FIGURE, "Same test frames through each model; bottom row: each model's latent in 2-D."),
         _table(rows, fields),
         variance,
         "</section>",
@@ -252,10 +256,10 @@ def _q3_section(lay: StudyLayout, results: dict) -> list[str]:
             for p in cmp_["pairs"]
         ]  # fmt: skip
         parts += [
-            _img(lay.compare / "comparison.png", "Each run's latent (columns) coloured by each condition (rows)."),
+            _img(lay.compare / CompareFiles.FIGURE, "Each run's latent (columns) coloured by each condition (rows)."),
             _table(pair_rows, list(pair_rows[0])),
             "".join(f"<h3>{html.escape(lab)}</h3>" + _score_table(rows) for lab, rows in cmp_["decoding"].items()),
-            _img(lay.compare / "rotation.png", "Frames turned through 360°, placed in each run's map."),
+            _img(lay.compare / CompareFiles.ROTATION, "Frames turned through 360°, placed in each run's map."),
             _table(
                 _rotation_rows(cmp_),
                 [
@@ -267,11 +271,13 @@ def _q3_section(lay: StudyLayout, results: dict) -> list[str]:
                     "turn error (deg)",
                 ],
             ),  # fmt: skip
-            _img(lay.latent("tagger") / "atlas.png", "The tagger's map: the mean real frame near each grid point."),
+            _img(
+                lay.latent("tagger") / LatentFiles.ATLAS, "The tagger's map: the mean real frame near each grid point."
+            ),
         ]
     if sweep:
         parts += [
-            _img(lay.sweep / "unfreeze_sweep.png", "Tagger test error vs trainable AE encoder layers."),
+            _img(lay.sweep / SweepFiles.FIGURE, "Tagger test error vs trainable AE encoder layers."),
             _table(sweep["rows"], SWEEP_FIELDS),
         ]
     return [*parts, "</section>"]

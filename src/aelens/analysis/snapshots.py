@@ -1,4 +1,4 @@
-"""Reading the latent snapshots that ``callbacks.LatentSnapshots`` takes during training.
+"""Reading the latent snapshots that ``training.snapshotting.LatentSnapshots`` takes during training.
 
 Stored per run as ``snapshots/<layer>.npy`` (snapshots x N x D, float16, one file per layer), the analysis set as
 ``snapshots/analysis_indices.npy`` and the schedule as ``snapshots/index.csv`` (snapshot, epoch, global_step,
@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from ..layout import RunDir
-from ..snapshotting import analysis_indices, capture_points, read_index  # noqa: F401 -- analysis code reads them here
 from ..storage import load_npy
+from ..training.snapshotting import analysis_indices, capture_points, read_index  # noqa: F401 -- analysis code reads them here
 
 
 def load_snapshots(run_dir: str | Path, layer: str = "fc1") -> tuple[np.ndarray, list[dict], np.ndarray]:

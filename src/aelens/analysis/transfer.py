@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from ..data.loading import Dataset
-from ..evaluate import test_run
-from ..layout import LATENT_SUMMARY, TRANSFER_RESULT, RunDir
-from ..runs import load_run
+from ..layout import LATENT_SUMMARY, TRANSFER_RESULT, RunDir, TransferFiles
+from ..maps.scores import transfer_decoding_score
+from ..runs.evaluate import test_run
+from ..runs.run import load_run
 from ..storage import read_json, write_csv, write_json
 from .latent import analysis_frames, chosen_columns
-from .scores import transfer_decoding_score
 
 log = logging.getLogger("aelens")
 DECODERS = ("ridge", "knn")
@@ -126,7 +126,7 @@ def score_transfer(
             decoding.append({"model": label, **row, "in_session": in_session.get((row["condition"], row["decoder"]))})
     if decoding:
         write_csv(
-            out / "decoding.csv",
+            out / TransferFiles.DECODING,
             decoding,
             ["model", "condition", "decoder", "metric", "score", "chance", "in_session", "n_fit", "n"],
         )

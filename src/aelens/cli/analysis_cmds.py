@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ..layout import RunDir
+from ..layout import CompareFiles, LatentFiles, RunDir
 from .common import app, check_out, check_run, echo, need, split_list
 
 
@@ -49,9 +49,9 @@ def latent(
     if "evolution" in s:
         e = s["evolution"]
         echo(
-            f"evolution: {e['frames']} frames ({e['fit']}), {e['total_seconds']:.1f} s -> {folder / 'evolution.gif'}, {folder / 'evolution.mp4'}"
+            f"evolution: {e['frames']} frames ({e['fit']}), {e['total_seconds']:.1f} s -> {folder / LatentFiles.EVOLUTION_GIF}, {folder / LatentFiles.EVOLUTION_MP4}"
         )
-    echo(f"overview: {folder / 'overview.png'}")
+    echo(f"overview: {folder / LatentFiles.OVERVIEW}")
 
 
 @app.command("encode")
@@ -64,7 +64,7 @@ def encode(
 ):
     """Write the latent code of every frame (a compressed copy of the dataset, and the door to your own analyses)."""
     check_run(run_dir)  # before the import: a wrong path is reported at once
-    from ..export import encode_to_file
+    from ..runs.export import encode_to_file
 
     r = encode_to_file(run_dir, out, data, layer, overwrite)
     line = f"wrote {r['n']} x {r['dim']} codes to {r['out']}: {r['code_bytes'] / 1e6:.2f} MB vs {r['image_bytes'] / 1e6:.2f} MB of frames ({r['compression']:.1f}x smaller)"
@@ -80,7 +80,7 @@ def decode(
 ):
     """Turn latent codes back into frames."""
     check_run(run_dir)  # before the import: a wrong path is reported at once
-    from ..export import decode_to_file
+    from ..runs.export import decode_to_file
 
     r = decode_to_file(run_dir, codes, out, overwrite)
     echo(f"wrote {r['n']} frames {tuple(r['shape'][1:])} {r['dtype']} to {r['out']}")
@@ -112,4 +112,4 @@ def compare(
         )
     for lab, lp in res["loop"].items():
         echo(f"loop test {lab}: |circular corr| {lp['circular_corr']:.3f} (permutation 95% {lp['permutation_95']:.3f})")
-    echo(f"report: {out / 'comparison.md'}  figure: {out / 'comparison.png'}")
+    echo(f"report: {out / CompareFiles.TABLE}  figure: {out / CompareFiles.FIGURE}")

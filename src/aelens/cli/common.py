@@ -263,7 +263,7 @@ def option_help(help_: str, key: str | None) -> str:
 
 def study_help(help_: str, field: str) -> str:
     """A study option's help with its default from ``StudyConfig``."""
-    from ..study_config import StudyConfig
+    from ..study.config import StudyConfig
 
     return f"{help_} [{_format_default(getattr(StudyConfig(), field))}]"
 

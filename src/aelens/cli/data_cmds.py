@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from ..data.import_options import ImportOptions
 from ..errors import AelensError
+from ..importing.options import ImportOptions
 from .common import check_out, data_app, echo, need
 
 
@@ -44,7 +44,7 @@ def data_synth(
         )
 
     if video:
-        from ..data.synthetic_video import synthesize_video
+        from ..synthetic.video import synthesize_video
 
         written = synthesize_video(out_dir, n=n, animals=animals, seed=seed, overwrite=overwrite)
         echo(
@@ -53,7 +53,7 @@ def data_synth(
         )
         return
 
-    from ..data.synthetic import contact_sheet, synthesize, write_dataset
+    from ..synthetic.arena import contact_sheet, synthesize, write_dataset
 
     t0 = time.perf_counter()
     data = synthesize(n, seed=seed, size=size)
@@ -167,7 +167,8 @@ def data_import(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier import in --out."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar per session."),
 ):
-    from ..data.importer import import_video, summary_line
+    from ..data.loading import IMPORT_SUMMARY
+    from ..importing.importer import import_video, summary_line
     from ..storage import read_json
 
     values = dict(locals(), arena=parse_arena(arena))  # the options by name: each ImportOptions field is one
@@ -182,7 +183,7 @@ def data_import(
         overwrite=overwrite,
         progress=progress,
     )
-    info = read_json(done / "import.json")
+    info = read_json(done / IMPORT_SUMMARY)
     for s in info["sessions"]:
         echo(summary_line(s))
     for warning in info.get("warnings", []):

@@ -8,7 +8,8 @@ from typing import List, Optional
 import typer
 
 from ..errors import AelensError
-from ..study_config import DEMO
+from ..layout import BenchFiles, StudyLayout
+from ..study.config import DEMO
 from .common import app, check_out, echo, need, study_help
 
 
@@ -44,8 +45,8 @@ def study(
 ):
     """Run the whole pipeline: AE, PCA/UMAP decoders, tagger + unfreeze sweep, latent analysis, comparisons, report."""
     check_out(out)
-    from ..study import run_study
-    from ..study_config import load_study_config
+    from ..study.config import load_study_config
+    from ..study.pipeline import run_study
 
     cfg = load_study_config(
         config,
@@ -81,7 +82,7 @@ def demo(
     import time
 
     check_out(out)
-    from ..study import run_demo
+    from ..study.pipeline import run_demo
 
     need(n, 100, "--n", "at least 100 frames")
     need(epochs, 1, "--epochs", "at least 1")
@@ -99,7 +100,7 @@ def _print_answers(res: dict, out: Path) -> None:
         ("q3", "How does the objective shape the representation?"),
     ):
         echo(f"{title}\n  {res['answers'][q]}")
-    echo(f"\nreport: {Path(out) / 'report.html'}")
+    echo(f"\nreport: {StudyLayout(out).report}")
 
 
 # --------------------------------------------------------------------------------------------- bench
@@ -116,7 +117,7 @@ def bench(
 ):
     """Measure speed beside the reference implementation's way of training, in one run; print ratios."""
     check_out(out)
-    from ..bench import run_bench
+    from ..bench.suite import run_bench
 
     res = run_bench(out, quick=quick, echo=echo)
     echo("")
@@ -131,4 +132,4 @@ def bench(
         s = res["startup_s"]
         echo(f"start-up (s): import aelens {s['import_aelens']:.2f}, --help {s['help']:.2f}, missing-data error "
              f"{s['missing_data_error']:.2f}")  # fmt: skip
-    echo(f"bench.json: {Path(out) / 'bench.json'}")
+    echo(f"bench.json: {Path(out) / BenchFiles.RESULT}")

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import AelensError
-from ..layout import RunDir
+from ..layout import ReconFiles, RunDir, SweepFiles
 from .common import (
     DECODER_OPTIONS,
     RUN_OPTIONS,
@@ -40,7 +40,7 @@ def _train(kind: str, opts: dict, extra: dict | None = None) -> Path:
             )
         cfg = build_config(kind, {"epochs": opts.get("epochs")}) if opts.get("epochs") else None
         require_kind(opts["resume"], kind, "--resume")
-        from ..training import train
+        from ..training.trainer import train
 
         run_dir = train(cfg, resume=opts["resume"])
     else:
@@ -51,10 +51,10 @@ def _train(kind: str, opts: dict, extra: dict | None = None) -> Path:
             raise AelensError("--data is required (an images file or a data directory), or a --config that names it")
         cfg = cfg.with_overrides({"data.path": resolve_data_paths(cfg.data.path)})
         dataset = load_dataset_from_config(cfg.data)
-        from ..training import train
+        from ..training.trainer import train
 
         run_dir = train(cfg, out=opts.get("out"), overwrite=opts.get("overwrite", False), dataset=dataset)
-    from ..training import is_worker
+    from ..training.trainer import is_worker
 
     if not is_worker():  # DDP processes other than rank 0 re-run this command too: one summary
         _summary(run_dir)
@@ -62,7 +62,7 @@ def _train(kind: str, opts: dict, extra: dict | None = None) -> Path:
 
 
 def _summary(run_dir: Path) -> None:
-    from ..storage import read_manifest
+    from ..layout import read_manifest
 
     m = read_manifest(run_dir)
     line = f"run: {run_dir}  epochs: {m.get('epochs')}  train time: {m.get('train_seconds', 0):.1f} s"
@@ -115,7 +115,7 @@ def sweep_unfreeze(
         raise AelensError("--init-from AE_RUN_DIR is required: the AE whose encoder starts the sweep's runs")
     check_out(out)
     require_kind(opts["init_from"], "ae", "--init-from")  # before the sweep folder exists
-    from ..sweep import unfreeze_sweep
+    from ..study.sweep import unfreeze_sweep
 
     cfg = build_config("tagger", opts, {key: opts[name] for name, _, _, _, key in TAGGER_OPTIONS if name in opts})
     if cfg.data.path is None:
@@ -126,7 +126,7 @@ def sweep_unfreeze(
         echo(
             f"{r['run']:14s} {r['trainable_layers']:24s} {r['angle_mae_deg']:8.2f} {r['angle_median_deg']:7.2f} {r['within_15deg']:7.2f}"
         )
-    echo(f"circular-mean baseline: {res['circular_mean_mae_deg']:.1f} deg; table: {out / 'unfreeze_sweep.md'}")
+    echo(f"circular-mean baseline: {res['circular_mean_mae_deg']:.1f} deg; table: {out / SweepFiles.TABLE}")
 
 
 # --------------------------------------------------------------------------------------------- test
@@ -142,7 +142,7 @@ def test(
 ):
     """Score a run on held-out frames beside simple baselines; write results.json and figures."""
     check_run(run_dir)  # before the import: a wrong path is reported at once
-    from ..evaluate import test_run
+    from ..runs.evaluate import test_run
 
     res = test_run(run_dir, data=data, out=out)
     keys = [
@@ -181,7 +181,7 @@ def compare_recon(
     check_out(out)
     for r in run_dirs:  # before the import: a wrong path is reported at once
         check_run(r)
-    from ..evaluate import compare_reconstructions
+    from ..runs.evaluate import compare_reconstructions
 
     res = compare_reconstructions(run_dirs, data, out, color_by)
     keys = [k for k in ("psnr", "ssim", "psnr_clean", "train_seconds", "seconds_per_epoch") if k in res["rows"][0]]
@@ -189,4 +189,4 @@ def compare_recon(
     echo(f"{'model':10s} " + " ".join(f"{k:>17s}" for k in keys))
     for r in res["rows"]:
         echo(f"{r['model']:10s} " + " ".join(f"{(r[k] if r[k] is not None else float('nan')):17.4g}" for k in keys))
-    echo(f"table: {out / 'recon_comparison.md'}  figure: {out / 'recon_comparison.png'}")
+    echo(f"table: {out / ReconFiles.TABLE}  figure: {out / ReconFiles.FIGURE}")

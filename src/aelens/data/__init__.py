@@ -1,0 +1,1 @@
+"""The dataset: reading crops and conditions, several sessions as one, splits in time, batches and augmentation."""

@@ -4,7 +4,7 @@ A recipe is a comma-separated list of parts (``--augment rotate,flip,photometric
 
 - ``rotate``: turn each crop by a uniform random angle about its centre; the target angle turns with it. A model
   trained with ``rotate`` also sees every input (training, validation, test, inference) through a circular mask
-  (``nets.circle_mask``, applied by the encoder), so the corners, which a rotation fills with black, cannot tell
+  (:func:`circle_mask`, applied by the encoder), so the corners, which a rotation fills with black, cannot tell
   the rotation.
 - ``flip``: mirror left-right with probability 1/2; the angle theta becomes 180 - theta.
 - ``shift``: move the crop by up to 5% of its size in x and y (the tracking centre is never exact); angle unchanged.
@@ -25,6 +25,13 @@ import torch.nn.functional as F
 
 SHIFT_FRACTION = 0.05
 SCALE_RANGE = (0.9, 1.1)
+
+
+def circle_mask(height: int, width: int) -> torch.Tensor:
+    """(1, 1, h, w): 1 inside the largest centred circle, 0 outside, a one-pixel soft edge."""
+    yy = torch.arange(height, dtype=torch.float32).view(-1, 1) - (height - 1) / 2
+    xx = torch.arange(width, dtype=torch.float32).view(1, -1) - (width - 1) / 2
+    return (min(height, width) / 2 - torch.sqrt(yy**2 + xx**2)).clamp(0.0, 1.0).view(1, 1, height, width)
 
 
 def uses_circle_mask(parts: tuple[str, ...]) -> bool:

@@ -28,6 +28,7 @@ MIN_SIZE = 24  # the encoder's three 3x3 convolutions and two 2x poolings need a
 IMAGE_NAMES = ("images.npz", "images.npy")
 METADATA_NAMES = ("metadata.csv", "metadata.npy")
 CLEAN_NAMES = ("clean.npz", "clean.npy")
+IMPORT_SUMMARY = "import.json"  # what `aelens data import` found and chose, beside the crops
 # columns that may hold text (names); their values become integer codes 0, 1, ... in order of first appearance,
 # with the names kept in Conditions.labels. Every other column must be numeric.
 LABEL_COLUMNS = ("session",)

@@ -1,4 +1,4 @@
-"""One LightningModule per objective, all built on the shared networks of :mod:`aelens.nets`."""
+"""One LightningModule per objective, all built on the shared networks of :mod:`aelens.models.nets`."""
 
 from .base import Objective
 from .embedding import EmbeddingDecoder

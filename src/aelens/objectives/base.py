@@ -1,7 +1,7 @@
 """What every objective shares: the optimiser and schedule, the data loaders, the step/log pattern.
 
-An objective is a small LightningModule: it names its networks (from :mod:`aelens.nets`) and its loss; the loop,
-checkpointing, logging and devices belong to Lightning (see :mod:`aelens.training`).
+An objective is a small LightningModule: it names its networks (from :mod:`aelens.models.nets`) and its loss; the loop,
+checkpointing, logging and devices belong to Lightning (see :mod:`aelens.training.trainer`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 from ..config import RunConfig, parse_schedule
 from ..data.batches import batch_loader
 from ..data.loading import Dataset
-from ..nets import Geometry, Networks
+from ..models.nets import Geometry, Networks
 
 # Files an objective asks the training to save, by path relative to the run folder: a numpy array (.npy, its SHA-256
 # recorded in the manifest), a fitted Reducer (a folder; hashes recorded), table rows ``(rows, fields)`` (.csv) or a

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -11,13 +10,13 @@ import torch.nn.functional as F
 
 from ..config import RunConfig
 from ..data.loading import Dataset
-from ..nets import Decoder, Geometry
-from ..reducers import PCAReducer, Reducer, make_reducer
-from ..storage import load_npy, read_manifest
+from ..layout import ReducerFiles, RunDir, read_manifest
+from ..models.nets import Decoder, Geometry
+from ..models.reducers import PCAReducer, Reducer, make_reducer
+from ..storage import load_npy
 from .base import Objective
 
 log = logging.getLogger("aelens")
-REDUCER_DIR = "reducer"
 
 
 def flat_frames(dataset: Dataset, idx: np.ndarray) -> np.ndarray:
@@ -75,11 +74,11 @@ class EmbeddingDecoder(Objective):
         make_reducer(e.method, e.dim).check(len(split["train"]), int(np.prod(dataset.shape)))
 
     def prepare(self, dataset, split, run_dir, resuming):
-        folder = Path(run_dir) / REDUCER_DIR
+        folder = RunDir(run_dir).reducer
         files = {}
         if resuming:
             self.reducer = Reducer.load(folder, read_manifest(run_dir))
-            emb = load_npy(folder / "embeddings.npy")
+            emb = load_npy(folder / ReducerFiles.EMBEDDINGS)
         else:
             reducer = self.make_reducer()
             train = split["train"]
@@ -88,9 +87,11 @@ class EmbeddingDecoder(Objective):
             reducer.fit(flat_frames(dataset, train))
             emb = embed_all(reducer, dataset, train, reducer._fit_embedding)
             files = {
-                REDUCER_DIR: reducer,
-                f"{REDUCER_DIR}/embeddings.npy": emb,
-                f"{REDUCER_DIR}/fit_indices.npy": train[getattr(reducer, "fit_subset_", np.arange(len(train)))],
+                ReducerFiles.FOLDER: reducer,
+                f"{ReducerFiles.FOLDER}/{ReducerFiles.EMBEDDINGS}": emb,
+                f"{ReducerFiles.FOLDER}/{ReducerFiles.FIT_INDICES}": train[
+                    getattr(reducer, "fit_subset_", np.arange(len(train)))
+                ],
             }
             self.reducer = reducer
         self.attach_data(dataset, split, emb)
@@ -108,12 +109,12 @@ class EmbeddingDecoder(Objective):
                 {"component": i + 1, "explained_variance_ratio": float(r), "cumulative": float(c)}
                 for i, (r, c) in enumerate(zip(ratio, cum))
             ]
-            from ..analysis.figures import save_variance_plot
+            from ..maps.figures import save_variance_plot
 
             dim = self.reducer.dim
             files = {
-                "pca_variance.csv": (rows, ["component", "explained_variance_ratio", "cumulative"]),
-                "pca_variance.png": lambda path: save_variance_plot(cum, dim, path),
+                RunDir.PCA_VARIANCE_CSV: (rows, ["component", "explained_variance_ratio", "cumulative"]),
+                RunDir.PCA_VARIANCE_PNG: lambda path: save_variance_plot(cum, dim, path),
             }
             facts["explained_variance"] = round(self.reducer.explained_variance, 6)
         return facts, files

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from ..config import RunConfig
 from ..data.batches import corrupt
-from ..nets import Decoder, Encoder, Geometry
+from ..models.nets import Decoder, Encoder, Geometry
 from .base import Objective
 
 

@@ -14,13 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import RunConfig, TaggerConfig
+from ..config import RunConfig, TaggerConfig, format_augment, parse_augment
 from ..data.augment import augment_batch, rotate_batch, uses_circle_mask  # noqa: F401
 from ..data.loading import Conditions
 from ..errors import AelensError
 from ..layout import RunDir
-from ..nets import AngleReadout, Encoder, Geometry
-from ..options import format_augment, parse_augment
+from ..models.nets import AngleReadout, Encoder, Geometry
 from ..storage import load_into, load_state_dict
 from .base import Objective
 
@@ -174,7 +173,7 @@ class DirectionTagger(Objective):
 
         A linear probe trained from a random readout with Adam at lr 1e-3 needs thousands of steps to reach what one
         solve gives; with it, "unfreeze 0" measures the AE latent rather than the optimiser's patience."""
-        from ..inference import INFER_BATCH, autocast
+        from ..models.inference import INFER_BATCH, autocast
 
         idx = self.split["train"]
         if len(idx) > max_frames:

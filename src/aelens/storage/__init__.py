@@ -1,4 +1,4 @@
-"""Every write to disk goes through here: atomic files, safetensors weights, JSON/YAML, run directories, manifests.
+"""Every write to disk goes through here: atomic files, safetensors weights, JSON/YAML, split files, folder locks.
 
 Nothing here unpickles anything. Checkpoints are safetensors files whose header metadata carries the non-tensor part
 of the training state as JSON (see :func:`save_tree` / :func:`load_tree`).
@@ -15,6 +15,7 @@ from .files import (  # noqa: F401
     read_json,
     read_yaml,
     remove_file,
+    remove_tree,
     save_npy,
     save_npz,
     sha256_file,
@@ -27,25 +28,16 @@ from .files import (  # noqa: F401
 )
 from .runs import (  # noqa: F401
     LOCK,
-    MANIFEST,
     check_unlocked,
-    create_run_dir,
-    default_run_dir,
     git_hash,
     load_split,
-    read_manifest,
-    record_file_hashes,
     run_lock,
-    save_run_files,
     save_split,
     split_info,
-    update_manifest,
     versions,
-    write_manifest,
 )
 from .tensors import (  # noqa: F401
     TREE_FORMAT,
-    WEIGHTS_NAME,
     load_into,
     load_state_dict,
     load_tensors,

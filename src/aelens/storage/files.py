@@ -109,6 +109,11 @@ def save_npz(path: str | os.PathLike, compressed: bool = False, **arrays: np.nda
         (np.savez_compressed if compressed else np.savez)(fh, **arrays)
 
 
+def remove_tree(path: str | os.PathLike) -> None:
+    """Delete a folder and everything in it (a run folder being replaced by ``--overwrite``)."""
+    shutil.rmtree(path)
+
+
 def remove_file(path: str | os.PathLike) -> None:
     """Delete a file if it exists (old checkpoints)."""
     with contextlib.suppress(FileNotFoundError):
@@ -173,10 +178,10 @@ def markdown_table(rows: list[dict], fields: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(out: Path, name: str, rows: list[dict], fields: list[str]) -> None:
-    """``out/name.csv`` and ``out/name.md`` with the same rows."""
-    write_csv(out / f"{name}.csv", rows, fields)
-    write_text(out / f"{name}.md", markdown_table(rows, fields))
+def write_table(csv_path: Path, md_path: Path, rows: list[dict], fields: list[str]) -> None:
+    """The same rows as a CSV file and a Markdown table."""
+    write_csv(csv_path, rows, fields)
+    write_text(md_path, markdown_table(rows, fields))
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -1,4 +1,4 @@
-"""Run folders on disk: creating them, the manifest (versions, git hash, file hashes) and the split file."""
+"""Run folders on disk: provenance (versions, git hash), the split file, and one writer per folder (the lock)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ import json
 import logging
 import os
 import platform
-import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
@@ -20,40 +19,11 @@ from ..errors import AelensError
 
 if TYPE_CHECKING:  # torch and safetensors are imported where tensors are read or written: the CLI starts fast
     pass
-from .files import read_json, save_npy, save_npz, sha256_file, write_csv, write_json
+from .files import save_npz
 
-MANIFEST = "manifest.json"
 log = logging.getLogger("aelens")
 
 # --------------------------------------------------------------------------------------------- run directories
-
-
-def default_run_dir(kind: str, root: str | os.PathLike = "runs") -> Path:
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path(root) / f"{kind}-{stamp}"
-    path, i = base, 1
-    while path.exists():
-        path = base.with_name(f"{base.name}-{i}")
-        i += 1
-    return path
-
-
-def create_run_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Create a fresh run directory. An existing non-empty one is an error unless ``overwrite`` is given, and even
-    then only a directory that holds an aelens manifest is removed (never a folder of the user's own files, never one
-    that another aelens process is writing)."""
-    path = Path(path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        check_unlocked(path)
-        if not overwrite:
-            raise AelensError(f"{path}: run directory already exists; choose another --out or pass --overwrite")
-        if not (path / MANIFEST).is_file():
-            raise AelensError(
-                f"{path}: exists and is not an aelens run directory (no {MANIFEST}); refusing to overwrite"
-            )
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def versions() -> dict[str, str]:
@@ -82,45 +52,6 @@ def git_hash() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def write_manifest(run_dir: str | os.PathLike, kind: str, seed: int, extra: dict | None = None) -> dict:
-    manifest = {
-        "kind": kind,
-        "status": "running",
-        "created": _dt.datetime.now().isoformat(timespec="seconds"),
-        "argv": sys.argv,
-        "seed": seed,
-        "versions": versions(),
-        "git": git_hash(),
-        "files": {},
-        **(extra or {}),
-    }
-    write_json(Path(run_dir) / MANIFEST, manifest)
-    return manifest
-
-
-def read_manifest(run_dir: str | os.PathLike) -> dict:
-    path = Path(run_dir) / MANIFEST
-    if not path.is_file():
-        raise AelensError(f"{run_dir}: not an aelens run directory (no {MANIFEST})")
-    return read_json(path)
-
-
-def update_manifest(run_dir: str | os.PathLike, **fields: Any) -> dict:
-    manifest = read_manifest(run_dir)
-    for key, value in fields.items():
-        if key == "files":
-            manifest.setdefault("files", {}).update(value)
-        else:
-            manifest[key] = value
-    write_json(Path(run_dir) / MANIFEST, manifest)
-    return manifest
-
-
-def record_file_hashes(run_dir: str | os.PathLike, relpaths: list[str]) -> dict:
-    run_dir = Path(run_dir)
-    return update_manifest(run_dir, files={p: sha256_file(run_dir / p) for p in relpaths if (run_dir / p).is_file()})
 
 
 # --------------------------------------------------------------------------------------------- splits and weights
@@ -160,30 +91,6 @@ def load_split(path: Path, n: int | None = None) -> dict[str, np.ndarray]:
                 "belongs to another run"
             )
     return split
-
-
-def save_run_files(run_dir: str | os.PathLike, files: dict[str, Any]) -> None:
-    """Save the files an objective asked for (:data:`aelens.objectives.base.RunFiles`), by path relative to
-    ``run_dir``: an array (.npy), an object with ``save(folder) -> names`` (a fitted reducer), table rows
-    ``(rows, fields)`` (.csv) or a callable that draws a figure to the path. Arrays' and saved objects' SHA-256
-    hashes go into the manifest."""
-    hashed: list[str] = []
-    for rel, value in files.items():
-        path = Path(run_dir) / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(value, np.ndarray):
-            save_npy(path, value)
-            hashed.append(rel)
-        elif hasattr(value, "save"):
-            hashed += [f"{rel}/{name}" for name in value.save(path)]
-        elif isinstance(value, tuple):
-            write_csv(path, *value)
-        elif callable(value):
-            value(path)
-        else:
-            raise TypeError(f"{rel}: cannot save a {type(value).__name__}")
-    if hashed:
-        record_file_hashes(run_dir, hashed)
 
 
 # --------------------------------------------------------------------------------------------- one writer per run

@@ -18,7 +18,6 @@ if TYPE_CHECKING:  # torch and safetensors are imported where tensors are read o
 from .files import write_bytes
 
 TREE_FORMAT = "aelens-tree-1"
-WEIGHTS_NAME = "model.safetensors"  # a run's final weights (flat safetensors; checkpoints are trees)
 
 # --------------------------------------------------------------------------------------------- tensors
 
@@ -119,7 +118,10 @@ def save_tree(path: str | os.PathLike, tree: Any) -> None:
 
 
 def load_tree(path: str | os.PathLike) -> Any:
-    tensors, meta = load_tensors(path)
+    return _tree(path, *load_tensors(path))
+
+
+def _tree(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Any:
     if meta.get("format") != TREE_FORMAT or "tree" not in meta:
         raise AelensError(f"{path}: not an aelens checkpoint (no '{TREE_FORMAT}' header)")
     try:
@@ -131,10 +133,10 @@ def load_tree(path: str | os.PathLike) -> Any:
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The model weights of a run's ``model.safetensors`` or of a training checkpoint (safetensors tree)."""
     path = Path(path)
-    if path.name == WEIGHTS_NAME:
-        tensors, _ = load_tensors(path)
+    tensors, meta = load_tensors(path)
+    if meta.get("format") != TREE_FORMAT:  # final weights: flat tensors; checkpoints are trees
         return tensors
-    tree = load_tree(path)
+    tree = _tree(path, tensors, meta)
     if not isinstance(tree, dict) or "state_dict" not in tree:
         raise AelensError(f"{path}: checkpoint has no model state")
     return tree["state_dict"]

@@ -19,8 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.loading import CLEAN_NAMES, IMAGE_NAMES, METADATA_NAMES
 from ..errors import AelensError
 from ..storage import atomic_path, save_npy, save_npz, write_text
+
+IMAGES_NPZ, IMAGES_NPY = IMAGE_NAMES
+CLEAN_NPZ, CLEAN_NPY = CLEAN_NAMES
+METADATA_CSV, METADATA_NPY = METADATA_NAMES
 
 COLUMNS = (
     "frame",
@@ -305,25 +310,25 @@ def synthesize(n: int, seed: int = 0, size: int = 50, arena: Arena = Arena()) ->
 def write_dataset(out_dir: str | Path, data: dict[str, np.ndarray], overwrite: bool = False, npy: bool = False) -> Path:
     """Write a data directory: images.npz and clean.npz (or .npy files with ``npy``), metadata.csv, metadata.npy."""
     out = Path(out_dir)
-    names = ["images.npy", "clean.npy"] if npy else ["images.npz", "clean.npz"]
-    names += ["metadata.csv", "metadata.npy"]
+    images, clean = (IMAGES_NPY, CLEAN_NPY) if npy else (IMAGES_NPZ, CLEAN_NPZ)
+    names = [images, clean, METADATA_CSV, METADATA_NPY]
     existing = [nm for nm in names if (out / nm).exists()]
     if existing and not overwrite:
         raise AelensError(f"{out}: already holds {', '.join(existing)}; choose another folder or pass --overwrite")
     out.mkdir(parents=True, exist_ok=True)
     if npy:  # memory-mappable: large datasets are read batch by batch, never whole
-        save_npy(out / "images.npy", data["images"])
-        save_npy(out / "clean.npy", data["clean"])
+        save_npy(out / images, data["images"])
+        save_npy(out / clean, data["clean"])
     else:
-        _save_npz(out / "images.npz", images=data["images"])
-        _save_npz(out / "clean.npz", images=data["clean"])
-    save_npy(out / "metadata.npy", data["metadata"])
+        _save_npz(out / images, images=data["images"])
+        _save_npz(out / clean, images=data["clean"])
+    save_npy(out / METADATA_NPY, data["metadata"])
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(COLUMNS)
     for row in data["metadata"]:
         w.writerow([f"{v:.6g}" for v in row])
-    write_text(out / "metadata.csv", buf.getvalue())
+    write_text(out / METADATA_CSV, buf.getvalue())
     return out
 
 

@@ -12,12 +12,9 @@ import lightning as L
 import numpy as np
 import torch
 
-from .inference import INFER_BATCH, autocast, inference_copy
-from .layout import SNAPSHOT_INDEX, SNAPSHOT_SUBSET
-from .storage import load_npy, save_npy, write_csv
-
-CKPT_EXT = ".safetensors"
-
+from ..layout import SNAPSHOT_INDEX, SNAPSHOT_SUBSET, snapshot_layer_name
+from ..models.inference import INFER_BATCH, autocast, inference_copy
+from ..storage import load_npy, save_npy, write_csv
 
 # Stored per run as ``snapshots/<layer>.npy`` (snapshots x N x D, float16, one file per layer), the analysis set as
 # ``snapshots/analysis_indices.npy`` and the schedule as ``snapshots/index.csv`` (snapshot, epoch, global_step,
@@ -126,7 +123,7 @@ class LatentSnapshots(L.Callback):
         capacity = 1 + len(snapshot_epochs(trainer.max_epochs, self.schedule)) * self.per_epoch
         n = len(self.indices)
         for layer in self.layers:
-            path = self.folder / f"{layer}.npy"
+            path = self.folder / snapshot_layer_name(layer)
             dim = self._dim(pl_module, layer)
             if path.is_file():
                 old = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -225,5 +222,5 @@ class LatentSnapshots(L.Callback):
                 data = np.array(arr[: len(self.rows)])
                 del arr
                 self._arrays.pop(layer)
-                save_npy(self.folder / f"{layer}.npy", data)
+                save_npy(self.folder / snapshot_layer_name(layer), data)
         self._arrays.clear()

@@ -17,15 +17,12 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from .config import EmbeddingConfig
-from .errors import AelensError
-from .storage import load_tensors, read_json, save_tensors, write_text
+from ..config import EmbeddingConfig
+from ..errors import AelensError
+from ..layout import ReducerFiles, RunDir
+from ..storage import load_tensors, read_json, save_tensors, write_text
 
 log = logging.getLogger("aelens")
-
-ARRAYS = "reducer.safetensors"
-INFO = "reducer.json"
-UMAP_FILE = "umap.joblib"
 
 
 class Reducer:
@@ -84,7 +81,9 @@ class Reducer:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         arrays = {"emb_mean": self.mean_, "emb_std": self.std_, **self._arrays()}
-        save_tensors(folder / ARRAYS, {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()})
+        save_tensors(
+            folder / ReducerFiles.ARRAYS, {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+        )
         info = {
             "name": self.name,
             "dim": self.dim,
@@ -92,23 +91,23 @@ class Reducer:
             "options": self.options,
             "fit_seconds": self.fit_seconds,
         }
-        write_text(folder / INFO, json.dumps(info, indent=2) + "\n")
-        return [ARRAYS, INFO]
+        write_text(folder / ReducerFiles.INFO, json.dumps(info, indent=2) + "\n")
+        return [ReducerFiles.ARRAYS, ReducerFiles.INFO]
 
     @staticmethod
     def load(folder: str | Path, manifest: dict | None = None, prefix: str = "reducer/") -> "Reducer":
         """Load a reducer saved by :meth:`save`. ``manifest`` (the run's) carries SHA-256 hashes of pickled files."""
         folder = Path(folder)
-        if not (folder / INFO).is_file():
-            raise AelensError(f"{folder}: no fitted reducer here ({INFO} missing); is this a decoder run?")
-        info = read_json(folder / INFO)
+        if not (folder / ReducerFiles.INFO).is_file():
+            raise AelensError(f"{folder}: no fitted reducer here ({ReducerFiles.INFO} missing); is this a decoder run?")
+        info = read_json(folder / ReducerFiles.INFO)
         if not isinstance(info, dict):
-            raise AelensError(f"{folder / INFO}: expected a JSON object")
+            raise AelensError(f"{folder / ReducerFiles.INFO}: expected a JSON object")
         cls = REDUCERS.get(info.get("name"))
         if cls is None:
-            raise AelensError(f"{folder / INFO}: unknown reducer {info.get('name')!r}")
+            raise AelensError(f"{folder / ReducerFiles.INFO}: unknown reducer {info.get('name')!r}")
         red = cls(info["dim"], info.get("seed", 0), **info.get("options", {}))
-        tensors, _ = load_tensors(folder / ARRAYS)
+        tensors, _ = load_tensors(folder / ReducerFiles.ARRAYS)
         arrays = {k: v.numpy() for k, v in tensors.items()}
         red.mean_, red.std_ = arrays.pop("emb_mean"), arrays.pop("emb_std")
         red.fit_seconds = info.get("fit_seconds", 0.0)
@@ -281,7 +280,7 @@ class UMAPReducer(Reducer):
         return emb
 
     def _transform(self, x):
-        from .analysis.projection import neighbour_index, place_by_neighbours
+        from ..maps.projection import neighbour_index, place_by_neighbours
 
         if getattr(self, "_index", None) is None:
             self._index = neighbour_index(self.fit_features_, self.seed)
@@ -305,8 +304,8 @@ class UMAPReducer(Reducer):
 def _refuse_legacy_umap(folder: Path) -> None:
     """Runs made before pickle-free UMAP kept the model in ``umap.joblib``: aelens no longer unpickles anything."""
     raise AelensError(
-        f"{folder}: a UMAP decoder saved by an earlier aelens as a pickle ({UMAP_FILE}), which aelens no longer "
-        f"loads (a pickle can run code); retrain it: aelens train decoder --config {folder.parent / 'config.yaml'}"
+        f"{folder}: a UMAP decoder saved by an earlier aelens as a pickle ({ReducerFiles.LEGACY_UMAP}), which aelens no longer "
+        f"loads (a pickle can run code); retrain it: aelens train decoder --config {folder.parent / RunDir.CONFIG}"
     )
 
 

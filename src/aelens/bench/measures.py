@@ -1,6 +1,6 @@
 """The measurements behind ``aelens bench``: the reference study's way of training and inferring, peak matmul rates,
 throughputs, memory peaks in child processes and the loop, movie and UMAP timings. Each returns numbers; the suite
-in :mod:`aelens.bench` puts them side by side."""
+in :mod:`aelens.bench.suite` puts them side by side."""
 
 import contextlib
 import json
@@ -14,13 +14,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .inference import (
+from ..layout import BenchFiles, RunDir
+from ..models.inference import (
     INFER_BATCH,
     inference_copy,
     run_batched,
 )
-from .nets import Decoder, Encoder, Geometry, Networks
-from .storage import write_text
+from ..models.nets import Decoder, Encoder, Geometry, Networks
+from ..storage import write_text
 
 log = logging.getLogger("aelens")
 
@@ -169,9 +170,9 @@ def inference_rates(
 
 
 def aelens_run(data_dir: Path, out: Path, epochs: int, extra: dict | None = None) -> tuple[Path, dict]:
-    from .config import RunConfig
-    from .storage import read_manifest
-    from .training import train
+    from ..config import RunConfig
+    from ..layout import read_manifest
+    from ..training.trainer import train
 
     # the reference's random split: both sides then train and validate on the same frames
     over = {
@@ -186,9 +187,9 @@ def aelens_run(data_dir: Path, out: Path, epochs: int, extra: dict | None = None
 
 
 def val_losses(run: Path) -> list[float]:
-    from .callbacks import read_metrics
+    from ..training.callbacks import read_metrics
 
-    return [r["val_loss"] for r in read_metrics(run / "metrics.csv") if "val_loss" in r]
+    return [r["val_loss"] for r in read_metrics(RunDir(run).metrics) if "val_loss" in r]
 
 
 def _child_with_peak_rss(code: str, what: str) -> dict:
@@ -207,7 +208,7 @@ def _child_with_peak_rss(code: str, what: str) -> dict:
 def peak_rss_training(data_dir: Path, out: Path, steps: int) -> dict:
     """Train in a child process and report its peak RSS and images/s."""
     code = (
-        "from aelens.config import RunConfig; from aelens.training import train; "
+        "from aelens.config import RunConfig; from aelens.training.trainer.trainer import train; "
         "from aelens.storage import read_manifest; "
         f"cfg=RunConfig(kind='ae').with_overrides({{'data.path': {str(data_dir)!r}, 'train.epochs': 1, "
         f"'train.max_steps': {steps}, 'train.progress': False, 'snapshots.enabled': False, 'train.val_every': 1000, "
@@ -220,7 +221,7 @@ def peak_rss_training(data_dir: Path, out: Path, steps: int) -> dict:
 
 def decode_rate(video: Path) -> float:
     """Frames/s of streaming every frame of ``video`` in gray and doing nothing with it: the import's ceiling."""
-    from .data.video import stream_frames
+    from ..importing.video import stream_frames
 
     t0 = time.perf_counter()
     n = sum(1 for _ in stream_frames(video))
@@ -230,7 +231,7 @@ def decode_rate(video: Path) -> float:
 def import_in_child(video: Path, poses: Path, out: Path) -> dict:
     """``aelens data import`` in a child process: its peak RSS, frames/s of the streaming stage and wall s."""
     code = (
-        "import json, time; from aelens.data.importer import import_video; "
+        "import json, time; from aelens.importing.importer import import_video; "
         f"t0=time.perf_counter(); d=import_video({str(video)!r}, {str(poses)!r}, {str(out)!r}, overwrite=True, "
         "progress=False); wall=time.perf_counter()-t0; "
         "s=json.load(open(d/'import.json'))['sessions'][0]; "
@@ -244,7 +245,7 @@ def loop_video(video: Path, poses_csv: Path, times: int, out_dir: Path) -> tuple
     match: a long video for the memory figure in seconds instead of the hours rendering would take."""
     import imageio_ffmpeg
 
-    long_video = out_dir / "long.mp4"
+    long_video = out_dir / BenchFiles.LONG_VIDEO
     subprocess.run(
         [
             imageio_ffmpeg.get_ffmpeg_exe(),
@@ -266,7 +267,7 @@ def loop_video(video: Path, poses_csv: Path, times: int, out_dir: Path) -> tuple
     head = [ln for ln in lines if ln.split(",")[0] in ("scorer", "individuals", "bodyparts", "coords")]
     body = [ln.split(",", 1)[1] for ln in lines[len(head) :]]
     rows = [f"{i},{b}" for i, b in enumerate(body * times)]
-    long_csv = out_dir / "long_dlc.csv"
+    long_csv = out_dir / BenchFiles.LONG_POSES
     write_text(long_csv, "\n".join(head + rows) + "\n")
     return long_video, long_csv
 
@@ -283,7 +284,7 @@ def entry(aelens: float, reference: float, unit: str, higher_is_better: bool = T
 def tiny_networks(width: tuple[int, int, int] = (4, 4, 8)):
     """Encoders and decoders built inside are ``width`` channels wide: a step whose arithmetic is small, so what
     remains is the per-step work around it (the framework's, and PyTorch's per-operator cost)."""
-    from . import nets
+    from ..models import nets
 
     saved, nets.WIDTH = nets.WIDTH, width
     try:
@@ -298,8 +299,8 @@ def _bare_step_beside(dataset, geometry: Geometry, cfg, device: torch.device, bf
     the networks, and times both: a pair per step, so machine noise that drifts over seconds hits both alike."""
     import lightning as L
 
-    from .data.batches import corrupt
-    from .objectives.base import adam
+    from ..data.batches import corrupt
+    from ..objectives.base import adam
 
     class BareStepBeside(L.Callback):
         def __init__(self):
@@ -334,10 +335,10 @@ def step_overhead(data_dir: Path, out: Path, steps: int = 200, batch: int = 4) -
     PyTorch loop doing the same work, on tiny networks (:func:`tiny_networks`). Per step i: the interval between
     aelens's step starts holds aelens's step and the bare step done beside it, so overhead_i = interval_i - 2 x
     bare_i; the figure is the median over the steps (warm-up and the epoch's end left out)."""
-    from .config import RunConfig
-    from .data.loading import load_dataset
-    from .inference import resolve_precision
-    from .training import train
+    from ..config import RunConfig
+    from ..data.loading import load_dataset
+    from ..models.inference import resolve_precision
+    from ..training.trainer import train
 
     over = {
         "data.path": str(data_dir),
@@ -385,15 +386,15 @@ def snapshot_history(codes: np.ndarray, count: int, seed: int = 0) -> np.ndarray
 
 def movie_seconds(snaps: np.ndarray, out: Path, seed: int = 0) -> dict:
     """Wall time of ``aelens latent --evolution`` (fit mode last): 2-D maps, frames, GIF and MP4."""
-    from .analysis import map_figures
-    from .analysis.projection import evolution_maps
+    from ..maps import map_figures
+    from ..maps.projection import evolution_maps
 
     t0 = time.perf_counter()
     maps, timing = evolution_maps(snaps, "last", "umap", random_state=seed)
     rgb, _ = map_figures.color_values(np.linspace(0, 360, snaps.shape[1], endpoint=False), True)
     tracked = map_figures.spread_examples(maps[-1], 3, seed)
     frames = map_figures.render_movie_frames(maps, rgb, [f"snapshot {s}" for s in range(len(maps))], tracked)
-    map_figures.save_movie(frames, out / "movie.gif", out / "movie.mp4")
+    map_figures.save_movie(frames, out / BenchFiles.MOVIE_GIF, out / BenchFiles.MOVIE_MP4)
     return {"seconds": time.perf_counter() - t0, "fit_seconds": timing["fit_seconds"], "maps": maps}
 
 
@@ -403,7 +404,7 @@ def umap_transform_reference(snaps: np.ndarray, maps: np.ndarray, probe: int = 2
     (mutual 10-NN overlap of the two 2-D layouts of the same snapshot)."""
     import umap
 
-    from .analysis.scores import mutual_knn_overlap
+    from ..maps.scores import mutual_knn_overlap
 
     t0 = time.perf_counter()
     model = umap.UMAP(n_components=2, random_state=seed, n_jobs=1).fit(snaps[-1])
@@ -435,7 +436,7 @@ def power_law_exponent(ns, seconds) -> float:
 def startup_seconds(workdir: Path, repeats: int = 3) -> dict:
     """Wall seconds of a fresh interpreter (best of ``repeats``): ``import aelens``, ``aelens --help`` and the
     one-line error of ``aelens train ae --data MISSING.npy`` (its exit code is checked: 2)."""
-    missing = workdir / "missing.npy"
+    missing = workdir / BenchFiles.MISSING
     cases = {
         "import_aelens": ["-c", "import aelens"],
         "help": ["-m", "aelens", "--help"],
@@ -462,8 +463,8 @@ def reducer_at_scale(pixels: np.ndarray, train: np.ndarray, held: np.ndarray, di
     training frames (UMAP on up to 20,000 of them, on their first 50 principal components; the others placed by
     neighbours), then place the held-out frames. Seconds of each, and the trustworthiness (10-NN) of the placed
     held-out frames' embedding against their pixels on 2,000 of them."""
-    from .analysis.scores import trustworthiness
-    from .reducers import make_reducer
+    from ..maps.scores import trustworthiness
+    from ..models.reducers import make_reducer
 
     t0 = time.perf_counter()
     reducer = make_reducer("umap", dim, seed)
@@ -487,7 +488,7 @@ def umap_at_scale_in_child(images: Path, train_fraction: float = 0.7, dim: int =
     ``aelens train decoder`` would meet them: numba compiles umap-learn's functions on the first fit, as for a user.
     ``images``: an (n, h, w) uint8 ``.npy``; a random split of it (``train_fraction`` to fit)."""
     code = (
-        "import numpy as np; from aelens.bench_measures import reducer_at_scale, umap_transform_quality; "
+        "import numpy as np; from aelens.bench.measures import reducer_at_scale, umap_transform_quality; "
         f"x=np.load({str(images)!r}, allow_pickle=False); n=len(x); x=x.reshape(n, -1).astype(np.float32) / 255; "
         f"o=np.random.default_rng({seed}).permutation(n); k=int({train_fraction} * n); "
         "tr, he = np.sort(o[:k]), np.sort(o[k:]); "
@@ -501,7 +502,7 @@ def umap_at_scale_in_child(images: Path, train_fraction: float = 0.7, dim: int =
 def umap_transform_quality(reducer, pixels: np.ndarray, seed: int = 0) -> dict:
     """The old path beside the new on the same held-out frames: umap-learn fitted on the same features, its
     ``transform`` of ``pixels``, against neighbour placement in the reducer's own fit (seconds, trustworthiness)."""
-    from .analysis.scores import trustworthiness
+    from ..maps.scores import trustworthiness
 
     model = reducer._model()
     model.fit(reducer.fit_features_)

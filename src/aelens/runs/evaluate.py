@@ -15,18 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.loading import Dataset
-from .errors import AelensError
-from .layout import RECON_RESULT, RunDir
-from .metrics import (
+from ..data.loading import Dataset
+from ..errors import AelensError
+from ..layout import RECON_RESULT, ReconFiles, RunDir, TestFiles
+from ..maps.metrics import (
     angle_metrics,
     circular_mean_deg,
     gaussian_blur,
     image_metrics,
     regression_metrics,
 )
-from .runs import Run, check_same_image_shape, load_run
-from .storage import check_unlocked, write_json, write_table
+from ..storage import check_unlocked, write_json, write_table
+from .run import Run, check_same_image_shape, load_run
 
 log = logging.getLogger("aelens")
 PCA_BASELINE_MAX_FIT = 20000  # frames; PCA on more adds nothing to a baseline
@@ -101,7 +101,7 @@ def test_run(
 
 def pca_baseline(dataset: Dataset, train_idx: np.ndarray, frames: np.ndarray, dim: int, seed: int) -> np.ndarray:
     """Reconstruct ``frames`` (n, c, h, w) from ``dim`` principal components fitted on training frames."""
-    from .reducers import PCAReducer
+    from ..models.reducers import PCAReducer
 
     if len(train_idx) > PCA_BASELINE_MAX_FIT:
         train_idx = np.sort(np.random.default_rng(seed).choice(train_idx, PCA_BASELINE_MAX_FIT, replace=False))
@@ -162,18 +162,18 @@ def _test_reconstruction(run: Run, ds: Dataset, idx, split, out: Path, figures: 
             scores.update(image_metrics(pred, clean, "_clean"))
         results["baselines"][name] = scores
     if figures:
-        from .analysis.figures import save_recon_grid, save_side_by_side_gif
+        from ..maps.figures import save_recon_grid, save_side_by_side_gif
 
         k = min(16, len(idx))
         save_recon_grid(
             frames[:k],
             recon[:k],
-            out / "recon_grid.png",
+            out / TestFiles.RECON_GRID,
             "test frames (top), reconstructions (bottom)" + (", clean (third row)" if clean is not None else ""),
             clean[:k] if clean is not None else None,
         )
         g = min(48, len(idx))
-        save_side_by_side_gif(frames[:g], recon[:g], out / "recon.gif")
+        save_side_by_side_gif(frames[:g], recon[:g], out / TestFiles.RECON_GIF)
     return results
 
 
@@ -181,7 +181,7 @@ def _test_reconstruction(run: Run, ds: Dataset, idx, split, out: Path, figures: 
 
 
 def _test_tagger(run: Run, ds: Dataset, idx, split, out: Path, figures: bool) -> dict:
-    from .objectives.tagger import tagger_targets
+    from ..objectives.tagger import tagger_targets
 
     conds = ds.require_conditions("testing a tagger")
     values, valid, notes = tagger_targets(run.config.tagger, conds)
@@ -224,11 +224,11 @@ def _test_tagger(run: Run, ds: Dataset, idx, split, out: Path, figures: bool) ->
         }
     }
     if figures:
-        from .analysis.figures import save_angle_arrows, save_angle_scatter, save_error_polar
+        from ..maps.figures import save_angle_arrows, save_angle_scatter, save_error_polar
 
-        save_angle_scatter(true, pred, out / "angle_scatter.png")
-        save_error_polar(true, pred, out / "angle_errors_polar.png")
-        save_angle_arrows(frames[:24], true[:24], pred[:24], out / "angle_arrows.png")
+        save_angle_scatter(true, pred, out / TestFiles.ANGLE_SCATTER)
+        save_error_polar(true, pred, out / TestFiles.ANGLE_POLAR)
+        save_angle_arrows(frames[:24], true[:24], pred[:24], out / TestFiles.ANGLE_ARROWS)
     return {"n": int(len(idx)), **results}
 
 
@@ -264,8 +264,8 @@ def compare_reconstructions(
 ) -> dict:
     """Evaluate every run on the same test frames: ``recon_comparison.csv`` / ``.md`` and ``recon_comparison.png``
     (one column per model; rows: inputs, outputs, the model's latent mapped to 2-D by UMAP)."""
-    from .analysis.map_figures import save_recon_comparison
-    from .analysis.projection import embed
+    from ..maps.map_figures import save_recon_comparison
+    from ..maps.projection import embed
 
     if not run_dirs:
         raise AelensError("compare-recon needs at least one run directory")
@@ -292,7 +292,7 @@ def compare_reconstructions(
     fields = ["run", "model", "latent_source", "dim", "mse", "psnr", "ssim"]
     fields += [k for k in ("mse_clean", "psnr_clean", "ssim_clean") if k in rows[0]]
     fields += ["train_seconds", "epochs", "seconds_per_epoch", "explained_variance"]
-    write_table(out, "recon_comparison", rows, fields)
+    write_table(out / ReconFiles.CSV, out / ReconFiles.TABLE, rows, fields)
     save_recon_comparison(
         ds.batch(show).numpy(),
         recons,
@@ -301,7 +301,7 @@ def compare_reconstructions(
         is_angle,
         [r["model"] for r in rows],
         color_by or "",
-        out / "recon_comparison.png",
+        out / ReconFiles.FIGURE,
     )
     result = {"n": int(len(idx)), "frames": which, "rows": rows, "color_by": color_by}
     write_json(out / RECON_RESULT, result)

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, _build, _check_tagger, validate
-from .errors import AelensError
-from .storage import read_yaml, write_yaml
+from ..config import RunConfig, _build, _check_tagger, validate
+from ..errors import AelensError
+from ..storage import read_yaml, write_yaml
 
 # the demo's settings: small enough for about 3 minutes on 2 CPU cores in fp32 (measured: README, Quickstart), large
 # enough that every table and figure of the study answers its question (32 px crops: the animal's axis and head

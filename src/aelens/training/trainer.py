@@ -21,6 +21,25 @@ import numpy as np
 from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from ..config import RunConfig
+from ..data.loading import Dataset
+from ..data.sessions import load_dataset_from_config, resolve_data_paths
+from ..data.splits import make_split
+from ..errors import AelensError, TrainingDiverged, TrainingInterrupted
+from ..layout import (
+    RunDir,
+    create_run_dir,
+    default_run_dir,
+    read_manifest,
+    record_file_hashes,
+    save_run_files,
+    update_manifest,
+    write_manifest,
+)
+from ..models.inference import physical_cores, resolve_precision, set_threads
+from ..models.nets import Geometry
+from ..objectives import OBJECTIVES
+from ..storage import load_tree, run_lock, save_tensors
 from .callbacks import (
     DivergenceGuard,
     EpochTimer,
@@ -30,28 +49,7 @@ from .callbacks import (
     StepBoundaryInterrupt,
     ValidationImages,
 )
-from .config import RunConfig
-from .data.batches import make_split
-from .data.loading import Dataset
-from .data.sessions import load_dataset_from_config, resolve_data_paths
-from .errors import AelensError, TrainingDiverged, TrainingInterrupted
-from .inference import physical_cores, resolve_precision, set_threads
-from .layout import RunDir
-from .nets import Geometry
-from .objectives import OBJECTIVES
 from .snapshotting import LatentSnapshots
-from .storage import (
-    create_run_dir,
-    default_run_dir,
-    load_tree,
-    read_manifest,
-    record_file_hashes,
-    run_lock,
-    save_run_files,
-    save_tensors,
-    update_manifest,
-    write_manifest,
-)
 
 log = logging.getLogger("aelens")
 RUN_DIR_ENV = "AELENS_RUN_DIR"  # how DDP worker processes (re-launched by Lightning) find rank 0's run directory

@@ -23,7 +23,7 @@ import torch
 
 from ..errors import AelensError
 from ..storage import atomic_path, write_text
-from .synthetic import Arena, _animal, _scene, _Sensor, simulate_trajectory
+from .arena import Arena, _animal, _scene, _Sensor, simulate_trajectory
 
 NODES = ("nose", "head", "neck", "center", "tail_base", "tail_tip")
 PATCH = 96  # pixels drawn around each animal at the default scale: body, head and tail fit with room to spare
@@ -127,7 +127,7 @@ def synthesize_video(
 ) -> dict[str, Path]:
     """Write ``video.mp4`` and the true poses in every format available; returns {format: path}. ``crf``: H.264
     quality (10: nearly lossless, for ground truth; 23: a typical lab recording)."""
-    from .video import write_video
+    from ..importing.video import write_video
 
     if n < 2:
         raise AelensError(f"--n must be at least 2, got {n}")

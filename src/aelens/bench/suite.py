@@ -17,7 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .bench_measures import (
+from ..layout import BenchFiles
+from ..models.inference import (
+    cpu_flags,
+    physical_cores,
+    resolve_precision,
+    set_threads,
+)
+from ..models.nets import Geometry
+from ..storage import write_json
+from .measures import (
     aelens_run,
     decode_rate,
     entry,
@@ -37,14 +46,6 @@ from .bench_measures import (
     umap_transform_reference,
     val_losses,
 )
-from .inference import (
-    cpu_flags,
-    physical_cores,
-    resolve_precision,
-    set_threads,
-)
-from .nets import Geometry
-from .storage import write_json
 
 log = logging.getLogger("aelens")
 
@@ -78,7 +79,7 @@ def run_bench(out_dir: str | Path = ".", quick: bool = False, echo=print) -> dic
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     results["ratios"] = {k: v["ratio"] for k, v in results.items() if isinstance(v, dict) and "ratio" in v}
-    write_json(out_dir / "bench.json", results)
+    write_json(out_dir / BenchFiles.RESULT, results)
     return results
 
 
@@ -96,9 +97,9 @@ class Suite:
     """The benchmark figures, in order; each adds its entry to ``results`` and prints one line."""
 
     def __init__(self, results: dict, tmp: Path, quick: bool, bf16: bool, device: torch.device, echo):
-        from .data.batches import make_split
-        from .data.loading import load_dataset
-        from .data.synthetic import synthesize, write_dataset
+        from ..data.loading import load_dataset
+        from ..data.splits import make_split
+        from ..synthetic.arena import synthesize, write_dataset
 
         self.r, self.tmp, self.quick, self.bf16, self.device, self.echo = results, tmp, quick, bf16, device, echo
         self.data_dir = write_dataset(tmp / "data", synthesize(1200 if quick else 5000, seed=0))
@@ -237,7 +238,7 @@ class Suite:
         )
 
     def memmap(self):
-        from .data.synthetic import synthesize, write_dataset
+        from ..synthetic.arena import synthesize, write_dataset
 
         n = 200000
         mm_dir = self.tmp / "memmap"
@@ -260,8 +261,8 @@ class Suite:
     def movie(self):
         """The evolution movie (40 snapshots x 20,000 points) against UMAP transform of every
         snapshot; full mode also times N = 5k, 20k, 80k for the growth exponent."""
-        from .data.synthetic import synthesize
-        from .runs import load_run
+        from ..runs.run import load_run
+        from ..synthetic.arena import synthesize
 
         count, sizes = 40, [5000, 20000, 80000]
         run = load_run(self.ttq_run)
@@ -304,12 +305,12 @@ class Suite:
         """UMAP at 100,000 frames: the reducer of ``train decoder --embedding umap --dim 16`` (70,000 training frames,
         30,000 held out; in a fresh process, numba's compilation included), umap-learn's ``transform`` beside neighbour
         placement on 500 held-out frames, and ``aelens latent`` of the bench's AE on the 100,000 frames."""
-        from .analysis.latent import latent_analysis
-        from .data.synthetic import synthesize, write_dataset
+        from ..analysis.latent import latent_analysis
+        from ..synthetic.arena import IMAGES_NPY, synthesize, write_dataset
 
         n = 100000
         folder = write_dataset(self.tmp / "umap100k", synthesize(n, seed=3), npy=True)
-        res = umap_at_scale_in_child(folder / "images.npy")
+        res = umap_at_scale_in_child(folder / IMAGES_NPY)
         quality = res.pop("old_path_on_500_held_out")
         t0 = time.perf_counter()
         summary = latent_analysis(self.ttq_run, data=folder, out=self.tmp / "latent100k")
@@ -335,7 +336,7 @@ class Suite:
     def importing(self):
         """``aelens data import`` beside a plain decode of the same video (frames/s, alternated: decode, import,
         decode), and its peak memory on that video and on one 10 x (quick: 3 x) longer."""
-        from .data.synthetic_video import lab_arena, synthesize_video
+        from ..synthetic.video import lab_arena, synthesize_video
 
         size, n, times = (384, 120, 3) if self.quick else (1024, 1000, 10)
         folder = self.tmp / "video"
@@ -368,7 +369,7 @@ class Suite:
         )
 
     def study(self):
-        from .study import run_demo
+        from ..study.pipeline import run_demo
 
         t0 = time.perf_counter()
         run_demo(self.tmp / "demo", echo=lambda s: None)

@@ -1,5 +1,5 @@
 """Lightning plug-ins for a run directory: safetensors checkpoints, validation image grids, timing, the CSV log, NaN
-guard (latent snapshots: :mod:`aelens.snapshotting`)."""
+guard (latent snapshots: :mod:`aelens.training.snapshotting`)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-from .errors import TrainingDiverged
-from .storage import load_tree, remove_file, save_tree, write_text
-
-CKPT_EXT = ".safetensors"
+from ..errors import TrainingDiverged
+from ..layout import RunDir, val_image_name
+from ..storage import load_tree, remove_file, save_tree, write_text
 
 
 class SafetensorsCheckpointIO(CheckpointIO):
@@ -65,7 +64,7 @@ class RunCheckpoints(L.Callback):
         self.saved_on_exception: Path | None = None
 
     def path(self, name: str) -> Path:
-        return self.folder / f"{name}{CKPT_EXT}"
+        return self.folder / f"{name}{RunDir.CKPT_EXT}"
 
     def on_train_epoch_end(self, trainer, pl_module):
         if trainer.sanity_checking:
@@ -206,7 +205,7 @@ class ValidationImages(L.Callback):
     def on_validation_epoch_end(self, trainer, pl_module):
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        from .analysis.figures import save_recon_grid
+        from ..maps.figures import save_recon_grid
 
         idx = pl_module.split["val"][: self.n]
         x = pl_module.dataset.batch(idx).to(pl_module.device)
@@ -222,7 +221,7 @@ class ValidationImages(L.Callback):
         save_recon_grid(
             x.float().cpu().numpy(),
             y.float().cpu().numpy(),
-            self.folder / f"val_epoch{trainer.current_epoch + 1:03d}.png",
+            self.folder / val_image_name(trainer.current_epoch + 1),
             title=f"epoch {trainer.current_epoch + 1}: inputs (top) and outputs (bottom)",
         )
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import RunConfig
-from .data.loading import Dataset
-from .errors import AelensError
-from .inference import INFER_BATCH, default_device, inference_copy, resolve_precision, run_batched
-from .layout import Manifest, RunDir
-from .nets import Geometry, Networks
-from .storage import MANIFEST, load_into, load_state_dict
+from ..config import RunConfig
+from ..data.loading import Dataset
+from ..errors import AelensError
+from ..layout import MANIFEST, Manifest, RunDir
+from ..models.inference import INFER_BATCH, default_device, inference_copy, resolve_precision, run_batched
+from ..models.nets import Geometry, Networks
+from ..storage import load_into, load_state_dict
 
 
 def run_geometry(manifest: Manifest, run_dir: str | Path) -> Geometry:
@@ -32,7 +32,7 @@ def run_geometry(manifest: Manifest, run_dir: str | Path) -> Geometry:
 
 def build_objective(run_dir: str | Path, weights: bool = True):
     """(objective with weights loaded, config, manifest) for a run directory."""
-    from .objectives import OBJECTIVES
+    from ..objectives import OBJECTIVES
 
     rd = RunDir(run_dir)
     manifest = rd.manifest()
@@ -60,9 +60,9 @@ class Run:
         self.networks: Networks = inference_copy(objective.networks(), self.device)
         self.reducer = None
         if self.kind == "decoder":
-            from .reducers import Reducer
+            from ..models.reducers import Reducer
 
-            self.reducer = Reducer.load(self.path / "reducer", self.manifest)
+            self.reducer = Reducer.load(RunDir(self.path).reducer, self.manifest)
         self.target_scale = None
         if self.kind == "tagger" and self.config.tagger.kind == "linear":
             self.target_scale = (float(objective.target_mean), float(objective.target_std))
@@ -74,8 +74,8 @@ class Run:
     def dataset(self, data: str | Path | None = None, dataset: Dataset | None = None) -> Dataset:
         """The dataset to evaluate on: ``dataset``; else ``data`` read with the run's data options (key, scaling,
         condition names); else the run's own training data. Its frames must have the run's shape."""
-        from .data.loading import load_dataset
-        from .data.sessions import load_dataset_from_config
+        from ..data.loading import load_dataset
+        from ..data.sessions import load_dataset_from_config
 
         if dataset is None:
             d = self.config.data

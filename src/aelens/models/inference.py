@@ -70,7 +70,7 @@ def set_threads(threads: int = 0) -> int:
 
 def inference_copy(networks: torch.nn.Module, device: torch.device | None = None) -> torch.nn.Module:
     """BatchNorm folded, channels-last weights (oneDNN's fast layout), on ``device``, in eval mode; on CPU also
-    :func:`~aelens.nets.fast_inference_layout` (ReLU after pooling, the last layer as one matrix product)."""
+    :func:`~aelens.models.nets.fast_inference_layout` (ReLU after pooling, the last layer as one matrix product)."""
     from .nets import fast_inference_layout, fold_batchnorm
 
     out = fold_batchnorm(networks)

@@ -134,7 +134,7 @@ def save_angle_scatter(true_deg: np.ndarray, pred_deg: np.ndarray, path: str | P
 
 def save_error_polar(true_deg: np.ndarray, pred_deg: np.ndarray, path: str | Path) -> Path:
     """Polar histogram of the signed errors (predicted - true)."""
-    from ..metrics import signed_angular_error
+    from .metrics import signed_angular_error
 
     plt = _mpl()
     err = np.radians(signed_angular_error(pred_deg, true_deg))

@@ -127,8 +127,7 @@ def rotated(frames: np.ndarray, steps: int = ROTATION_STEPS) -> tuple[np.ndarray
     mask: (n, steps, c, h, w) float32, and the angles in degrees."""
     import torch
 
-    from ..data.augment import rotate_batch
-    from ..nets import circle_mask
+    from ..data.augment import circle_mask, rotate_batch
 
     x = torch.as_tensor(np.asarray(frames, dtype=np.float32))
     x = x * circle_mask(x.shape[-2], x.shape[-1])

@@ -7,13 +7,13 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from .config import RunConfig
-from .errors import AelensError
-from .evaluate import ensure_test
-from .layout import SWEEP_RESULT
-from .nets import Encoder
-from .storage import read_manifest, write_json, write_table
-from .training import ensure_run
+from ..config import RunConfig
+from ..errors import AelensError
+from ..layout import SWEEP_RESULT, SweepFiles, read_manifest
+from ..models.nets import Encoder
+from ..runs.evaluate import ensure_test
+from ..storage import write_json, write_table
+from ..training.trainer import ensure_run
 
 log = logging.getLogger("aelens")
 
@@ -27,7 +27,7 @@ def sweep_settings() -> list[tuple[str, str | None]]:
 def unfreeze_sweep(base: RunConfig, init_from: str | Path, out: str | Path, data=None) -> dict:
     """Train and test every sweep run under ``out`` (skipping finished ones); write ``unfreeze_sweep.csv`` and
     ``unfreeze_sweep.png``. ``base`` is a tagger config (data, target, epochs, ...)."""
-    from .analysis.figures import save_sweep_plot
+    from ..maps.figures import save_sweep_plot
 
     if base.tagger.kind != "angle":
         raise AelensError("sweep unfreeze scores angle errors; use an angle target (--kind angle)")
@@ -70,8 +70,8 @@ def unfreeze_sweep(base: RunConfig, init_from: str | Path, out: str | Path, data
         "train_seconds",
         "epochs",
     ]
-    write_table(out, "unfreeze_sweep", rows, fields)
-    save_sweep_plot(rows, baseline, out / "unfreeze_sweep.png")
+    write_table(out / SweepFiles.CSV, out / SweepFiles.TABLE, rows, fields)
+    save_sweep_plot(rows, baseline, out / SweepFiles.FIGURE)
     result = {"rows": rows, "circular_mean_mae_deg": baseline, "init_from": str(init_from)}
     write_json(out / SWEEP_RESULT, result)
     return result

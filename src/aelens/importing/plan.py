@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import AelensError
 from . import kinematics as kin
-from .import_options import ImportOptions
+from .options import ImportOptions
 from .poses import Poses
 
 

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.loading import IMPORT_SUMMARY
 from ..errors import AelensError
 from ..storage import NpyAppender, atomic_dir, sha256_file, write_csv, write_json
 from . import kinematics as kin
 from .crops import Preview, count_frames, crop
-from .import_options import WINDOW_BODY_LENGTHS, ImportOptions, Session
-from .import_plan import Plan, condition_rows, plan_session, resolve_video
+from .options import WINDOW_BODY_LENGTHS, ImportOptions, Session
+from .plan import Plan, condition_rows, plan_session, resolve_video
 from .poses import read_poses
 from .video import probe, stream_frames
 
@@ -205,7 +206,7 @@ def import_video(
         raise AelensError(f"--jobs must be at least 1, got {jobs}")
     t0 = time.perf_counter()
     out = Path(out)
-    with atomic_dir(out, overwrite=overwrite, marker="import.json") as tmp:
+    with atomic_dir(out, overwrite=overwrite, marker=IMPORT_SUMMARY) as tmp:
         parts = []
         for i in range(len(todo)):
             (tmp / f"part{i}").mkdir()
@@ -235,7 +236,7 @@ def import_video(
             "counter-clockwise from +x with y up; dist_from_center: fraction of the arena radius",
             "warnings": _axis_warnings([r.summary for r in results]) + label_notes,
         }
-        write_json(tmp / "import.json", summary)
+        write_json(tmp / IMPORT_SUMMARY, summary)
     return out
 
 
@@ -360,7 +361,7 @@ def summary_line(s: dict) -> str:
 
 def _import_summary(folder: str | Path) -> dict | None:
     """The ``import.json`` of an imported data directory, or None (not an import, or unreadable)."""
-    path = Path(folder) / "import.json"
+    path = Path(folder) / IMPORT_SUMMARY
     if not path.is_file():
         return None
     try:

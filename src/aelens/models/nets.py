@@ -15,14 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..data.augment import circle_mask
+
 WIDTH = (64, 64, 128)  # channels of conv1, conv2, conv3 (the reference's)
-
-
-def circle_mask(height: int, width: int) -> torch.Tensor:
-    """(1, 1, h, w): 1 inside the largest centred circle, 0 outside, a one-pixel soft edge."""
-    yy = torch.arange(height, dtype=torch.float32).view(-1, 1) - (height - 1) / 2
-    xx = torch.arange(width, dtype=torch.float32).view(1, -1) - (width - 1) / 2
-    return (min(height, width) / 2 - torch.sqrt(yy**2 + xx**2)).clamp(0.0, 1.0).view(1, 1, height, width)
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AelensError
-from .metrics import psnr_per_image
-from .runs import load_run
-from .storage import load_npy, save_npy, save_npz
+from ..errors import AelensError
+from ..maps.metrics import psnr_per_image
+from ..storage import load_npy, save_npy, save_npz
+from .run import load_run
 
 
 def _refuse_existing(path: Path, overwrite: bool) -> None:

@@ -1,0 +1,1 @@
+"""A finished run: load it (run), test it (evaluate), export what it computes (export)."""

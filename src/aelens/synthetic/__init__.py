@@ -1,0 +1,1 @@
+"""The synthetic arena (arena) and its rendered videos with true poses (video)."""
