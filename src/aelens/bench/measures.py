@@ -10,18 +10,34 @@ import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.flop_counter import FlopCounterMode
 
-from ..layout import BenchFiles, RunDir
+from ..config import RunConfig
+from ..data.batches import corrupt
+from ..data.loading import load_dataset
+from ..importing.video import stream_frames
+from ..layout import BenchFiles, RunDir, read_manifest
+from ..maps import map_figures
+from ..maps.projection import evolution_maps
+from ..maps.scores import mutual_knn_overlap, trustworthiness
+from ..models import nets
 from ..models.inference import (
     INFER_BATCH,
     inference_copy,
+    resolve_precision,
     run_batched,
 )
 from ..models.nets import Decoder, Encoder, Geometry, Networks
+from ..models.reducers import make_reducer
+from ..objectives.base import adam
 from ..storage import write_text
+from ..training.callbacks import read_metrics
+from ..training.trainer import train
 
 log = logging.getLogger("aelens")
 
@@ -57,7 +73,6 @@ def reference_train(
     device: torch.device = torch.device("cpu"),
 ) -> dict:
     """Train like the reference: returns images/s over the timed steps and the validation MSE after each epoch."""
-    from torch.utils.data import DataLoader, TensorDataset
 
     nets = reference_model(Geometry(*train.shape[1:]), seed=seed).to(device)
     opt = torch.optim.Adam(nets.parameters(), lr=1e-3)
@@ -121,7 +136,6 @@ def matmul_peak(dtype: torch.dtype, seconds: float = 1.0, device: torch.device =
 
 def train_flops_per_image(geometry: Geometry, batch: int = 64) -> float:
     """FLOPs of one training step (forward + backward) per image, counted by ``torch.utils.flop_counter``."""
-    from torch.utils.flop_counter import FlopCounterMode
 
     nets = Networks(Encoder(geometry), Decoder(geometry))
     x = torch.rand(batch, geometry.channels, geometry.height, geometry.width)
@@ -170,10 +184,6 @@ def inference_rates(
 
 
 def aelens_run(data_dir: Path, out: Path, epochs: int, extra: dict | None = None) -> tuple[Path, dict]:
-    from ..config import RunConfig
-    from ..layout import read_manifest
-    from ..training.trainer import train
-
     # the reference's random split: both sides then train and validate on the same frames
     over = {
         "data.path": str(data_dir),
@@ -187,8 +197,6 @@ def aelens_run(data_dir: Path, out: Path, epochs: int, extra: dict | None = None
 
 
 def val_losses(run: Path) -> list[float]:
-    from ..training.callbacks import read_metrics
-
     return [r["val_loss"] for r in read_metrics(RunDir(run).metrics) if "val_loss" in r]
 
 
@@ -221,7 +229,6 @@ def peak_rss_training(data_dir: Path, out: Path, steps: int) -> dict:
 
 def decode_rate(video: Path) -> float:
     """Frames/s of streaming every frame of ``video`` in gray and doing nothing with it: the import's ceiling."""
-    from ..importing.video import stream_frames
 
     t0 = time.perf_counter()
     n = sum(1 for _ in stream_frames(video))
@@ -284,7 +291,6 @@ def entry(aelens: float, reference: float, unit: str, higher_is_better: bool = T
 def tiny_networks(width: tuple[int, int, int] = (4, 4, 8)):
     """Encoders and decoders built inside are ``width`` channels wide: a step whose arithmetic is small, so what
     remains is the per-step work around it (the framework's, and PyTorch's per-operator cost)."""
-    from ..models import nets
 
     saved, nets.WIDTH = nets.WIDTH, width
     try:
@@ -297,10 +303,6 @@ def _bare_step_beside(dataset, geometry: Geometry, cfg, device: torch.device, bf
     """A Lightning callback that, after each aelens training step, does one bare PyTorch step of the same work (fetch
     the batch's frames, channels-last, the same corruption, forward, loss, backward, the same Adam) on its own copy of
     the networks, and times both: a pair per step, so machine noise that drifts over seconds hits both alike."""
-    import lightning as L
-
-    from ..data.batches import corrupt
-    from ..objectives.base import adam
 
     class BareStepBeside(L.Callback):
         def __init__(self):
@@ -335,10 +337,6 @@ def step_overhead(data_dir: Path, out: Path, steps: int = 200, batch: int = 4) -
     PyTorch loop doing the same work, on tiny networks (:func:`tiny_networks`). Per step i: the interval between
     aelens's step starts holds aelens's step and the bare step done beside it, so overhead_i = interval_i - 2 x
     bare_i; the figure is the median over the steps (warm-up and the epoch's end left out)."""
-    from ..config import RunConfig
-    from ..data.loading import load_dataset
-    from ..models.inference import resolve_precision
-    from ..training.trainer import train
 
     over = {
         "data.path": str(data_dir),
@@ -386,8 +384,6 @@ def snapshot_history(codes: np.ndarray, count: int, seed: int = 0) -> np.ndarray
 
 def movie_seconds(snaps: np.ndarray, out: Path, seed: int = 0) -> dict:
     """Wall time of ``aelens latent --evolution`` (fit mode last): 2-D maps, frames, GIF and MP4."""
-    from ..maps import map_figures
-    from ..maps.projection import evolution_maps
 
     t0 = time.perf_counter()
     maps, timing = evolution_maps(snaps, "last", "umap", random_state=seed)
@@ -403,8 +399,6 @@ def umap_transform_reference(snaps: np.ndarray, maps: np.ndarray, probe: int = 2
     ``probe`` snapshots and extrapolated to all; also how well aelens's placement agrees with ``transform``
     (mutual 10-NN overlap of the two 2-D layouts of the same snapshot)."""
     import umap
-
-    from ..maps.scores import mutual_knn_overlap
 
     t0 = time.perf_counter()
     model = umap.UMAP(n_components=2, random_state=seed, n_jobs=1).fit(snaps[-1])
@@ -463,8 +457,6 @@ def reducer_at_scale(pixels: np.ndarray, train: np.ndarray, held: np.ndarray, di
     training frames (UMAP on up to 20,000 of them, on their first 50 principal components; the others placed by
     neighbours), then place the held-out frames. Seconds of each, and the trustworthiness (10-NN) of the placed
     held-out frames' embedding against their pixels on 2,000 of them."""
-    from ..maps.scores import trustworthiness
-    from ..models.reducers import make_reducer
 
     t0 = time.perf_counter()
     reducer = make_reducer("umap", dim, seed)
@@ -502,7 +494,6 @@ def umap_at_scale_in_child(images: Path, train_fraction: float = 0.7, dim: int =
 def umap_transform_quality(reducer, pixels: np.ndarray, seed: int = 0) -> dict:
     """The old path beside the new on the same held-out frames: umap-learn fitted on the same features, its
     ``transform`` of ``pixels``, against neighbour placement in the reducer's own fit (seconds, trustworthiness)."""
-    from ..maps.scores import trustworthiness
 
     model = reducer._model()
     model.fit(reducer.fit_features_)

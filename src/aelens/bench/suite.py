@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..analysis.latent import latent_analysis
+from ..data.loading import load_dataset
+from ..data.splits import make_split
 from ..layout import BenchFiles
 from ..models.inference import (
     cpu_flags,
@@ -25,7 +28,11 @@ from ..models.inference import (
     set_threads,
 )
 from ..models.nets import Geometry
+from ..runs.run import load_run
 from ..storage import write_json
+from ..study.pipeline import run_demo
+from ..synthetic.arena import IMAGES_NPY, synthesize, write_dataset
+from ..synthetic.video import lab_arena, synthesize_video
 from .measures import (
     aelens_run,
     decode_rate,
@@ -97,10 +104,6 @@ class Suite:
     """The benchmark figures, in order; each adds its entry to ``results`` and prints one line."""
 
     def __init__(self, results: dict, tmp: Path, quick: bool, bf16: bool, device: torch.device, echo):
-        from ..data.loading import load_dataset
-        from ..data.splits import make_split
-        from ..synthetic.arena import synthesize, write_dataset
-
         self.r, self.tmp, self.quick, self.bf16, self.device, self.echo = results, tmp, quick, bf16, device, echo
         self.data_dir = write_dataset(tmp / "data", synthesize(1200 if quick else 5000, seed=0))
         self.ds = load_dataset(self.data_dir)
@@ -238,8 +241,6 @@ class Suite:
         )
 
     def memmap(self):
-        from ..synthetic.arena import synthesize, write_dataset
-
         n = 200000
         mm_dir = self.tmp / "memmap"
         write_dataset(mm_dir, synthesize(n, seed=1), npy=True)
@@ -261,8 +262,6 @@ class Suite:
     def movie(self):
         """The evolution movie (40 snapshots x 20,000 points) against UMAP transform of every
         snapshot; full mode also times N = 5k, 20k, 80k for the growth exponent."""
-        from ..runs.run import load_run
-        from ..synthetic.arena import synthesize
 
         count, sizes = 40, [5000, 20000, 80000]
         run = load_run(self.ttq_run)
@@ -305,8 +304,6 @@ class Suite:
         """UMAP at 100,000 frames: the reducer of ``train decoder --embedding umap --dim 16`` (70,000 training frames,
         30,000 held out; in a fresh process, numba's compilation included), umap-learn's ``transform`` beside neighbour
         placement on 500 held-out frames, and ``aelens latent`` of the bench's AE on the 100,000 frames."""
-        from ..analysis.latent import latent_analysis
-        from ..synthetic.arena import IMAGES_NPY, synthesize, write_dataset
 
         n = 100000
         folder = write_dataset(self.tmp / "umap100k", synthesize(n, seed=3), npy=True)
@@ -336,7 +333,6 @@ class Suite:
     def importing(self):
         """``aelens data import`` beside a plain decode of the same video (frames/s, alternated: decode, import,
         decode), and its peak memory on that video and on one 10 x (quick: 3 x) longer."""
-        from ..synthetic.video import lab_arena, synthesize_video
 
         size, n, times = (384, 120, 3) if self.quick else (1024, 1000, 10)
         folder = self.tmp / "video"
@@ -369,8 +365,6 @@ class Suite:
         )
 
     def study(self):
-        from ..study.pipeline import run_demo
-
         t0 = time.perf_counter()
         run_demo(self.tmp / "demo", echo=lambda s: None)
         seconds = time.perf_counter() - t0

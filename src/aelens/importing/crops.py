@@ -7,8 +7,11 @@ import math
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from ..errors import AelensError
+from ..storage import atomic_path
+from .video import write_video
 
 PREVIEW_FRAMES = 100
 
@@ -20,7 +23,6 @@ def crop(
     resized to ``size`` x ``size`` with anti-aliasing (Pillow's bilinear filter widened by the scale). Outside the
     frame is black: the animal stays centred. ``rotate_deg``: turn the crop counter-clockwise by this much.
     Returns (crop (c, size, size) uint8, fraction of the window outside the frame)."""
-    from PIL import Image
 
     h, w = frame.shape[:2]
     out_size, win = size, window
@@ -77,8 +79,6 @@ class Preview:
         self.crops: list[tuple[np.ndarray, float]] = []
 
     def add(self, frame: np.ndarray, animals: list, crops: list[np.ndarray]) -> None:
-        from PIL import Image, ImageDraw
-
         if len(self.frames) >= PREVIEW_FRAMES:
             return
         h, w = frame.shape[:2]
@@ -115,11 +115,6 @@ class Preview:
         self.frames.append(np.asarray(img))
 
     def close(self) -> None:
-        from PIL import Image, ImageDraw
-
-        from ..storage import atomic_path
-        from .video import write_video
-
         if self.frames:
             h, w = self.frames[0].shape[:2]
             with atomic_path(self.folder / "preview.mp4") as tmp:

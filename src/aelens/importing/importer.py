@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from ..errors import AelensError
 from ..storage import NpyAppender, atomic_dir, sha256_file, write_csv, write_json
 from . import kinematics as kin
 from .crops import Preview, count_frames, crop
+from .heading_check import agreement_warnings, heading_agreement, heading_reversals, image_shape, reversal_warnings
 from .options import WINDOW_BODY_LENGTHS, ImportOptions, Session
 from .plan import Plan, condition_rows, plan_session, resolve_video
 from .poses import read_poses
@@ -213,8 +216,6 @@ def import_video(
             parts.append(tmp / f"part{i}")
         args = [(s, opts, str(p), progress and jobs == 1) for s, p in zip(todo, parts)]
         if jobs > 1 and len(todo) > 1:
-            from concurrent.futures import ProcessPoolExecutor
-
             with ProcessPoolExecutor(max_workers=min(jobs, len(todo))) as ex:
                 results = list(ex.map(_worker, args))
         else:
@@ -281,7 +282,6 @@ def _check_headings(images: Path, results: list[SessionResult], opts: ImportOpti
     (``heading_vs_image_axis`` in each session's summary) and signs of head-tail swaps (``head_tail_swaps``: turns
     round between consecutive frames, crops whose heading points the other way round against the body); sentences
     for the tracks reported. Egocentric crops are turned to the heading already: nothing to compare."""
-    from .heading_check import heading_agreement, heading_reversals, image_shape
 
     if opts.egocentric:
         return []
@@ -306,7 +306,6 @@ def _chunks(crops: np.ndarray, start: int, stop: int, size: int = 4096):
 
 def _heading_warnings(session: dict, where: str) -> list[str]:
     """The heading checks' sentences for one session's summary (either check may be missing from older imports)."""
-    from .heading_check import agreement_warnings, reversal_warnings
 
     return agreement_warnings(session.get("heading_vs_image_axis", {}), where) + reversal_warnings(
         session.get("head_tail_swaps", {}), where
@@ -315,7 +314,6 @@ def _heading_warnings(session: dict, where: str) -> list[str]:
 
 def _merge(tmp: Path, parts: list[Path], results: list[SessionResult], opts: ImportOptions) -> None:
     """Concatenate the sessions' crops into images.npy (streamed, flat memory) and their rows into metadata.csv."""
-    import shutil
 
     row_shape = (opts.channels, opts.size, opts.size)
     if len(parts) == 1:  # one session: its file is the result (a rename, no copy)

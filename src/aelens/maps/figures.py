@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..storage import atomic_path
+from .metrics import signed_angular_error
 
 GREEN = (46, 204, 64)
 RED = (255, 65, 54)
@@ -134,7 +135,6 @@ def save_angle_scatter(true_deg: np.ndarray, pred_deg: np.ndarray, path: str | P
 
 def save_error_polar(true_deg: np.ndarray, pred_deg: np.ndarray, path: str | Path) -> Path:
     """Polar histogram of the signed errors (predicted - true)."""
-    from .metrics import signed_angular_error
 
     plt = _mpl()
     err = np.radians(signed_angular_error(pred_deg, true_deg))

@@ -18,6 +18,9 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+import torch
+
+from ..data.augment import circle_mask, rotate_batch
 
 ATLAS_GRID = 12
 ATLAS_NEIGHBOURS = 10
@@ -125,9 +128,6 @@ def dimension_correlations(codes: np.ndarray, conditions: list[tuple[str, np.nda
 def rotated(frames: np.ndarray, steps: int = ROTATION_STEPS) -> tuple[np.ndarray, np.ndarray]:
     """Every frame (n, c, h, w) turned counter-clockwise (y up) by 0, 360/steps, ... degrees behind the circular
     mask: (n, steps, c, h, w) float32, and the angles in degrees."""
-    import torch
-
-    from ..data.augment import circle_mask, rotate_batch
 
     x = torch.as_tensor(np.asarray(frames, dtype=np.float32))
     x = x * circle_mask(x.shape[-2], x.shape[-1])

@@ -3,6 +3,7 @@ grid, and the movie of the map over training. Every file is written atomically; 
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -326,7 +327,6 @@ def save_traversals(images, order, labels: list[str], path, max_rows: int = 16) 
 def save_rotation_paths(maps, paths, labels: list[str], notes: list[str], path) -> Path:
     """Per run, its 2-D map (faint) and the paths of a few frames turned through a circle (coloured by the turn)."""
     plt = _mpl()
-    import textwrap
 
     n = len(maps)
     fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 4.3), squeeze=False)

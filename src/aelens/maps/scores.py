@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 # --------------------------------------------------------------------------------------------- decoding
 
@@ -258,8 +259,6 @@ class KnnIndex:
         return idx[:, :k].astype(np.int64), dist[:, :k].astype(np.float32)
 
     def _brute(self, q: np.ndarray, k: int, exclude_self: bool, chunk: int = 2048):
-        import torch
-
         base = torch.from_numpy(self.base)
         base_sq = (base * base).sum(1)
         idx_out, dist_out = [], []

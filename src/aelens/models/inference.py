@@ -15,6 +15,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .nets import fast_inference_layout, fold_batchnorm
+
 INFER_BATCH = 64  # measured: on 2 CPU cores 64 frames/batch beat 256 and 1024 (the activations stay in cache)
 
 
@@ -71,7 +73,6 @@ def set_threads(threads: int = 0) -> int:
 def inference_copy(networks: torch.nn.Module, device: torch.device | None = None) -> torch.nn.Module:
     """BatchNorm folded, channels-last weights (oneDNN's fast layout), on ``device``, in eval mode; on CPU also
     :func:`~aelens.models.nets.fast_inference_layout` (ReLU after pooling, the last layer as one matrix product)."""
-    from .nets import fast_inference_layout, fold_batchnorm
 
     out = fold_batchnorm(networks)
     if device is None or device.type == "cpu":

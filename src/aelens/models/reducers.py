@@ -20,6 +20,7 @@ import torch
 from ..config import EmbeddingConfig
 from ..errors import AelensError
 from ..layout import ReducerFiles, RunDir
+from ..maps.projection import neighbour_index, place_by_neighbours
 from ..storage import load_tensors, read_json, save_tensors, write_text
 
 log = logging.getLogger("aelens")
@@ -280,8 +281,6 @@ class UMAPReducer(Reducer):
         return emb
 
     def _transform(self, x):
-        from ..maps.projection import neighbour_index, place_by_neighbours
-
         if getattr(self, "_index", None) is None:
             self._index = neighbour_index(self.fit_features_, self.seed)
         return place_by_neighbours(self._index, self.fit_positions_, self._features(x), self._neighbors())

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from ..config import RunConfig
 from ..data.loading import Dataset
 from ..layout import ReducerFiles, RunDir, read_manifest
+from ..maps.figures import save_variance_plot
 from ..models.nets import Decoder, Geometry
 from ..models.reducers import PCAReducer, Reducer, make_reducer
 from ..storage import load_npy
@@ -109,7 +110,6 @@ class EmbeddingDecoder(Objective):
                 {"component": i + 1, "explained_variance_ratio": float(r), "cumulative": float(c)}
                 for i, (r, c) in enumerate(zip(ratio, cum))
             ]
-            from ..maps.figures import save_variance_plot
 
             dim = self.reducer.dim
             files = {

@@ -19,6 +19,7 @@ from ..data.augment import augment_batch, rotate_batch, uses_circle_mask  # noqa
 from ..data.loading import Conditions
 from ..errors import AelensError
 from ..layout import RunDir
+from ..models.inference import INFER_BATCH, autocast
 from ..models.nets import AngleReadout, Encoder, Geometry
 from ..storage import load_into, load_state_dict
 from .base import Objective
@@ -173,7 +174,6 @@ class DirectionTagger(Objective):
 
         A linear probe trained from a random readout with Adam at lr 1e-3 needs thousands of steps to reach what one
         solve gives; with it, "unfreeze 0" measures the AE latent rather than the optimiser's patience."""
-        from ..models.inference import INFER_BATCH, autocast
 
         idx = self.split["train"]
         if len(idx) > max_frames:

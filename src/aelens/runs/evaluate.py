@@ -18,6 +18,14 @@ import numpy as np
 from ..data.loading import Dataset
 from ..errors import AelensError
 from ..layout import RECON_RESULT, ReconFiles, RunDir, TestFiles
+from ..maps.figures import (
+    save_angle_arrows,
+    save_angle_scatter,
+    save_error_polar,
+    save_recon_grid,
+    save_side_by_side_gif,
+)
+from ..maps.map_figures import save_recon_comparison
 from ..maps.metrics import (
     angle_metrics,
     circular_mean_deg,
@@ -25,6 +33,9 @@ from ..maps.metrics import (
     image_metrics,
     regression_metrics,
 )
+from ..maps.projection import embed
+from ..models.reducers import PCAReducer
+from ..objectives.tagger import tagger_targets
 from ..storage import check_unlocked, write_json, write_table
 from .run import Run, check_same_image_shape, load_run
 
@@ -101,7 +112,6 @@ def test_run(
 
 def pca_baseline(dataset: Dataset, train_idx: np.ndarray, frames: np.ndarray, dim: int, seed: int) -> np.ndarray:
     """Reconstruct ``frames`` (n, c, h, w) from ``dim`` principal components fitted on training frames."""
-    from ..models.reducers import PCAReducer
 
     if len(train_idx) > PCA_BASELINE_MAX_FIT:
         train_idx = np.sort(np.random.default_rng(seed).choice(train_idx, PCA_BASELINE_MAX_FIT, replace=False))
@@ -162,8 +172,6 @@ def _test_reconstruction(run: Run, ds: Dataset, idx, split, out: Path, figures: 
             scores.update(image_metrics(pred, clean, "_clean"))
         results["baselines"][name] = scores
     if figures:
-        from ..maps.figures import save_recon_grid, save_side_by_side_gif
-
         k = min(16, len(idx))
         save_recon_grid(
             frames[:k],
@@ -181,8 +189,6 @@ def _test_reconstruction(run: Run, ds: Dataset, idx, split, out: Path, figures: 
 
 
 def _test_tagger(run: Run, ds: Dataset, idx, split, out: Path, figures: bool) -> dict:
-    from ..objectives.tagger import tagger_targets
-
     conds = ds.require_conditions("testing a tagger")
     values, valid, notes = tagger_targets(run.config.tagger, conds)
     for note in notes:
@@ -224,8 +230,6 @@ def _test_tagger(run: Run, ds: Dataset, idx, split, out: Path, figures: bool) ->
         }
     }
     if figures:
-        from ..maps.figures import save_angle_arrows, save_angle_scatter, save_error_polar
-
         save_angle_scatter(true, pred, out / TestFiles.ANGLE_SCATTER)
         save_error_polar(true, pred, out / TestFiles.ANGLE_POLAR)
         save_angle_arrows(frames[:24], true[:24], pred[:24], out / TestFiles.ANGLE_ARROWS)
@@ -264,8 +268,6 @@ def compare_reconstructions(
 ) -> dict:
     """Evaluate every run on the same test frames: ``recon_comparison.csv`` / ``.md`` and ``recon_comparison.png``
     (one column per model; rows: inputs, outputs, the model's latent mapped to 2-D by UMAP)."""
-    from ..maps.map_figures import save_recon_comparison
-    from ..maps.projection import embed
 
     if not run_dirs:
         raise AelensError("compare-recon needs at least one run directory")

@@ -15,11 +15,14 @@ import numpy as np
 import torch
 
 from ..config import RunConfig
-from ..data.loading import Dataset
+from ..data.loading import Dataset, load_dataset
+from ..data.sessions import load_dataset_from_config
 from ..errors import AelensError
 from ..layout import MANIFEST, Manifest, RunDir
 from ..models.inference import INFER_BATCH, default_device, inference_copy, resolve_precision, run_batched
 from ..models.nets import Geometry, Networks
+from ..models.reducers import Reducer
+from ..objectives import OBJECTIVES
 from ..storage import load_into, load_state_dict
 
 
@@ -32,7 +35,6 @@ def run_geometry(manifest: Manifest, run_dir: str | Path) -> Geometry:
 
 def build_objective(run_dir: str | Path, weights: bool = True):
     """(objective with weights loaded, config, manifest) for a run directory."""
-    from ..objectives import OBJECTIVES
 
     rd = RunDir(run_dir)
     manifest = rd.manifest()
@@ -60,8 +62,6 @@ class Run:
         self.networks: Networks = inference_copy(objective.networks(), self.device)
         self.reducer = None
         if self.kind == "decoder":
-            from ..models.reducers import Reducer
-
             self.reducer = Reducer.load(RunDir(self.path).reducer, self.manifest)
         self.target_scale = None
         if self.kind == "tagger" and self.config.tagger.kind == "linear":
@@ -74,8 +74,6 @@ class Run:
     def dataset(self, data: str | Path | None = None, dataset: Dataset | None = None) -> Dataset:
         """The dataset to evaluate on: ``dataset``; else ``data`` read with the run's data options (key, scaling,
         condition names); else the run's own training data. Its frames must have the run's shape."""
-        from ..data.loading import load_dataset
-        from ..data.sessions import load_dataset_from_config
 
         if dataset is None:
             d = self.config.data

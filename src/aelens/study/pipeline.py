@@ -24,12 +24,22 @@ from typing import Callable
 
 import numpy as np
 
+from ..analysis.answers import collect_results
+from ..analysis.compare import compare_runs
+from ..analysis.latent import latent_analysis
+from ..analysis.report import write_report
+from ..analysis.transfer import score_transfer
 from ..config import RunConfig
-from ..data.loading import IMAGE_NAMES
+from ..data.loading import IMAGE_NAMES, load_dataset
+from ..data.sessions import expand_data_paths, load_dataset_from_config, resolve_data_paths
 from ..errors import AelensError
+from ..importing.importer import crop_mismatches, heading_notes
 from ..layout import RunDir, StudyLayout
-from ..runs.evaluate import ensure_test
+from ..maps.projection import METHODS
+from ..models.reducers import REDUCERS
+from ..runs.evaluate import compare_reconstructions, ensure_test
 from ..storage import read_json, write_json
+from ..synthetic.arena import synthesize, write_dataset
 from ..training.trainer import ensure_run
 from .config import DEMO, StudyConfig, load_study_config
 from .sweep import sweep_settings, unfreeze_sweep
@@ -94,8 +104,6 @@ def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 def check_study(cfg: StudyConfig, dataset) -> None:
     """Settings that only fail late (after the AE has trained) are checked against the data before any work."""
-    from ..maps.projection import METHODS
-    from ..models.reducers import REDUCERS
 
     if cfg.latent_method not in METHODS:
         raise AelensError(f"latent_method: {cfg.latent_method!r} is not one of {', '.join(METHODS)}")
@@ -129,7 +137,6 @@ def transfer_names(paths: tuple[str, ...]) -> list[str]:
 
 def _check_transfer(dataset, paths: tuple[str, ...], cfg: StudyConfig) -> None:
     """Every transfer set must load with the study's data options and have the training frames' shape."""
-    from ..data.loading import load_dataset
 
     d = cfg.data
     for p in paths:
@@ -154,8 +161,6 @@ def _check_transfer(dataset, paths: tuple[str, ...], cfg: StudyConfig) -> None:
 def transfer_notes(data, path: str) -> list[str]:
     """Warnings for the report (from import.json): crops of the transfer set cut differently from the training
     data's, and transfer-set tracks whose pose headings sit consistently off the animals' visible axis."""
-    from ..data.sessions import expand_data_paths
-    from ..importing.importer import crop_mismatches, heading_notes
 
     return crop_mismatches(expand_data_paths(data), path) + heading_notes(path)
 
@@ -163,15 +168,12 @@ def transfer_notes(data, path: str) -> list[str]:
 def data_notes(data) -> list[str]:
     """Warnings for the report about the training data itself (from import.json): tracks whose pose headings sit
     consistently off the animals' visible axis."""
-    from ..data.sessions import expand_data_paths
-    from ..importing.importer import heading_notes
 
     return [note for path in expand_data_paths(data) for note in heading_notes(path)]
 
 
 def _prepare(data, out, cfg: StudyConfig):
     """Resolve paths, load and check the data and settings (before any work); returns (cfg, dataset, layout)."""
-    from ..data.sessions import load_dataset_from_config, resolve_data_paths
 
     if isinstance(data, (list, tuple)) and len(data) == 1:
         data = data[0]
@@ -192,7 +194,6 @@ def _train_test(run_cfg: RunConfig, run: RunDir) -> None:
 
 def _model_steps(cfg: StudyConfig, lay: StudyLayout, has_target: bool) -> list[Step]:
     """Train and test the AE and each decoder; compare their reconstructions."""
-    from ..runs.evaluate import compare_reconstructions
 
     data, ae = cfg.data.path, lay.ae
     steps = [Step("train + test AE", lambda: _complete(ae), lambda: _train_test(_run_config(cfg, data, "ae"), ae))]
@@ -209,8 +210,6 @@ def _model_steps(cfg: StudyConfig, lay: StudyLayout, has_target: bool) -> list[S
 
 
 def _latent_step(cfg: StudyConfig, lay: StudyLayout, name: str, run: RunDir, what: str) -> Step:
-    from ..analysis.latent import latent_analysis
-
     return Step(f"latent analysis of the {what}", lambda: lay.latent_summary(name).is_file(),
                 lambda: latent_analysis(run.path, method=cfg.latent_method, out=lay.latent(name), evolution=True,
                                         fit=cfg.evolution_fit, max_images=cfg.max_images))  # fmt: skip
@@ -218,7 +217,6 @@ def _latent_step(cfg: StudyConfig, lay: StudyLayout, name: str, run: RunDir, wha
 
 def _tagger_steps(cfg: StudyConfig, lay: StudyLayout) -> list[Step]:
     """The tagger from scratch and the unfreeze sweep, its latent, and the AE-vs-tagger comparison."""
-    from ..analysis.compare import compare_runs
 
     over = {"train.epochs": cfg.sweep_epochs or cfg.epochs, "tagger.target": cfg.target}
     tcfg = _run_config(cfg, cfg.data.path, "tagger", **over)
@@ -234,7 +232,6 @@ def _tagger_steps(cfg: StudyConfig, lay: StudyLayout) -> list[Step]:
 
 def _transfer_steps(cfg: StudyConfig, lay: StudyLayout, has_target: bool, echo) -> list[Step]:
     """Score every model on each transfer set (a session never trained on)."""
-    from ..analysis.transfer import score_transfer
 
     scored = {"ae": lay.ae.path, **{lay.decoder(s).path.name: lay.decoder(s).path for s in cfg.decoders}}
     if has_target:
@@ -278,8 +275,6 @@ def run_study(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], Non
 
     ``data``: one dataset path, several (sessions read as one, with a ``session`` column), or None for the study
     config's ``data.path``. ``cfg.transfer``: datasets every model is also scored on (see ``analysis.transfer``)."""
-    from ..analysis.answers import collect_results
-    from ..analysis.report import write_report
 
     cfg, dataset, lay = _prepare(data, out, cfg)
     has_target = dataset.conditions is not None and cfg.target in dataset.conditions.names
@@ -304,7 +299,6 @@ def run_demo(
     out: str | Path = "demo", n: int | None = None, epochs: int | None = None, echo: Callable[[str], None] = print
 ) -> dict:
     """Synthetic arena data + a small study: the tool's three questions answered end to end."""
-    from ..synthetic.arena import synthesize, write_dataset
 
     out = Path(out)
     data = StudyLayout(out).data

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..config import RunConfig
 from ..errors import AelensError
 from ..layout import SWEEP_RESULT, SweepFiles, read_manifest
+from ..maps.figures import save_sweep_plot
 from ..models.nets import Encoder
 from ..runs.evaluate import ensure_test
 from ..storage import write_json, write_table
@@ -27,7 +28,6 @@ def sweep_settings() -> list[tuple[str, str | None]]:
 def unfreeze_sweep(base: RunConfig, init_from: str | Path, out: str | Path, data=None) -> dict:
     """Train and test every sweep run under ``out`` (skipping finished ones); write ``unfreeze_sweep.csv`` and
     ``unfreeze_sweep.png``. ``base`` is a tagger config (data, target, epochs, ...)."""
-    from ..maps.figures import save_sweep_plot
 
     if base.tagger.kind != "angle":
         raise AelensError("sweep unfreeze scores angle errors; use an angle target (--kind angle)")

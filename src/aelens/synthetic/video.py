@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import AelensError
+from ..importing.video import write_video
 from ..storage import atomic_path, write_text
 from .arena import Arena, _animal, _scene, _Sensor, simulate_trajectory
 
@@ -127,7 +128,6 @@ def synthesize_video(
 ) -> dict[str, Path]:
     """Write ``video.mp4`` and the true poses in every format available; returns {format: path}. ``crf``: H.264
     quality (10: nearly lossless, for ground truth; 23: a typical lab recording)."""
-    from ..importing.video import write_video
 
     if n < 2:
         raise AelensError(f"--n must be at least 2, got {n}")

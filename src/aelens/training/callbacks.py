@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from ..errors import TrainingDiverged
 from ..layout import RunDir, val_image_name
+from ..maps.figures import save_recon_grid
 from ..storage import load_tree, remove_file, save_tree, write_text
 
 
@@ -111,15 +114,10 @@ class StepBoundaryInterrupt(L.Callback):
         self.requested = True
 
     def on_train_start(self, trainer, pl_module):
-        import signal
-        import threading
-
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handler)
 
     def _restore(self):
-        import signal
-
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
@@ -205,7 +203,6 @@ class ValidationImages(L.Callback):
     def on_validation_epoch_end(self, trainer, pl_module):
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        from ..maps.figures import save_recon_grid
 
         idx = pl_module.split["val"][: self.n]
         x = pl_module.dataset.batch(idx).to(pl_module.device)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -80,8 +81,6 @@ def _describe_split(info: dict) -> str:
 
 
 def _accelerator(cfg: RunConfig) -> str:
-    import torch
-
     acc = cfg.train.accelerator
     if acc == "auto":
         return "gpu" if torch.cuda.is_available() else "cpu"
@@ -336,8 +335,6 @@ def _train(cfg, out, overwrite, resume, dataset, locks, callbacks=()) -> Path:
     if cfg.train.precision == "auto" and precision == "fp32" and not st.worker:
         log.info("precision: fp32 (this device has no fast bf16)")
     if cfg.train.channels_last:
-        import torch
-
         objective = objective.to(memory_format=torch.channels_last)
     trainer, hooks = _trainer(st, objective, accelerator, precision, callbacks)
     seconds = _fit(trainer, objective, st, hooks)
