@@ -190,3 +190,35 @@ def test_the_write_detector_sees_writes(tmp_path):
         "calls p.write_text (line 5)",
         "opens a file for writing (line 6)",
     ]
+
+
+# where each layer's tests are: a folder's own behaviour is tested in these files (the rule the README states)
+TESTS: dict[str, list[str]] = {
+    "cli": ["test_config.py", "test_hostile.py"],
+    "bench": ["test_step_work.py", "test_metrics.py"],
+    "study": ["test_study.py", "test_config.py"],
+    "analysis": ["test_latent.py", "test_compare.py", "test_study.py"],
+    "runs": ["test_train.py", "test_reducers.py", "test_reliability.py"],
+    "training": ["test_train.py", "test_ddp.py", "test_step_work.py"],
+    "objectives": ["test_train.py", "test_tagger.py"],
+    "models": ["test_nets.py", "test_reducers.py"],
+    "maps": ["test_scores.py", "test_metrics.py", "test_inside.py"],
+    "data": ["test_loading.py", "test_splits.py"],
+    "importing": ["test_import.py", "test_heading_check.py"],
+    "synthetic": ["test_synthetic.py"],
+    "layout": ["test_storage.py", "test_layout_names.py"],
+    "config": ["test_config.py"],
+    "storage": ["test_storage.py", "test_reliability.py"],
+    "errors": ["test_hostile.py"],
+    "": ["test_layers.py"],  # the package: its Python API and its layers
+}
+
+
+def test_every_layer_names_where_its_tests_are():
+    tests = Path(__file__).resolve().parent
+    layers = {p.split(".")[0] for _, patterns in LAYERS for p in patterns} - {"__main__", "_version"}
+    assert layers == set(TESTS), f"layers without a TESTS entry: {sorted(layers - set(TESTS))}"
+    missing = [f for files in TESTS.values() for f in files if not (tests / f).is_file()]
+    assert not missing, missing
+    unlisted = {p.name for p in tests.glob("test_*.py")} - {f for files in TESTS.values() for f in files}
+    assert not unlisted, f"test files no layer names: {sorted(unlisted)}"

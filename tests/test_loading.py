@@ -202,13 +202,13 @@ def _session(folder, n, offset, size=28, npy=True, extra_col=None, session=None)
 
 
 def test_several_inputs_keep_rows_aligned_with_their_conditions(tmp_path):
-    from aelens.data.sessions import ConcatFrames, load_dataset_from_config
+    from aelens.data.sessions import ConcatFrames, load_with_options
 
     a = _session(tmp_path / "day1", 30, 0, extra_col="speed")
     b = _session(tmp_path / "day2", 45, 100, npy=False)
     c = _session(tmp_path / "imported", 20, 200, session="mouse7")
     cfg = RunConfig().with_overrides({"data.path": [str(a), str(b), str(c)]})
-    ds = load_dataset_from_config(cfg.data)
+    ds = load_with_options(cfg.data)
     assert isinstance(ds.images, ConcatFrames) and isinstance(ds.images.parts[0], np.memmap)  # nothing loaded
     assert ds.n == 95 and ds.conditions.names == ["session", "frame", "val", "speed"]
     assert ds.conditions.labels["session"] == ["day1", "day2", "mouse7"]  # directory names, or the import's names
@@ -223,7 +223,7 @@ def test_several_inputs_keep_rows_aligned_with_their_conditions(tmp_path):
 
 
 def test_a_text_file_lists_the_sessions(tmp_path):
-    from aelens.data.sessions import expand_data_paths, load_dataset_from_config, resolve_data_paths
+    from aelens.data.sessions import expand_data_paths, load_with_options, resolve_data_paths
 
     _session(tmp_path / "s" / "a", 10, 0)
     _session(tmp_path / "s" / "b", 12, 50)
@@ -231,7 +231,7 @@ def test_a_text_file_lists_the_sessions(tmp_path):
     listing.write_text("# two days\na\n\nb  # the second\n")
     assert expand_data_paths(str(listing)) == [str(tmp_path / "s" / "a"), str(tmp_path / "s" / "b")]
     assert resolve_data_paths(str(listing)) == (str(tmp_path / "s" / "a"), str(tmp_path / "s" / "b"))
-    ds = load_dataset_from_config(RunConfig().with_overrides({"data.path": str(listing)}).data)
+    ds = load_with_options(RunConfig().with_overrides({"data.path": str(listing)}).data)
     assert ds.n == 22 and ds.conditions.labels["session"] == ["a", "b"]
 
 
@@ -296,3 +296,27 @@ def test_train_with_repeated_data_records_every_session(tmp_path, capsys):
     assert sides[0].isdisjoint(sides[1]) and sides[0] | sides[1] == {0, 1}  # one whole session each
     code, out_text, err = run_cli(["test", out], capsys)
     assert code == 0, err
+
+
+def test_load_with_options_reads_own_and_other_data_the_same_way(tmp_path):
+    """One function reads data the way a run does: its own data and another dataset (a transfer set, `aelens test
+    --data`) get the same condition handling. No names ({} or None) keep every column; names select and rename."""
+    import dataclasses
+
+    from aelens.data.sessions import load_with_options
+    from aelens.synthetic.arena import COLUMNS, synthesize, write_dataset
+
+    own = write_dataset(tmp_path / "own", synthesize(40, seed=1, size=32))
+    other = write_dataset(tmp_path / "other", synthesize(30, seed=2, size=32))
+    data = RunConfig().with_overrides({"data.path": str(own)}).data
+    assert data.conditions == {}
+    for cfg in (data, dataclasses.replace(data, conditions=None)):
+        assert load_with_options(cfg).condition_names() == list(COLUMNS)
+        assert load_with_options(cfg, other).condition_names() == list(COLUMNS)
+    named = dataclasses.replace(data, conditions={2: "second", 0: "first"})
+    everything = load_with_options(data, other)
+    picked = load_with_options(named, other)
+    assert picked.condition_names() == ["first", "second"] == load_with_options(named).condition_names()
+    np.testing.assert_array_equal(picked.conditions.column("first"), everything.conditions.column(COLUMNS[0]))
+    np.testing.assert_array_equal(picked.conditions.column("second"), everything.conditions.column(COLUMNS[2]))
+    assert load_with_options(data, other).n == 30 and load_with_options(data).n == 40

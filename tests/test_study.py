@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from aelens.data import sessions
 from aelens.errors import AelensError
 from aelens.study.config import load_study_config
 from aelens.study.pipeline import run_study
@@ -49,6 +50,9 @@ ARTEFACTS = [
 ]
 
 
+LOADS: list[Path] = []  # the paths the study fixture's run read, in order
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
@@ -68,8 +72,18 @@ def study(tmp_path_factory):
         },
     )
     lines = []
-    results = run_study(data, root / "out", cfg, echo=lines.append)
+    with pytest.MonkeyPatch.context() as mp:  # every dataset read, by path: the study should read each once
+        read = sessions.load_dataset
+        mp.setattr(sessions, "load_dataset", lambda path, **kw: LOADS.append(Path(path).resolve()) or read(path, **kw))
+        results = run_study(data, root / "out", cfg, echo=lines.append)
     return root, data, cfg, results, lines
+
+
+def test_a_study_reads_its_data_and_each_transfer_set_once(study):
+    """The study loads its training data and each transfer set once and passes them to every step (eleven runs,
+    their tests, the latent maps, the comparisons, the transfer scores)."""
+    root, data, cfg, results, lines = study
+    assert sorted(LOADS) == sorted([Path(data).resolve(), (root / "other_session").resolve()])
 
 
 def test_study_produces_every_artefact(study):
@@ -77,8 +91,16 @@ def test_study_produces_every_artefact(study):
     out = root / "out"
     for rel in ARTEFACTS:
         assert (out / rel).is_file(), rel
-    assert set(results["answers"]) == {"q1", "q2", "q3", "transfer"}
-    assert "PCA-8 reaches" in results["answers"]["q2"] and "linear CKA" in results["answers"]["q3"]
+    assert set(results["answers"]) == {
+        "what_ae_encodes",
+        "can_embeddings_replace_encoder",
+        "how_objective_shapes_latent",
+        "transfer",
+    }
+    assert (
+        "PCA-8 reaches" in results["answers"]["can_embeddings_replace_encoder"]
+        and "linear CKA" in results["answers"]["how_objective_shapes_latent"]
+    )
     assert len(results["reconstruction"]["rows"]) == 5
     assert [r["run"] for r in results["sweep"]["rows"]] == [
         "scratch",
@@ -92,7 +114,13 @@ def test_study_produces_every_artefact(study):
     assert 0 <= pair["linear_cka"] <= 1
     html = (out / "report.html").read_text()
     assert html.count('<img src="data:image/') >= 10 and "http://" not in html and "https://" not in html
-    for section in ("id='q1'", "id='q2'", "id='q3'", "id='transfer'", "Does it hold on a new session?"):
+    for section in (
+        "id='what_ae_encodes'",
+        "id='can_embeddings_replace_encoder'",
+        "id='how_objective_shapes_latent'",
+        "id='transfer'",
+        "Does it hold on a new session?",
+    ):
         assert section in html
     tr = results["transfer"][0]
     assert tr["name"] == "other_session" and tr["n"] == 120
@@ -175,7 +203,9 @@ def test_report_renders_in_headless_chromium(study, tmp_path):
         broken = driver.execute_script(
             "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt)"
         )
-        sections = driver.execute_script("return ['q1','q2','q3'].map(id => document.getElementById(id) !== null)")
+        sections = driver.execute_script(
+            "return ['what_ae_encodes','can_embeddings_replace_encoder','how_objective_shapes_latent'].map(id => document.getElementById(id) !== null)"
+        )
         shot = tmp_path / "report.png"
         driver.save_screenshot(str(shot))
     finally:
@@ -196,9 +226,9 @@ def test_report_names_come_from_the_study_settings(study):
     out = root / "out"
     assert "latent_dim: 8" in (out / "runs" / "ae" / "config.yaml").read_text()
     assert "target: head_angle_deg" in (out / "sweep" / "scratch" / "config.yaml").read_text()
-    assert results["answers"]["q1"].startswith("The AE's 8-D latent encodes ")
+    assert results["answers"]["what_ae_encodes"].startswith("The AE's 8-D latent encodes ")
     assert results["comparison"]["loop_condition"] == "head_angle_deg"
-    assert "head_angle_deg is decoded from the tagger latent" in results["answers"]["q3"]
+    assert "head_angle_deg is decoded from the tagger latent" in results["answers"]["how_objective_shapes_latent"]
     html = (out / "report.html").read_text()
     assert "16-D" not in html and "body angle" not in html
     assert 'alt="Coloured by head_angle_deg (the taggers&#x27; target)' in html  # the figure is there, embedded
@@ -261,7 +291,7 @@ def test_study_transfer_bad_inputs_exit_2_before_any_work(tmp_path, capsys):
 
 
 def test_the_answers_name_only_conditions_decoded_better_than_chance():
-    from aelens.analysis.answers import answer_q1, best_linear_r2
+    from aelens.analysis.answers import answer_what_ae_encodes, best_linear_r2
 
     rows = [
         {"condition": "body_angle_deg", "decoder": "knn", "metric": "mae_deg", "score": 2.0, "chance": 90.0},
@@ -269,10 +299,10 @@ def test_the_answers_name_only_conditions_decoded_better_than_chance():
         {"condition": "speed", "decoder": "ridge", "metric": "r2", "score": -0.10, "chance": 0.0},
         {"condition": "y", "decoder": "ridge", "metric": "r2", "score": -0.65, "chance": 0.0},
     ]
-    text = answer_q1({"encoding_scores": rows, "trustworthiness": 0.99}, 16)
+    text = answer_what_ae_encodes({"encoding_scores": rows, "trustworthiness": 0.99}, 16)
     assert text.startswith("The AE's 16-D latent encodes body_angle_deg (knn: 2.0° (chance 90°)); the least")
     assert "speed" not in text.split(";")[0] and best_linear_r2(rows) is None
-    none = answer_q1({"encoding_scores": rows[1:], "trustworthiness": 0.99}, 8)
+    none = answer_what_ae_encodes({"encoding_scores": rows[1:], "trustworthiness": 0.99}, 8)
     assert none.startswith("The AE's 8-D latent encodes none of the conditions better than chance; the least")
 
 
@@ -305,3 +335,16 @@ def test_a_reconstruction_that_does_not_hold_says_why():
     assert answer_transfer(tr)[1] == why
     holds = {"name": "s2", "models": [{"label": "ae", "kind": "ae", "own": own, "new": {**new, "value": 29.0}}]}
     assert len(answer_transfer(holds)) == 1 and "it holds" in answer_transfer(holds)[0]
+
+
+def test_answers_are_read_by_question_name_and_old_numbered_keys_still_read():
+    """results.json names the questions; a file written when they were numbered (q1..q3) reads the same."""
+    from aelens.analysis.answers import QUESTIONS, read_answers
+
+    new = {
+        "answers": {"what_ae_encodes": "a", "can_embeddings_replace_encoder": "b", "how_objective_shapes_latent": "c"}
+    }
+    old = {"answers": {"q1": "a", "q2": "b", "q3": "c", "transfer": {}}}
+    assert list(read_answers(new)) == list(QUESTIONS)
+    assert read_answers(old) == {**read_answers(new), "transfer": {}}
+    assert read_answers({}) == {}

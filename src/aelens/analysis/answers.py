@@ -10,6 +10,20 @@ from pathlib import Path
 from ..layout import StudyLayout
 from ..storage import read_json, versions
 
+# the study's three questions: results.json's "answers" key -> the question, in the order the report asks them
+QUESTIONS: dict[str, str] = {
+    "what_ae_encodes": "What does the AE encode?",
+    "can_embeddings_replace_encoder": "Can PCA/UMAP replace the encoder?",
+    "how_objective_shapes_latent": "How does the objective shape the representation?",
+}
+# results.json files written before the questions had names keyed them by number
+OLD_KEYS = {"q1": "what_ae_encodes", "q2": "can_embeddings_replace_encoder", "q3": "how_objective_shapes_latent"}
+
+
+def read_answers(results: dict) -> dict:
+    """The answers of a study's ``results.json``, by question name (older files' ``q1``..``q3`` read as the names)."""
+    return {OLD_KEYS.get(k, k): v for k, v in (results.get("answers") or {}).items()}
+
 
 def _load(path: Path):
     return read_json(path) if path.is_file() else None
@@ -31,7 +45,7 @@ def _fmt_score(row: dict) -> str:
     return f"R² {row['score']:.2f}"
 
 
-def answer_q1(latent: dict | None, latent_dim: int) -> str:
+def answer_what_ae_encodes(latent: dict | None, latent_dim: int) -> str:
     if not latent or not latent.get("encoding_scores"):
         return "No conditions were available to score the AE latent against."
     best = {}
@@ -54,7 +68,7 @@ def quality_key(rows: list[dict]) -> str:
     return "psnr_clean" if rows and rows[0].get("psnr_clean") is not None else "psnr"
 
 
-def answer_q2(recon: dict | None) -> str:
+def answer_can_embeddings_replace_encoder(recon: dict | None) -> str:
     if not recon:
         return "The reconstruction comparison did not run."
     rows = recon["rows"]
@@ -83,7 +97,7 @@ def answer_q2(recon: dict | None) -> str:
     return "; ".join(parts) + "." + verdict + ev
 
 
-def answer_q3(compare: dict | None, sweep: dict | None) -> str:
+def answer_how_objective_shapes_latent(compare: dict | None, sweep: dict | None) -> str:
     if not compare:
         return "The tagger was not trained (no angle target in the metadata)."
     labels = compare["labels"]
@@ -287,9 +301,9 @@ def collect_results(out: Path, cfg, timings: dict, seconds: float, data_notes: l
         "comparison": compare,
         "transfer": transfer,
         "answers": {
-            "q1": answer_q1(latent_ae, cfg.latent_dim),
-            "q2": answer_q2(recon),
-            "q3": answer_q3(compare, sweep),
+            "what_ae_encodes": answer_what_ae_encodes(latent_ae, cfg.latent_dim),
+            "can_embeddings_replace_encoder": answer_can_embeddings_replace_encoder(recon),
+            "how_objective_shapes_latent": answer_how_objective_shapes_latent(compare, sweep),
             "transfer": {t["name"]: answer_transfer(t, cfg.target) for t in transfer},
         },
     }

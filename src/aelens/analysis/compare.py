@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.loading import Dataset
 from ..errors import AelensError
 from ..layout import COMPARE_RESULT, CompareFiles
 from ..maps import map_figures
@@ -52,6 +53,7 @@ def compare_runs(
     n_boot: int = 200,
     seed: int = 0,
     loop_on: str | None = None,
+    dataset: Dataset | None = None,
 ) -> dict:
     """Pairwise CKA (linear and debiased, bootstrap 95% interval, permutation baseline), mutual k-NN overlap and
     Procrustes distance; per run and condition the decoding scores; the loop test of each run's 2-D map (on the
@@ -61,7 +63,7 @@ def compare_runs(
         raise AelensError("compare needs at least two run directories")
     runs = [load_run(r) for r in run_dirs]
     check_comparable(runs)
-    ds = runs[0].dataset(data)
+    ds = runs[0].dataset(data, dataset)
     out = Path(out) if out is not None else Path("comparison")
     idx = analysis_indices(ds.n, max_images, seed)
     frames = ds.batch(idx).numpy()

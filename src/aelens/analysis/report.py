@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..layout import CompareFiles, LatentFiles, ReconFiles, RunDir, StudyLayout, SweepFiles, TestFiles
 from ..storage import write_text
-from .answers import best_linear_r2, psnr_of, quality_key
+from .answers import best_linear_r2, psnr_of, quality_key, read_answers
 
 # --------------------------------------------------------------------------------------------- HTML
 
@@ -190,13 +190,13 @@ def _header(results: dict) -> list[str]:
     ]
 
 
-def _q1_section(lay: StudyLayout, results: dict) -> list[str]:
+def _what_ae_encodes_section(lay: StudyLayout, results: dict) -> list[str]:
     lat = results.get("latent_ae") or {}
     method = str(results["settings"].get("latent_method", "umap")).upper()
     folder = lay.latent("ae")
     return [
-        "<section id='q1'><h2>1. What does the autoencoder's latent encode?</h2>",
-        f"<div class='answer'>{html.escape(results['answers']['q1'])}</div>",
+        "<section id='what_ae_encodes'><h2>1. What does the autoencoder's latent encode?</h2>",
+        f"<div class='answer'>{html.escape(read_answers(results)['what_ae_encodes'])}</div>",
         _img(
             folder / LatentFiles.OVERVIEW,
             f"The AE latent ({method}), coloured by each condition; decoding score in each title.",
@@ -215,7 +215,7 @@ def _q1_section(lay: StudyLayout, results: dict) -> list[str]:
     ]
 
 
-def _q2_section(lay: StudyLayout, results: dict) -> list[str]:
+def _replace_encoder_section(lay: StudyLayout, results: dict) -> list[str]:
     rows = (results.get("reconstruction") or {}).get("rows", [])
     key = quality_key(rows)
     clean = [key, "ssim_clean"] if key == "psnr_clean" else []
@@ -228,8 +228,8 @@ def _q2_section(lay: StudyLayout, results: dict) -> list[str]:
             f"Cumulative explained variance of PCA on the training frames ({pca_run.name}).",
         )
     return [
-        "<section id='q2'><h2>2. Can PCA or UMAP replace the encoder?</h2>",
-        f"<div class='answer'>{html.escape(results['answers']['q2'])}</div>",
+        "<section id='can_embeddings_replace_encoder'><h2>2. Can PCA or UMAP replace the encoder?</h2>",
+        f"<div class='answer'>{html.escape(read_answers(results)['can_embeddings_replace_encoder'])}</div>",
         _img(lay.recon / ReconFiles.FIGURE, "Same test frames through each model; bottom row: each model's latent in 2-D."),
         _table(rows, fields),
         variance,
@@ -241,11 +241,11 @@ SWEEP_FIELDS = ["run", "trainable_layers", "angle_mae_deg", "angle_median_deg", 
                 "train_seconds"]  # fmt: skip
 
 
-def _q3_section(lay: StudyLayout, results: dict) -> list[str]:
+def _objective_section(lay: StudyLayout, results: dict) -> list[str]:
     cmp_, sweep = results.get("comparison"), results.get("sweep")
     parts = [
-        "<section id='q3'><h2>3. How does the objective shape the representation?</h2>",
-        f"<div class='answer'>{html.escape(results['answers']['q3'])}</div>",
+        "<section id='how_objective_shapes_latent'><h2>3. How does the objective shape the representation?</h2>",
+        f"<div class='answer'>{html.escape(read_answers(results)['how_objective_shapes_latent'])}</div>",
     ]
     if cmp_:
         pair_rows = [
@@ -297,9 +297,9 @@ def write_report(out: Path, results: dict) -> Path:
     steps = ", ".join(f"{k}: {v}" for k, v in results["step_seconds"].items())
     parts = [
         *_header(results),
-        *_q1_section(lay, results),
-        *_q2_section(lay, results),
-        *_q3_section(lay, results),
+        *_what_ae_encodes_section(lay, results),
+        *_replace_encoder_section(lay, results),
+        *_objective_section(lay, results),
         *_transfer_section(lay, results),
         "<h2>Reproduce</h2><p>Every run directory holds its <code>config.yaml</code>; "
         "<code>aelens study --data DATA --out DIR --config DIR/study.yaml</code> repeats (or resumes) this study.</p>",

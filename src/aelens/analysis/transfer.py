@@ -47,11 +47,14 @@ def _headline(kind: str, res: dict) -> dict:
     return out
 
 
-def transfer_decoding(run_dir: Path, new: Dataset, max_images: int, seed: int = 0) -> list[dict]:
-    """Each condition both datasets have, decoded from ``run_dir``'s latent: fitted on its training data, scored on
-    ``new`` (ridge and k-NN, with the score of a readout fitted on shuffled targets as chance)."""
+def transfer_decoding(
+    run_dir: Path, new: Dataset, max_images: int, seed: int = 0, train_dataset: Dataset | None = None
+) -> list[dict]:
+    """Each condition both datasets have, decoded from ``run_dir``'s latent: fitted on its training data
+    (``train_dataset``, or read again when None), scored on ``new`` (ridge and k-NN, with the score of a readout
+    fitted on shuffled targets as chance)."""
     run = load_run(run_dir)
-    train_ds = run.dataset()
+    train_ds = run.dataset(dataset=train_dataset)
     if train_ds.conditions is None or new.conditions is None:
         return []
     columns = [c for c in chosen_columns(train_ds, None) if c in new.conditions.names]
@@ -94,18 +97,21 @@ def score_transfer(
     max_images: int = 20000,
     seed: int = 0,
     notes: list[str] | None = None,
+    train_dataset: Dataset | None = None,
+    dataset: Dataset | None = None,
 ) -> dict:
     """Score every run in ``runs`` (label -> run folder) on the dataset ``data``; decode conditions across sessions
-    from the runs labelled in ``decode``. Writes ``out/transfer.json``, ``decoding.csv`` and each run's test folder."""
+    from the runs labelled in ``decode``. Writes ``out/transfer.json``, ``decoding.csv`` and each run's test folder.
+    ``dataset`` / ``train_dataset``: ``data`` and the runs' training data when already loaded (else they are read)."""
     out = Path(out)
     models = []
     new = None
     for label, run_dir in runs.items():
         run = load_run(run_dir)
         if new is None:
-            new = run.dataset(data)
+            new = run.dataset(data, dataset)
         own = RunDir(run_dir).test_result()
-        res = test_run(run_dir, dataset=new, out=out / label, figures=label in decode)
+        res = test_run(run_dir, dataset=new, out=out / label, figures=label in decode, train_dataset=train_dataset)
         models.append(
             {
                 "label": label,
@@ -122,7 +128,7 @@ def score_transfer(
         if label not in runs:
             continue
         in_session = _in_session_scores((latent_dirs or {}).get(label))
-        for row in transfer_decoding(runs[label], new, max_images, seed):
+        for row in transfer_decoding(runs[label], new, max_images, seed, train_dataset):
             decoding.append({"model": label, **row, "in_session": in_session.get((row["condition"], row["decoder"]))})
     if decoding:
         write_csv(

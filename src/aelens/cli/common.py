@@ -46,7 +46,7 @@ def echo(msg: str = "") -> None:
 # --------------------------------------------------------------------------------------------- shared options
 
 # (parameter name, type, flag, help, dotted config key). The help gets the default from the config field named by
-# the key ([150]); a field whose default is None says in its help what happens then.
+# the key (e.g. [30] for train.epochs); a field whose default is None says in its help what happens then.
 TRAIN_OPTIONS = [
     (
         "data",
@@ -236,7 +236,7 @@ TAGGER_OPTIONS = [
 
 
 def config_default(key: str):
-    """The default of a dotted ``RunConfig`` field (``train.epochs`` -> 150): the one place defaults are defined."""
+    """The default of a dotted ``RunConfig`` field (``train.epochs`` -> 30): the one place defaults are defined."""
     from ..config import RunConfig
 
     node = RunConfig()
@@ -256,7 +256,7 @@ def _format_default(value) -> str:
 
 
 def option_help(help_: str, key: str | None) -> str:
-    """The option's help with its default from the config, e.g. "Training epochs. [150]"."""
+    """The option's help with its default from the config, e.g. "Training epochs. [30]"."""
     value = config_default(key) if key else None
     return help_ if value is None else f"{help_} [{_format_default(value)}]"
 

@@ -94,12 +94,11 @@ def demo(
 
 def _print_answers(res: dict, out: Path) -> None:
     echo("")
-    for q, title in (
-        ("q1", "What does the AE encode?"),
-        ("q2", "Can PCA/UMAP replace the encoder?"),
-        ("q3", "How does the objective shape the representation?"),
-    ):
-        echo(f"{title}\n  {res['answers'][q]}")
+    from ..analysis.answers import QUESTIONS, read_answers
+
+    answers = read_answers(res)
+    for q, title in QUESTIONS.items():
+        echo(f"{title}\n  {answers[q]}")
     echo(f"\nreport: {StudyLayout(out).report}")
 
 

@@ -44,13 +44,12 @@ def _train(kind: str, opts: dict, extra: dict | None = None) -> Path:
 
         run_dir = train(cfg, resume=opts["resume"])
     else:
-        from ..data.sessions import load_dataset_from_config, resolve_data_paths
+        from ..data.sessions import load_with_options
 
         cfg = build_config(kind, opts, extra)
         if cfg.data.path is None:
             raise AelensError("--data is required (an images file or a data directory), or a --config that names it")
-        cfg = cfg.with_overrides({"data.path": resolve_data_paths(cfg.data.path)})
-        dataset = load_dataset_from_config(cfg.data)
+        dataset = load_with_options(cfg.data)  # read once; train() records the paths as absolute
         from ..training.trainer import train
 
         run_dir = train(cfg, out=opts.get("out"), overwrite=opts.get("overwrite", False), dataset=dataset)

@@ -12,16 +12,22 @@ from ..errors import AelensError
 from .loading import Conditions, Dataset, load_dataset
 
 
-def load_dataset_from_config(data_cfg) -> Dataset:
-    """``load_dataset`` (or :func:`load_datasets` for several paths) with the fields of a
-    :class:`~aelens.config.DataConfig`."""
-    paths = expand_data_paths(data_cfg.path)
+def load_with_options(data_cfg, path: str | Path | None = None) -> Dataset:
+    """Data read with a run's data options (:class:`~aelens.config.DataConfig`: array key, pixel scale, condition
+    names, angle columns): the one place that reads a dataset the way a run does.
+
+    ``path`` None: the run's own data, ``data_cfg.path`` (one or several sessions, ``data_cfg.metadata`` included);
+    else another dataset at ``path`` with its own metadata beside it (a transfer set, ``aelens test RUN --data``).
+    No condition names (``{}``, the default, or None) keep every column of the metadata."""
     kwargs = dict(
         key=data_cfg.key,
         max_pixel_value=data_cfg.max_pixel_value,
-        conditions=data_cfg.conditions,
+        conditions=dict(data_cfg.conditions or {}),
         angle_columns=data_cfg.angle_columns,
     )
+    if path is not None:
+        return load_dataset(path, **kwargs)
+    paths = expand_data_paths(data_cfg.path)
     if len(paths) == 1:
         return load_dataset(paths[0], metadata=data_cfg.metadata, **kwargs)
     if data_cfg.metadata is not None:

@@ -64,10 +64,6 @@ class SessionResult:
 # --------------------------------------------------------------------------------------------- one session
 
 
-def _session_name(s: Session, video: Path) -> str:
-    return s.name or video.stem
-
-
 def import_session(s: Session, opts: ImportOptions, part: Path, progress: bool = True) -> SessionResult:
     """Plan, stream and crop one session into ``part`` (images.npy); returns its condition columns and summary."""
     t0 = time.perf_counter()

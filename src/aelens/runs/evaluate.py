@@ -55,11 +55,12 @@ def evaluation_frames(run: Run, dataset: Dataset) -> tuple[np.ndarray, str, dict
     return np.arange(dataset.n), "all frames (not the dataset the run was trained on)", None
 
 
-def training_reference(run: Run) -> tuple[Dataset, dict[str, np.ndarray]] | None:
-    """The run's own training dataset and split, for baselines fitted on training frames when a run is scored on
-    another dataset (a new session); None when that data is no longer where the run recorded it."""
+def training_reference(run: Run, train_dataset: Dataset | None = None) -> tuple[Dataset, dict[str, np.ndarray]] | None:
+    """The run's own training dataset (``train_dataset`` when already loaded) and split, for baselines fitted on
+    training frames when a run is scored on another dataset (a new session); None when that data is no longer where
+    the run recorded it."""
     try:
-        ds = run.dataset()
+        ds = run.dataset(dataset=train_dataset)
     except AelensError:
         return None
     rd = RunDir(run.path)
@@ -86,9 +87,11 @@ def test_run(
     out: str | Path | None = None,
     dataset: Dataset | None = None,
     figures: bool = True,
+    train_dataset: Dataset | None = None,
 ) -> dict:
     """Score a run; write ``results.json`` and figures to ``out`` (default ``RUN_DIR/test``; for another dataset
-    ``RUN_DIR/test-NAME``, NAME its folder or file name). Returns the results."""
+    ``RUN_DIR/test-NAME``, NAME its folder or file name). Returns the results. ``dataset``: ``data`` already loaded;
+    ``train_dataset``: the run's training data, loaded, for the baselines of another dataset's scores."""
     check_unlocked(run_dir)  # a run being trained is not scored (its weights are not final; it is being written)
     run = load_run(run_dir)
     ds = run.dataset(data, dataset)
@@ -99,9 +102,9 @@ def test_run(
         out = rd.test_dir if split is not None else rd.other_test_dir(source.stem if source.is_file() else source.name)
     out = Path(out)
     if run.kind == "tagger":
-        results = _test_tagger(run, ds, idx, split, out, figures)
+        results = _test_tagger(run, ds, idx, split, out, figures, train_dataset)
     else:
-        results = _test_reconstruction(run, ds, idx, split, out, figures)
+        results = _test_reconstruction(run, ds, idx, split, out, figures, train_dataset)
     results = {"n": results.pop("n"), "frames": which, **results, **_run_facts(run)}
     write_json(out / RunDir.RESULTS, results)
     return results
@@ -141,12 +144,12 @@ def reconstruction_scores(
     return results, frames, recon, clean
 
 
-def _test_reconstruction(run: Run, ds: Dataset, idx, split, out: Path, figures: bool) -> dict:
+def _test_reconstruction(run: Run, ds: Dataset, idx, split, out: Path, figures: bool, train_ds=None) -> dict:
     results, frames, recon, clean = reconstruction_scores(run, ds, idx)
     dim = run.networks.decoder.in_dim
     fit_ds, train_idx = ds, (split["train"] if split is not None else idx)
     if split is None:
-        ref = training_reference(run)
+        ref = training_reference(run, train_ds)
         if ref is not None:
             fit_ds, train_idx = ref[0], ref[1]["train"]
             results["baselines_note"] = (
@@ -188,7 +191,7 @@ def _test_reconstruction(run: Run, ds: Dataset, idx, split, out: Path, figures: 
 # --------------------------------------------------------------------------------------------- tagger
 
 
-def _test_tagger(run: Run, ds: Dataset, idx, split, out: Path, figures: bool) -> dict:
+def _test_tagger(run: Run, ds: Dataset, idx, split, out: Path, figures: bool, train_ds=None) -> dict:
     conds = ds.require_conditions("testing a tagger")
     values, valid, notes = tagger_targets(run.config.tagger, conds)
     for note in notes:
@@ -200,7 +203,7 @@ def _test_tagger(run: Run, ds: Dataset, idx, split, out: Path, figures: bool) ->
     pred = run.predict(frames)
     train_values, train_idx, baseline_from = values, (split["train"] if split is not None else idx), "training frames"
     if split is None:  # another dataset: the baseline still answers what the training frames suggest
-        ref = training_reference(run)
+        ref = training_reference(run, train_ds)
         if ref is not None:
             train_values, ref_valid, _ = tagger_targets(run.config.tagger, ref[0].require_conditions("the baseline"))
             train_idx = ref[1]["train"][ref_valid[ref[1]["train"]]]
@@ -264,7 +267,13 @@ def common_test_frames(runs: list[Run], ds: Dataset) -> tuple[np.ndarray, str]:
 
 
 def compare_reconstructions(
-    run_dirs: list, data=None, out=None, color_by: str | None = "body_angle_deg", n_show: int = 4, max_map: int = 3000
+    run_dirs: list,
+    data=None,
+    out=None,
+    color_by: str | None = "body_angle_deg",
+    n_show: int = 4,
+    max_map: int = 3000,
+    dataset: Dataset | None = None,
 ) -> dict:
     """Evaluate every run on the same test frames: ``recon_comparison.csv`` / ``.md`` and ``recon_comparison.png``
     (one column per model; rows: inputs, outputs, the model's latent mapped to 2-D by UMAP)."""
@@ -275,7 +284,7 @@ def compare_reconstructions(
     for r in runs:
         if r.networks.decoder is None:
             raise AelensError(f"{r.path}: a {r.kind} run has no decoder; compare-recon takes AE and decoder runs")
-    ds = runs[0].dataset(data)
+    ds = runs[0].dataset(data, dataset)
     idx, which = common_test_frames(runs, ds)
     out = Path(out) if out is not None else Path("recon_comparison")
     rows, recons, maps = [], [], []
@@ -326,6 +335,6 @@ def _recon_row(r, scores: dict) -> dict:
     }
 
 
-def ensure_test(run_dir: str | Path, data=None) -> dict:
+def ensure_test(run_dir: str | Path, data=None, dataset: Dataset | None = None) -> dict:
     """The run's test results, scored now unless ``test/results.json`` exists."""
-    return RunDir(run_dir).test_result() or test_run(run_dir, data=data)
+    return RunDir(run_dir).test_result() or test_run(run_dir, data=data, dataset=dataset)

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from ..config import RunConfig
-from ..data.loading import Dataset, load_dataset
-from ..data.sessions import load_dataset_from_config
+from ..data.loading import Dataset
+from ..data.sessions import load_with_options
 from ..errors import AelensError
 from ..layout import MANIFEST, Manifest, RunDir
 from ..models.inference import INFER_BATCH, default_device, inference_copy, resolve_precision, run_batched
@@ -76,17 +76,7 @@ class Run:
         condition names); else the run's own training data. Its frames must have the run's shape."""
 
         if dataset is None:
-            d = self.config.data
-            if data is not None:
-                dataset = load_dataset(
-                    data,
-                    key=d.key,
-                    max_pixel_value=d.max_pixel_value,
-                    conditions=d.conditions or None,
-                    angle_columns=d.angle_columns,
-                )
-            else:
-                dataset = load_dataset_from_config(d)
+            dataset = load_with_options(self.config.data, data)
         self.check_shape(dataset.shape, dataset.source)
         return dataset
 

@@ -30,8 +30,8 @@ from ..analysis.latent import latent_analysis
 from ..analysis.report import write_report
 from ..analysis.transfer import score_transfer
 from ..config import RunConfig
-from ..data.loading import IMAGE_NAMES, load_dataset
-from ..data.sessions import expand_data_paths, load_dataset_from_config, resolve_data_paths
+from ..data.loading import IMAGE_NAMES, Dataset
+from ..data.sessions import expand_data_paths, load_with_options, resolve_data_paths
 from ..errors import AelensError
 from ..importing.importer import crop_mismatches, heading_notes
 from ..layout import RunDir, StudyLayout
@@ -135,18 +135,14 @@ def transfer_names(paths: tuple[str, ...]) -> list[str]:
     return names
 
 
-def _check_transfer(dataset, paths: tuple[str, ...], cfg: StudyConfig) -> None:
-    """Every transfer set must load with the study's data options and have the training frames' shape."""
+def _check_transfer(dataset, paths: tuple[str, ...], cfg: StudyConfig) -> dict[str, Dataset]:
+    """Every transfer set must load with the study's data options and have the training frames' shape; returns them
+    loaded (path -> dataset), for the steps that score on them."""
 
     d = cfg.data
+    loaded = {}
     for p in paths:
-        new = load_dataset(
-            p,
-            key=d.key,
-            max_pixel_value=d.max_pixel_value,
-            conditions=d.conditions or None,
-            angle_columns=d.angle_columns,
-        )
+        new = loaded[p] = load_with_options(d, p)
         if new.shape != dataset.shape:
             raise AelensError(
                 f"--transfer {p}: images are {'x'.join(map(str, new.shape))} but the training data's are "
@@ -156,6 +152,7 @@ def _check_transfer(dataset, paths: tuple[str, ...], cfg: StudyConfig) -> None:
             raise AelensError(
                 f"--transfer {p}: is the training data itself; a transfer set is a session never trained on"
             )
+    return loaded
 
 
 def transfer_notes(data, path: str) -> list[str]:
@@ -173,49 +170,54 @@ def data_notes(data) -> list[str]:
 
 
 def _prepare(data, out, cfg: StudyConfig):
-    """Resolve paths, load and check the data and settings (before any work); returns (cfg, dataset, layout)."""
+    """Resolve paths, load and check the data and settings (before any work); returns (cfg, the dataset, the
+    transfer sets (path -> dataset), the layout): the only place a study reads its data."""
 
     if isinstance(data, (list, tuple)) and len(data) == 1:
         data = data[0]
     data = resolve_data_paths(data if data else cfg.data.path)
     transfer = tuple(str(Path(p).resolve()) for p in cfg.transfer)
     cfg = cfg.with_data(data, transfer)
-    dataset = load_dataset_from_config(cfg.data)
+    dataset = load_with_options(cfg.data)
     check_study(cfg, dataset)
-    _check_transfer(dataset, transfer, cfg)
+    transfer_sets = _check_transfer(dataset, transfer, cfg)
     check_settings(Path(out), cfg)
-    return cfg, dataset, StudyLayout(out)
+    return cfg, dataset, transfer_sets, StudyLayout(out)
 
 
-def _train_test(run_cfg: RunConfig, run: RunDir) -> None:
-    ensure_run(run_cfg, run.path)
-    ensure_test(run.path)
+def _train_test(run_cfg: RunConfig, run: RunDir, ds: Dataset) -> None:
+    ensure_run(run_cfg, run.path, ds)
+    ensure_test(run.path, dataset=ds)
 
 
-def _model_steps(cfg: StudyConfig, lay: StudyLayout, has_target: bool) -> list[Step]:
+# Every step takes the study's dataset, loaded once by _prepare: no step reads the training data again.
+
+
+def _model_steps(cfg: StudyConfig, lay: StudyLayout, has_target: bool, ds: Dataset) -> list[Step]:
     """Train and test the AE and each decoder; compare their reconstructions."""
 
     data, ae = cfg.data.path, lay.ae
-    steps = [Step("train + test AE", lambda: _complete(ae), lambda: _train_test(_run_config(cfg, data, "ae"), ae))]
+    ae_cfg = _run_config(cfg, data, "ae")
+    steps = [Step("train + test AE", lambda: _complete(ae), lambda: _train_test(ae_cfg, ae, ds))]
     for spec in cfg.decoders:
         d, dc = lay.decoder(spec), _decoder_config(cfg, data, spec)
         steps.append(
-            Step(f"train + test decoder {spec}", lambda d=d: _complete(d), lambda c=dc, d=d: _train_test(c, d))
+            Step(f"train + test decoder {spec}", lambda d=d: _complete(d), lambda c=dc, d=d: _train_test(c, d, ds))
         )
     recon_runs = [ae.path] + [lay.decoder(s).path for s in cfg.decoders]
     color = cfg.target if has_target else None
     steps.append(Step("compare reconstructions", lambda: lay.recon_result.is_file(),
-                      lambda: compare_reconstructions(recon_runs, out=lay.recon, color_by=color)))  # fmt: skip
+                      lambda: compare_reconstructions(recon_runs, out=lay.recon, color_by=color, dataset=ds)))  # fmt: skip
     return steps
 
 
-def _latent_step(cfg: StudyConfig, lay: StudyLayout, name: str, run: RunDir, what: str) -> Step:
+def _latent_step(cfg: StudyConfig, lay: StudyLayout, name: str, run: RunDir, what: str, ds: Dataset) -> Step:
     return Step(f"latent analysis of the {what}", lambda: lay.latent_summary(name).is_file(),
                 lambda: latent_analysis(run.path, method=cfg.latent_method, out=lay.latent(name), evolution=True,
-                                        fit=cfg.evolution_fit, max_images=cfg.max_images))  # fmt: skip
+                                        fit=cfg.evolution_fit, max_images=cfg.max_images, dataset=ds))  # fmt: skip
 
 
-def _tagger_steps(cfg: StudyConfig, lay: StudyLayout) -> list[Step]:
+def _tagger_steps(cfg: StudyConfig, lay: StudyLayout, ds: Dataset) -> list[Step]:
     """The tagger from scratch and the unfreeze sweep, its latent, and the AE-vs-tagger comparison."""
 
     over = {"train.epochs": cfg.sweep_epochs or cfg.epochs, "tagger.target": cfg.target}
@@ -223,14 +225,17 @@ def _tagger_steps(cfg: StudyConfig, lay: StudyLayout) -> list[Step]:
     runs = [lay.ae.path, lay.tagger.path, lay.sweep_run("unfreeze_all").path]
     return [
         Step("tagger from scratch + unfreeze sweep", lambda: lay.sweep_result.is_file(),
-             lambda: unfreeze_sweep(tcfg, lay.ae.path, lay.sweep)),
-        _latent_step(cfg, lay, "tagger", lay.tagger, "tagger"),
+             lambda: unfreeze_sweep(tcfg, lay.ae.path, lay.sweep, dataset=ds)),
+        _latent_step(cfg, lay, "tagger", lay.tagger, "tagger", ds),
         Step("compare AE and tagger representations", lambda: lay.compare_result.is_file(),
-             lambda: compare_runs(runs, out=lay.compare, max_images=cfg.max_images, loop_on=cfg.target)),
+             lambda: compare_runs(runs, out=lay.compare, max_images=cfg.max_images, loop_on=cfg.target,
+                                  dataset=ds)),
     ]  # fmt: skip
 
 
-def _transfer_steps(cfg: StudyConfig, lay: StudyLayout, has_target: bool, echo) -> list[Step]:
+def _transfer_steps(
+    cfg: StudyConfig, lay: StudyLayout, has_target: bool, ds: Dataset, sets: dict[str, Dataset], echo
+) -> list[Step]:
     """Score every model on each transfer set (a session never trained on)."""
 
     scored = {"ae": lay.ae.path, **{lay.decoder(s).path.name: lay.decoder(s).path for s in cfg.decoders}}
@@ -246,7 +251,7 @@ def _transfer_steps(cfg: StudyConfig, lay: StudyLayout, has_target: bool, echo) 
 
         def run(n=name, p=path, notes=notes):
             return score_transfer(n, p, scored, lay.transfer(n), latent_dirs, max_images=cfg.max_images,
-                                  seed=cfg.seed, notes=notes)  # fmt: skip
+                                  seed=cfg.seed, notes=notes, train_dataset=ds, dataset=sets[p])  # fmt: skip
 
         steps.append(
             Step(f"score every model on new session {name}", lambda n=name: lay.transfer_result(n).is_file(), run)
@@ -276,14 +281,15 @@ def run_study(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], Non
     ``data``: one dataset path, several (sessions read as one, with a ``session`` column), or None for the study
     config's ``data.path``. ``cfg.transfer``: datasets every model is also scored on (see ``analysis.transfer``)."""
 
-    cfg, dataset, lay = _prepare(data, out, cfg)
+    cfg, dataset, transfer_sets, lay = _prepare(data, out, cfg)
     has_target = dataset.conditions is not None and cfg.target in dataset.conditions.names
-    steps = _model_steps(cfg, lay, has_target) + [_latent_step(cfg, lay, "ae", lay.ae, "AE (with evolution movie)")]
+    steps = _model_steps(cfg, lay, has_target, dataset)
+    steps.append(_latent_step(cfg, lay, "ae", lay.ae, "AE (with evolution movie)", dataset))
     if has_target:
-        steps += _tagger_steps(cfg, lay)
+        steps += _tagger_steps(cfg, lay, dataset)
     else:
         echo(f"no {cfg.target!r} column in the metadata: skipping the tagger, sweep and representation comparison")
-    steps += _transfer_steps(cfg, lay, has_target, echo)
+    steps += _transfer_steps(cfg, lay, has_target, dataset, transfer_sets, echo)
     notes = data_notes(cfg.data.path)
     for note in notes:
         echo(f"warning: {note}")

@@ -25,9 +25,10 @@ def sweep_settings() -> list[tuple[str, str | None]]:
     return [("scratch", None)] + [(f"unfreeze{k}", str(k)) for k in range(n)] + [("unfreeze_all", "all")]
 
 
-def unfreeze_sweep(base: RunConfig, init_from: str | Path, out: str | Path, data=None) -> dict:
+def unfreeze_sweep(base: RunConfig, init_from: str | Path, out: str | Path, data=None, dataset=None) -> dict:
     """Train and test every sweep run under ``out`` (skipping finished ones); write ``unfreeze_sweep.csv`` and
-    ``unfreeze_sweep.png``. ``base`` is a tagger config (data, target, epochs, ...)."""
+    ``unfreeze_sweep.png``. ``base`` is a tagger config (data, target, epochs, ...); ``dataset``: its data, loaded
+    (read once for every run), or None to read it."""
 
     if base.tagger.kind != "angle":
         raise AelensError("sweep unfreeze scores angle errors; use an angle target (--kind angle)")
@@ -40,8 +41,8 @@ def unfreeze_sweep(base: RunConfig, init_from: str | Path, out: str | Path, data
             base.tagger, unfreeze=unfreeze or "all", init_from=None if unfreeze is None else str(init_from)
         )
         cfg = dataclasses.replace(base, kind="tagger", tagger=tagger)
-        run_dir = ensure_run(cfg, out / name)
-        res = ensure_test(run_dir, data)
+        run_dir = ensure_run(cfg, out / name, dataset)
+        res = ensure_test(run_dir, data, dataset)
         m = read_manifest(run_dir)
         baseline = res["baselines"]["circular_mean"]["angle_mae_deg"]
         rows.append(

@@ -24,7 +24,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from ..config import RunConfig
 from ..data.loading import Dataset
-from ..data.sessions import load_dataset_from_config, resolve_data_paths
+from ..data.sessions import load_with_options, resolve_data_paths
 from ..data.splits import make_split
 from ..errors import AelensError, TrainingDiverged, TrainingInterrupted
 from ..layout import (
@@ -142,7 +142,7 @@ def _start(cfg: RunConfig | None, out, overwrite: bool, resume, dataset: Dataset
 
 
 def _existing(cfg: RunConfig, rd: RunDir, dataset: Dataset | None, **mode) -> _Start:
-    dataset = dataset if dataset is not None else load_dataset_from_config(cfg.data)
+    dataset = dataset if dataset is not None else load_with_options(cfg.data)
     if rd.manifest().fingerprint not in (None, dataset.fingerprint):
         raise AelensError(f"{dataset.source}: not the dataset this run was trained on (fingerprint differs)")
     return _Start(cfg, rd, dataset, rd.split(dataset.n), **mode)
@@ -152,7 +152,7 @@ def _new(cfg: RunConfig, out, overwrite: bool, dataset: Dataset | None, locks) -
     if cfg.data.path is not None:  # absolute: `aelens test RUN` works from any folder
         cfg = cfg.with_overrides({"data.path": resolve_data_paths(cfg.data.path)})
     if dataset is None:
-        dataset = load_dataset_from_config(cfg.data)  # validate data and settings before creating anything
+        dataset = load_with_options(cfg.data)  # validate data and settings before creating anything
     s = cfg.split
     split, info = make_split(dataset, s.val_fraction, s.test_fraction, cfg.seed, s.kind, s.purge)
     log.info(_describe_split(info))
@@ -343,17 +343,18 @@ def _train(cfg, out, overwrite, resume, dataset, locks, callbacks=()) -> Path:
     return st.run.path
 
 
-def ensure_run(cfg: RunConfig, run_dir: str | Path) -> Path:
-    """Train ``cfg`` into ``run_dir`` unless it is already complete; resume it when it was interrupted."""
+def ensure_run(cfg: RunConfig, run_dir: str | Path, dataset: Dataset | None = None) -> Path:
+    """Train ``cfg`` into ``run_dir`` unless it is already complete; resume it when it was interrupted.
+    ``dataset``: ``cfg``'s data, already loaded (a study loads it once for all its runs)."""
     rd = RunDir(run_dir)
     if not rd.exists():
-        return train(cfg, out=rd.path)
+        return train(cfg, out=rd.path, dataset=dataset)
     if rd.is_complete():
         return rd.path
     if rd.resume_checkpoint() is not None:
         log.info("resuming %s", rd.path)
-        return train(cfg, resume=rd.path)
-    return train(cfg, out=rd.path, overwrite=True)
+        return train(cfg, resume=rd.path, dataset=dataset)
+    return train(cfg, out=rd.path, overwrite=True, dataset=dataset)
 
 
 def train_autoencoder(cfg: RunConfig, **kwargs) -> Path:
