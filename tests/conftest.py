@@ -27,6 +27,7 @@ def quick_config(data: Path | str, kind: str = "ae", **overrides) -> RunConfig:
         "train.progress": False,
         "train.checkpoint_every": 1,
         "train.log_every": 2,
+        "train.patience": 0,  # the fixtures' tests plant epoch counts; early stopping is tested in test_selection.py
         # the fixtures' tests plant sizes and steps of a random split; split kinds are tested in test_splits.py
         "split.kind": "random",
     }

@@ -102,6 +102,18 @@ class SplitConfig:
 
 
 @dataclass(frozen=True)
+class SelectConfig:
+    # training frames per run, chosen from the training blocks: consecutive frames are near copies, so a budget spread
+    # over what the crops look like answers as all frames do at a fraction of the cost (README, "Frame budget");
+    # 0 (or "all"): every training frame
+    frames: int = field(default=3000, metadata={"words": {"all": 0}, "flag": "--train-frames"})
+    method: str = "diverse"  # diverse (over looks, time, sessions, tracks) | stride (evenly in time) | random
+    # validation on a fixed subset of the validation blocks, evenly spread in time (early stopping reads its loss);
+    # 0 (or "all"): every validation frame
+    val_frames: int = field(default=2000, metadata={"words": {"all": 0}, "flag": "--val-frames"})
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     latent_dim: int = 16  # the reference's bottleneck; small enough to draw, large enough to rebuild the frame
 
@@ -110,8 +122,14 @@ class ModelConfig:
 class TrainConfig:
     # 30, as in the study: taggers trained for 20 / 30 / 60 / 150 epochs transferred to a new session best at 30
     # (README, "How many epochs"; 150, the reference's length, was off by 25 deg where 30 was off by 7.5)
-    epochs: int = 30
+    epochs: int = 30  # the ceiling: early stopping (patience) usually ends a run sooner
     max_steps: int = -1  # stop after this many optimiser steps (-1: all epochs); for benchmarks and quick checks
+    # stop when the validation loss has not improved by min_delta (relative: 0.01 = 1%) for `patience` validations
+    # in a row (0: never stop early). Defaults measured on the synthetic arena and the fly sessions (README, "When a
+    # run stops")
+    patience: int = 4
+    min_delta: float = 0.01
+    budget: str = ""  # wall-clock ceiling per run, e.g. 90s, 10m, 1h ("": none); the run stops after the epoch
     batch_size: int = 64  # per device; with DDP the global batch is batch_size x devices x nodes
     lr: float = 1e-3  # Adam's usual default; not scaled with the number of devices (see README)
     lr_schedule: str = "cosine"  # cosine to lr/100 over the run; "step:15:0.1" is the reference's StepLR(15)
@@ -175,6 +193,7 @@ class RunConfig:
     noise: str = "none"  # explicit input corruption for denoising: gaussian:0.1, poisson:20, saltpepper:0.05
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
@@ -250,12 +269,26 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+def _word(value: Any, meta) -> Any:
+    """A field's words for numbers (``frames: all`` -> 0); other text must be a number (else the flag's error)."""
+    words = meta.get("words")
+    if not words or not isinstance(value, str):
+        return value
+    if value in words:
+        return words[value]
+    if not value.strip().lstrip("-").isdigit():
+        _bad(meta["flag"], f"a number of frames or {' or '.join(words)}", value)
+    return value
+
+
 def _build(cls: type, values: dict, where: str) -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise AelensError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; known: {', '.join(sorted(known))}")
+    meta = {f.name: f.metadata for f in fields(cls)}
+    values = {k: _word(v, meta[k]) for k, v in values.items()}  # e.g. frames: "all" -> 0
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in values.items()}
     return cls(**kwargs)
 
@@ -327,7 +360,35 @@ def _check_train(t: TrainConfig) -> None:
         _bad("--checkpoint-every", "at least 1", t.checkpoint_every)
     if t.precision not in ("auto", "bf16", "fp32"):
         _bad("--precision", "auto, bf16 or fp32", t.precision)
+    if t.patience < 0:
+        _bad("--patience", "0 (never stop early) or more validations", t.patience)
+    if not (0.0 <= t.min_delta < 1.0):
+        _bad("--min-delta", "a relative improvement in [0, 1), e.g. 0.01 for 1%", t.min_delta)
+    parse_budget(t.budget)
     parse_schedule(t.lr_schedule)
+
+
+def _check_select(se: SelectConfig) -> None:
+    if se.frames < 0:
+        _bad("--train-frames", "a number of frames or all", se.frames)
+    if se.method not in ("diverse", "stride", "random"):
+        _bad("--select", "diverse, stride or random", se.method)
+    if se.val_frames < 0:
+        _bad("--val-frames", "a number of frames or all", se.val_frames)
+
+
+def parse_budget(text: str) -> float | None:
+    """'90s' / '10m' / '1.5h' / '' -> seconds (None for no budget)."""
+    if not text:
+        return None
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    try:
+        value = float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except (ValueError, IndexError):
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        _bad("--budget", "a positive time such as 90s, 10m or 1h", text)
+    return value
 
 
 def _check_snapshots(sn: SnapshotConfig) -> None:
@@ -381,6 +442,7 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
     if mpv is not None and not (math.isfinite(mpv) and mpv > 0):
         _bad("--max-pixel-value", "a positive number (the value of a white pixel)", mpv)
     _check_split(cfg.split)
+    _check_select(cfg.select)
     _check_train(cfg.train)
     if cfg.model.latent_dim < 1:
         _bad("--latent-dim", "at least 1", cfg.model.latent_dim)

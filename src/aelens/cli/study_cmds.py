@@ -42,10 +42,30 @@ def study(
         None, "--latent-dim", help=study_help("Latent size of the AE and the taggers.", "latent_dim")
     ),
     target: Optional[str] = typer.Option(None, "--target", help=study_help("The taggers' angle column.", "target")),
+    train_frames: Optional[str] = typer.Option(
+        None,
+        "--train-frames",
+        help=study_help(
+            "Training frames per model, chosen from the training blocks: a number, or all.", "train_frames"
+        ),
+    ),
+    select: Optional[str] = typer.Option(
+        None, "--select", help=study_help("How: diverse | stride | random.", "select")
+    ),
+    patience: Optional[int] = typer.Option(
+        None,
+        "--patience",
+        help=study_help("Validations without improvement before a run stops (0: never).", "patience"),
+    ),
+    budget: Optional[str] = typer.Option(None, "--budget", help="Wall-clock ceiling per model: 90s, 10m, 1h [none]."),
+    plan_only: bool = typer.Option(
+        False, "--plan-only", help="Print the plan (models, frames, measured step times, estimated time) and exit."
+    ),
 ):
     """Run the whole pipeline: AE, PCA/UMAP decoders, tagger + unfreeze sweep, latent analysis, comparisons, report."""
     check_out(out)
     from ..study.config import load_study_config
+    from ..study.pipeline import plan_only as print_plan
     from ..study.pipeline import run_study
 
     cfg = load_study_config(
@@ -57,6 +77,10 @@ def study(
             "augment": augment,
             "latent_dim": latent_dim,
             "target": target,
+            "train_frames": train_frames,
+            "select": select,
+            "patience": patience,
+            "budget": budget,
             "transfer": list(transfer) if transfer else None,
         },
     )
@@ -64,6 +88,9 @@ def study(
         raise AelensError(
             "--data is required (an images file or a data directory), or a --config whose data.path names it"
         )
+    if plan_only:
+        print_plan(data, out, cfg, echo)
+        return
     res = run_study(data, out, cfg, echo)
     _print_answers(res, out)
 

@@ -70,7 +70,8 @@ def make_split(
     return split, info
 
 
-def _session_codes(dataset: Dataset) -> np.ndarray:
+def session_codes(dataset: Dataset) -> np.ndarray:
+    """Each row's session as a number (the ``session`` column; 0 for every row of a dataset without one)."""
     c = dataset.conditions
     if c is not None and "session" in c.names:
         s = c.column("session")
@@ -80,7 +81,8 @@ def _session_codes(dataset: Dataset) -> np.ndarray:
     return np.zeros(dataset.n)
 
 
-def _time_key(dataset: Dataset) -> tuple[np.ndarray, str]:
+def time_key(dataset: Dataset) -> tuple[np.ndarray, str]:
+    """What orders each session's rows in time: (values, column name); the row order when no column says."""
     c = dataset.conditions
     for col in TIME_COLUMNS:
         if c is not None and col in c.names:
@@ -117,8 +119,8 @@ def _spread(k: int, count: int, rng: np.random.Generator, taken: np.ndarray) -> 
 
 def _blocked(dataset: Dataset, val_fraction, test_fraction, seed, purge) -> tuple[dict, dict]:
     purge = default_purge(dataset) if purge is None else int(purge)
-    sessions = _session_codes(dataset)
-    times, time_col = _time_key(dataset)
+    sessions = session_codes(dataset)
+    times, time_col = time_key(dataset)
     rng = np.random.default_rng(seed)
     part = np.full(dataset.n, -1, dtype=np.int64)  # 0 train, 1 val, 2 test, -1 purged
     blocks_per_session = []

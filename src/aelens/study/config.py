@@ -31,6 +31,10 @@ STUDY_SHORTHANDS = {
     "snapshots_per_epoch": "snapshots.per_epoch",
     "split": "split.kind",
     "purge": "split.purge",
+    "train_frames": "select.frames",
+    "select": "select.method",
+    "patience": "train.patience",
+    "budget": "train.budget",
     "data": "data",
 }
 
@@ -79,6 +83,10 @@ class StudyConfig:
     target = property(lambda self: self.run.tagger.target)
     augment = property(lambda self: self.run.tagger.augment)
     split = property(lambda self: self.run.split.kind)
+    train_frames = property(lambda self: self.run.select.frames)
+    select = property(lambda self: self.run.select.method)
+    patience = property(lambda self: self.run.train.patience)
+    budget = property(lambda self: self.run.train.budget)
     data = property(lambda self: self.run.data)
 
     def save(self, path: str | Path) -> None:

@@ -42,6 +42,7 @@ from ..storage import read_json, write_json
 from ..synthetic.arena import synthesize, write_dataset
 from ..training.trainer import ensure_run
 from .config import DEMO, StudyConfig, load_study_config
+from .plan import Plan, duration, plan_study
 from .sweep import sweep_settings, unfreeze_sweep
 
 log = logging.getLogger("aelens")
@@ -74,8 +75,9 @@ def _complete(run: RunDir) -> bool:
         return False
 
 
-def check_settings(out: Path, cfg: StudyConfig) -> None:
-    """A study folder keeps its settings: resuming with other settings would mix incomparable runs."""
+def check_settings(out: Path, cfg: StudyConfig, save: bool = True) -> None:
+    """A study folder keeps its settings: resuming with other settings would mix incomparable runs. A new study's
+    settings are saved (``save``) as ``study.yaml``."""
     path = StudyLayout(out).config
     if path.is_file():
         saved = load_study_config(path)
@@ -85,7 +87,7 @@ def check_settings(out: Path, cfg: StudyConfig) -> None:
                 f"{out}: holds a study with other settings ({', '.join(diff)}); use another --out "
                 "or the same settings to resume it"
             )
-    else:
+    elif save:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(path)
 
@@ -169,7 +171,7 @@ def data_notes(data) -> list[str]:
     return [note for path in expand_data_paths(data) for note in heading_notes(path)]
 
 
-def _prepare(data, out, cfg: StudyConfig):
+def _prepare(data, out, cfg: StudyConfig, save: bool = True):
     """Resolve paths, load and check the data and settings (before any work); returns (cfg, the dataset, the
     transfer sets (path -> dataset), the layout): the only place a study reads its data."""
 
@@ -181,7 +183,7 @@ def _prepare(data, out, cfg: StudyConfig):
     dataset = load_with_options(cfg.data)
     check_study(cfg, dataset)
     transfer_sets = _check_transfer(dataset, transfer, cfg)
-    check_settings(Path(out), cfg)
+    check_settings(Path(out), cfg, save)
     return cfg, dataset, transfer_sets, StudyLayout(out)
 
 
@@ -259,9 +261,14 @@ def _transfer_steps(
     return steps
 
 
-def _run_steps(steps: list[Step], lay: StudyLayout, echo) -> dict:
-    """Run the steps that are not done yet, timing each (timings.json); returns every step's seconds so far."""
+def _run_steps(steps: list[Step], lay: StudyLayout, echo, plan: Plan) -> dict:
+    """Run the steps that are not done yet, timing each (timings.json); returns every step's seconds so far. After
+    each step, one line for the whole study: time so far and the plan's estimate of the rest, scaled by how the
+    finished steps compared with their estimates."""
     timings = read_json(lay.timings) if lay.timings.is_file() else {}
+    estimate = {p.name: p.seconds for p in plan.steps}
+    spent = planned = 0.0
+    t_start = time.perf_counter()
     for i, step in enumerate(steps, 1):
         if step.done():
             echo(f"[{i}/{len(steps)}] {step.name}: done earlier, skipped")
@@ -271,8 +278,28 @@ def _run_steps(steps: list[Step], lay: StudyLayout, echo) -> dict:
         step.run()
         timings[step.name] = round(time.perf_counter() - t0, 2)
         write_json(lay.timings, timings)
-        echo(f"[{i}/{len(steps)}] {step.name}: {timings[step.name]:.1f} s")
+        spent, planned = spent + timings[step.name], planned + estimate.get(step.name, 0.0)
+        rest = sum(estimate.get(s.name, 0.0) for s in steps[i:] if not s.done()) * (spent / planned if planned else 1)
+        echo(
+            f"[{i}/{len(steps)}] {step.name}: {timings[step.name]:.1f} s; study {duration(time.perf_counter() - t_start)}"
+            f" so far, about {duration(rest)} left"
+        )
     return timings
+
+
+def plan_only(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], None] = print) -> Plan:
+    """Check the data and settings, measure a few steps of each model kind, print the plan; write nothing."""
+    cfg, dataset, transfer_sets, _ = _prepare(data, out, cfg, save=False)
+    plan = _plan(cfg, dataset, transfer_sets)
+    for line in plan.lines():
+        echo(line)
+    return plan
+
+
+def _plan(cfg: StudyConfig, dataset: Dataset, transfer_sets: dict[str, Dataset]) -> Plan:
+    has_target = dataset.conditions is not None and cfg.target in dataset.conditions.names
+    names = dict(zip(cfg.transfer, transfer_names(cfg.transfer)))
+    return plan_study(cfg, dataset, has_target, {names[p]: ds.n for p, ds in transfer_sets.items()})
 
 
 def run_study(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], None] = print) -> dict:
@@ -283,6 +310,9 @@ def run_study(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], Non
 
     cfg, dataset, transfer_sets, lay = _prepare(data, out, cfg)
     has_target = dataset.conditions is not None and cfg.target in dataset.conditions.names
+    plan = _plan(cfg, dataset, transfer_sets)
+    for line in plan.lines():
+        echo(line)
     steps = _model_steps(cfg, lay, has_target, dataset)
     steps.append(_latent_step(cfg, lay, "ae", lay.ae, "AE (with evolution movie)", dataset))
     if has_target:
@@ -294,7 +324,7 @@ def run_study(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], Non
     for note in notes:
         echo(f"warning: {note}")
     t_study = time.perf_counter()
-    timings = _run_steps(steps, lay, echo)
+    timings = _run_steps(steps, lay, echo, plan)
     results = collect_results(lay.out, cfg, timings, time.perf_counter() - t_study, notes)
     write_json(lay.results, results)
     write_report(lay.out, results)

@@ -95,6 +95,40 @@ class RunCheckpoints(L.Callback):
         self.best_epoch = int(state.get("best_epoch", -1))
 
 
+class PlateauStop(L.Callback):
+    """Stop when the validation loss has not improved by ``min_delta`` (relative) for ``patience`` validations in a
+    row. Its state (best loss, validations waited, why it stopped) goes into every checkpoint, so a resumed run stops
+    where an uninterrupted one would."""
+
+    def __init__(self, patience: int, min_delta: float, monitor: str = "val_loss"):
+        self.patience, self.min_delta, self.monitor = patience, min_delta, monitor
+        self.best = float("inf")
+        self.wait = 0
+        self.stopped_epoch: int | None = None
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        epoch = trainer.current_epoch + 1
+        score = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or score is None or epoch % (trainer.check_val_every_n_epoch or 1):
+            return
+        score = float(score)
+        if score < self.best * (1.0 - self.min_delta):
+            self.best, self.wait = score, 0
+        else:
+            self.wait += 1
+        if self.patience and self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            trainer.should_stop = True
+
+    def state_dict(self):
+        return {"best": self.best, "wait": self.wait, "stopped_epoch": self.stopped_epoch}
+
+    def load_state_dict(self, state):
+        self.best = float(state.get("best", float("inf")))
+        self.wait = int(state.get("wait", 0))
+        self.stopped_epoch = state.get("stopped_epoch")
+
+
 class StepBoundaryInterrupt(L.Callback):
     """Ctrl-C stops training between two steps, never inside one.
 

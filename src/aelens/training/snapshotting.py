@@ -120,7 +120,8 @@ class LatentSnapshots(L.Callback):
             save_npy(path, self.indices)
 
     def _open(self, trainer, pl_module) -> None:
-        capacity = 1 + len(snapshot_epochs(trainer.max_epochs, self.schedule)) * self.per_epoch
+        # one more slot: a run that stops early (plateau, budget) gets a snapshot of the epoch it stopped at
+        capacity = 2 + len(snapshot_epochs(trainer.max_epochs, self.schedule)) * self.per_epoch
         n = len(self.indices)
         for layer in self.layers:
             path = self.folder / snapshot_layer_name(layer)
@@ -169,6 +170,15 @@ class LatentSnapshots(L.Callback):
             mean_loss = float(self._loss_sum / max(1, self._loss_n))
             self._loss_sum, self._loss_n = 0.0, 0
             self._capture(trainer, pl_module, epoch=epoch, loss=mean_loss)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        """A run told to stop at this epoch (early stopping runs before this callback) ends with its snapshot, so the
+        movie and the scores over training end where training did."""
+        epoch = trainer.current_epoch + 1
+        if trainer.is_global_zero and trainer.should_stop and epoch not in self._epochs:
+            mean_loss = float(self._loss_sum / max(1, self._loss_n)) if self._loss_n else float("nan")
+            self._loss_sum, self._loss_n = 0.0, 0
+            self._capture(trainer, pl_module, epoch=float(epoch), loss=mean_loss)
 
     @torch.no_grad()
     def _capture(self, trainer, pl_module, epoch: float, loss: float) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import logging
 import os
 import time
@@ -19,11 +20,12 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, Timer, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from ..config import RunConfig
+from ..config import RunConfig, parse_budget
 from ..data.loading import Dataset
+from ..data.selection import select_split
 from ..data.sessions import load_with_options, resolve_data_paths
 from ..data.splits import make_split
 from ..errors import AelensError, TrainingDiverged, TrainingInterrupted
@@ -44,6 +46,7 @@ from ..storage import load_tree, run_lock, save_tensors
 from .callbacks import (
     DivergenceGuard,
     EpochTimer,
+    PlateauStop,
     RunCheckpoints,
     RunCSVLogger,
     SafetensorsCheckpointIO,
@@ -153,9 +156,11 @@ def _new(cfg: RunConfig, out, overwrite: bool, dataset: Dataset | None, locks) -
         cfg = cfg.with_overrides({"data.path": resolve_data_paths(cfg.data.path)})
     if dataset is None:
         dataset = load_with_options(cfg.data)  # validate data and settings before creating anything
-    s = cfg.split
+    s, se = cfg.split, cfg.select
     split, info = make_split(dataset, s.val_fraction, s.test_fraction, cfg.seed, s.kind, s.purge)
     log.info(_describe_split(info))
+    split, selection = select_split(dataset, split, se.frames, se.method, se.val_frames, cfg.seed)
+    log.info(_describe_selection(selection))
     OBJECTIVES[cfg.kind].check(cfg, dataset, split)
     _accelerator(cfg)  # an accelerator this machine lacks is an error before the run folder exists
     rd = RunDir(create_run_dir(out if out is not None else default_run_dir(cfg.kind), overwrite))
@@ -177,10 +182,19 @@ def _new(cfg: RunConfig, out, overwrite: bool, dataset: Dataset | None, locks) -
             "data": data,
             "split_sizes": {k: int(len(v)) for k, v in split.items()},
             "split": info,
+            "selection": selection,
         },
     )
     os.environ[RUN_DIR_ENV] = str(rd.path.resolve())
     return _Start(cfg, rd, dataset, split)
+
+
+def _describe_selection(sel: dict) -> str:
+    if sel["method"] == "all":
+        what = f"all {sel['chosen']} training frames"
+    else:
+        what = f"{sel['chosen']} of {sel['pool']} training frames ({sel['method']})"
+    return f"training on {what}; validation on {sel['val_chosen']} of {sel['val_pool']} frames"
 
 
 @dataclasses.dataclass
@@ -190,6 +204,8 @@ class _Hooks:
     ckpts: RunCheckpoints
     timer: EpochTimer
     snapshots: LatentSnapshots | None
+    plateau: PlateauStop
+    budget: Timer | None
 
 
 def _trainer(st: _Start, objective, accelerator: str, precision: str, extra=()) -> tuple[L.Trainer, _Hooks]:
@@ -199,9 +215,14 @@ def _trainer(st: _Start, objective, accelerator: str, precision: str, extra=()) 
         "lightning.fabric",
     ):  # Lightning sets INFO when imported; its notes are noise here
         logging.getLogger(name).setLevel(logging.WARNING)
-    hooks = _Hooks(RunCheckpoints(rd.checkpoints, cfg.train.checkpoint_every), EpochTimer(), None)
+    seconds = parse_budget(cfg.train.budget)
+    budget = Timer(duration=dt.timedelta(seconds=seconds), interval="epoch") if seconds else None
+    plateau = PlateauStop(cfg.train.patience, cfg.train.min_delta)
+    hooks = _Hooks(RunCheckpoints(rd.checkpoints, cfg.train.checkpoint_every), EpochTimer(), None, plateau, budget)
     callbacks: list = [
         DivergenceGuard(),
+        plateau,  # before the checkpoints: they keep its state
+        *([budget] if budget else []),
         hooks.ckpts,
         hooks.timer,
         LearningRateMonitor(logging_interval="epoch"),
@@ -291,6 +312,7 @@ def _record(st: _Start, objective, trainer: L.Trainer, hooks: _Hooks, seconds: f
         "train_images_per_s": round(hooks.timer.images_per_s, 2),
         "precision": precision,
         "best_val_loss": ckpts.best_score if np.isfinite(ckpts.best_score) else None,
+        "stopped": _stop_reason(st.cfg, trainer, hooks),
         "best_epoch": ckpts.best_epoch,
         "world_size": trainer.world_size,
         **objective.describe(),
@@ -302,6 +324,20 @@ def _record(st: _Start, objective, trainer: L.Trainer, hooks: _Hooks, seconds: f
         facts["snapshot_overhead"] = round(snap / max(train_seconds - snap, 1e-9), 4)
     update_manifest(rd.path, **facts)
     record_file_hashes(rd.path, [rd.WEIGHTS, rd.CONFIG, rd.SPLIT])
+
+
+def _stop_reason(cfg: RunConfig, trainer: L.Trainer, hooks: _Hooks) -> dict:
+    """Why the run ended: plateau (early stopping), budget (wall clock), max_steps, or epochs (the ceiling)."""
+    epoch = trainer.current_epoch
+    if hooks.plateau.stopped_epoch is not None:
+        t = cfg.train
+        why = f"the validation loss improved by less than {t.min_delta:.0%} in {t.patience} validations"
+        return {"reason": "plateau", "epoch": epoch, "detail": why}
+    if hooks.budget is not None and hooks.budget.time_remaining("train") <= 0:
+        return {"reason": "budget", "epoch": epoch, "detail": f"the wall-clock budget of {cfg.train.budget} ran out"}
+    if 0 < cfg.train.max_steps <= trainer.global_step:
+        return {"reason": "max_steps", "epoch": epoch, "detail": f"{cfg.train.max_steps} optimiser steps"}
+    return {"reason": "epochs", "epoch": epoch, "detail": f"the ceiling of {cfg.train.epochs} epochs"}
 
 
 def train(
