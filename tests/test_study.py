@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -348,3 +349,51 @@ def test_answers_are_read_by_question_name_and_old_numbered_keys_still_read():
     assert list(read_answers(new)) == list(QUESTIONS)
     assert read_answers(old) == {**read_answers(new), "transfer": {}}
     assert read_answers({}) == {}
+
+
+def _normalised(folder: Path) -> dict:
+    """Every results file of a study folder, with its own path and the timings taken out."""
+    out = {}
+    for path in sorted(folder.rglob("*.json")):
+        if path.name in ("timings.json", "manifest.json", "evolution.json"):
+            continue
+        text = path.read_text().replace(str(folder), "OUT")
+        out[str(path.relative_to(folder))] = _drop_times(json.loads(text))
+    return out
+
+
+def _drop_times(value):
+    if isinstance(value, dict):
+        timed = ("seconds", "created", "per_s", "_s")
+        return {k: _drop_times(v) for k, v in value.items() if not any(t in k for t in timed)}
+    if isinstance(value, list):
+        return [_drop_times(v) for v in value]
+    if isinstance(value, str):  # the answers quote training-time ratios
+        return re.sub(r"\d+\.\d+x its training time", "Nx its training time", value)
+    return value
+
+
+def test_jobs_2_gives_the_results_of_jobs_1(tmp_path):
+    """The decoders and the sweep's taggers trained two at a time in worker processes give the same results files
+    as one after another (same seeds, one thread per run in both)."""
+    data = write_dataset(tmp_path / "data", synthesize(200, seed=8, size=32))
+    over = {"epochs": 1, "max_images": 200, "batch_size": 32, "decoders": ["pca:4", "pca:2"], "run.train.threads": 1}
+    one = run_study(data, tmp_path / "one", load_study_config(None, dict(over)), echo=lambda s: None)
+    lines = []
+    two = run_study(data, tmp_path / "two", load_study_config(None, dict(over)), echo=lines.append, jobs=2)
+    assert any("side by side" in line for line in lines)
+    assert one["answers"]["what_ae_encodes"] == two["answers"]["what_ae_encodes"]
+    assert _normalised(tmp_path / "one") == _normalised(tmp_path / "two")
+
+
+def test_a_submitit_executor_runs_the_independent_steps(tmp_path):
+    """The executor a SLURM cluster would use (submitit; here its local one, which starts each job as a process the
+    same way) trains the decoders, and the study finishes with them (no target column: no taggers, to stay short)."""
+    submitit = pytest.importorskip("submitit")
+    data = write_dataset(tmp_path / "data", synthesize(160, seed=9, size=32))
+    over = {"epochs": 1, "max_images": 160, "batch_size": 32, "decoders": ["pca:2", "pca:4"], "target": "none_here"}
+    executor = submitit.LocalExecutor(folder=tmp_path / "jobs")
+    executor.update_parameters(timeout_min=10)
+    results = run_study(data, tmp_path / "study", load_study_config(None, over), echo=lambda s: None, executor=executor)
+    assert [r["model"] for r in results["reconstruction"]["rows"]][1:] == ["PCA-2", "PCA-4"]
+    assert len(list((tmp_path / "jobs").glob("*_result.pkl"))) == 2  # each decoder was a submitit job

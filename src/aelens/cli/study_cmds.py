@@ -58,6 +58,9 @@ def study(
         help=study_help("Validations without improvement before a run stops (0: never).", "patience"),
     ),
     budget: Optional[str] = typer.Option(None, "--budget", help="Wall-clock ceiling per model: 90s, 10m, 1h [none]."),
+    jobs: int = typer.Option(
+        1, "--jobs", min=1, help="Models trained side by side (the decoders, the sweep's taggers), sharing the cores."
+    ),
     plan_only: bool = typer.Option(
         False, "--plan-only", help="Print the plan (models, frames, measured step times, estimated time) and exit."
     ),
@@ -91,7 +94,7 @@ def study(
     if plan_only:
         print_plan(data, out, cfg, echo)
         return
-    res = run_study(data, out, cfg, echo)
+    res = run_study(data, out, cfg, echo, jobs=jobs)
     _print_answers(res, out)
 
 

@@ -17,6 +17,7 @@ Every step is skipped when its output is complete, so an interrupted study resum
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import time
 from pathlib import Path
@@ -37,11 +38,11 @@ from ..importing.importer import crop_mismatches, heading_notes
 from ..layout import RunDir, StudyLayout
 from ..maps.projection import METHODS
 from ..models.reducers import REDUCERS
-from ..runs.evaluate import compare_reconstructions, ensure_test
+from ..runs.evaluate import compare_reconstructions
 from ..storage import read_json, write_json
 from ..synthetic.arena import synthesize, write_dataset
-from ..training.trainer import ensure_run
 from .config import DEMO, StudyConfig, load_study_config
+from .jobs import process_pool, train_all, train_and_test
 from .plan import Plan, duration, plan_study
 from .sweep import sweep_settings, unfreeze_sweep
 
@@ -53,6 +54,7 @@ class Step:
     name: str
     done: Callable[[], bool]
     run: Callable[[], object]
+    job: tuple[RunConfig, Path] | None = None  # a model to train and test, which may run beside its neighbours
 
 
 def _run_config(study: StudyConfig, data, kind: str, **over) -> RunConfig:
@@ -187,11 +189,6 @@ def _prepare(data, out, cfg: StudyConfig, save: bool = True):
     return cfg, dataset, transfer_sets, StudyLayout(out)
 
 
-def _train_test(run_cfg: RunConfig, run: RunDir, ds: Dataset) -> None:
-    ensure_run(run_cfg, run.path, ds)
-    ensure_test(run.path, dataset=ds)
-
-
 # Every step takes the study's dataset, loaded once by _prepare: no step reads the training data again.
 
 
@@ -200,12 +197,11 @@ def _model_steps(cfg: StudyConfig, lay: StudyLayout, has_target: bool, ds: Datas
 
     data, ae = cfg.data.path, lay.ae
     ae_cfg = _run_config(cfg, data, "ae")
-    steps = [Step("train + test AE", lambda: _complete(ae), lambda: _train_test(ae_cfg, ae, ds))]
+    steps = [Step("train + test AE", lambda: _complete(ae), lambda: train_and_test(ae_cfg, ae.path, ds))]
     for spec in cfg.decoders:
         d, dc = lay.decoder(spec), _decoder_config(cfg, data, spec)
-        steps.append(
-            Step(f"train + test decoder {spec}", lambda d=d: _complete(d), lambda c=dc, d=d: _train_test(c, d, ds))
-        )
+        done, run = (lambda d=d: _complete(d)), (lambda c=dc, d=d: train_and_test(c, d.path, ds))
+        steps.append(Step(f"train + test decoder {spec}", done, run, job=(dc, d.path)))
     recon_runs = [ae.path] + [lay.decoder(s).path for s in cfg.decoders]
     color = cfg.target if has_target else None
     steps.append(Step("compare reconstructions", lambda: lay.recon_result.is_file(),
@@ -219,7 +215,7 @@ def _latent_step(cfg: StudyConfig, lay: StudyLayout, name: str, run: RunDir, wha
                                         fit=cfg.evolution_fit, max_images=cfg.max_images, dataset=ds))  # fmt: skip
 
 
-def _tagger_steps(cfg: StudyConfig, lay: StudyLayout, ds: Dataset) -> list[Step]:
+def _tagger_steps(cfg: StudyConfig, lay: StudyLayout, ds: Dataset, executor, jobs: int) -> list[Step]:
     """The tagger from scratch and the unfreeze sweep, its latent, and the AE-vs-tagger comparison."""
 
     over = {"train.epochs": cfg.sweep_epochs or cfg.epochs, "tagger.target": cfg.target}
@@ -227,7 +223,7 @@ def _tagger_steps(cfg: StudyConfig, lay: StudyLayout, ds: Dataset) -> list[Step]
     runs = [lay.ae.path, lay.tagger.path, lay.sweep_run("unfreeze_all").path]
     return [
         Step("tagger from scratch + unfreeze sweep", lambda: lay.sweep_result.is_file(),
-             lambda: unfreeze_sweep(tcfg, lay.ae.path, lay.sweep, dataset=ds)),
+             lambda: unfreeze_sweep(tcfg, lay.ae.path, lay.sweep, dataset=ds, executor=executor, jobs=jobs)),
         _latent_step(cfg, lay, "tagger", lay.tagger, "tagger", ds),
         Step("compare AE and tagger representations", lambda: lay.compare_result.is_file(),
              lambda: compare_runs(runs, out=lay.compare, max_images=cfg.max_images, loop_on=cfg.target,
@@ -261,24 +257,37 @@ def _transfer_steps(
     return steps
 
 
-def _run_steps(steps: list[Step], lay: StudyLayout, echo, plan: Plan) -> dict:
+def _run_steps(steps: list[Step], lay: StudyLayout, echo, plan: Plan, executor=None, jobs: int = 1) -> dict:
     """Run the steps that are not done yet, timing each (timings.json); returns every step's seconds so far. After
     each step, one line for the whole study: time so far and the plan's estimate of the rest, scaled by how the
-    finished steps compared with their estimates."""
+    finished steps compared with their estimates. With an ``executor``, consecutive model steps (the decoders) run
+    side by side; each records the time of the group."""
     timings = read_json(lay.timings) if lay.timings.is_file() else {}
     estimate = {p.name: p.seconds for p in plan.steps}
     spent = planned = 0.0
     t_start = time.perf_counter()
+    side_by_side: set[str] = set()
     for i, step in enumerate(steps, 1):
         if step.done():
             echo(f"[{i}/{len(steps)}] {step.name}: done earlier, skipped")
             continue
-        echo(f"[{i}/{len(steps)}] {step.name} ...")
+        if step.name in side_by_side:
+            continue
         t0 = time.perf_counter()
-        step.run()
-        timings[step.name] = round(time.perf_counter() - t0, 2)
+        if executor is not None and step.job is not None:
+            group = [s for s in itertools.takewhile(lambda s: s.job is not None, steps[i - 1 :]) if not s.done()]
+            echo(f"[{i}/{len(steps)}] {', '.join(s.name for s in group)} side by side ...")
+            train_all([s.job for s in group], None, executor, jobs)
+            side_by_side = {s.name for s in group}
+        else:
+            echo(f"[{i}/{len(steps)}] {step.name} ...")
+            step.run()
+            group = [step]
+        for s in group:
+            timings[s.name] = round(time.perf_counter() - t0, 2)
         write_json(lay.timings, timings)
-        spent, planned = spent + timings[step.name], planned + estimate.get(step.name, 0.0)
+        spent += timings[step.name]
+        planned += sum(estimate.get(s.name, 0.0) for s in group)
         rest = sum(estimate.get(s.name, 0.0) for s in steps[i:] if not s.done()) * (spent / planned if planned else 1)
         echo(
             f"[{i}/{len(steps)}] {step.name}: {timings[step.name]:.1f} s; study {duration(time.perf_counter() - t_start)}"
@@ -302,11 +311,18 @@ def _plan(cfg: StudyConfig, dataset: Dataset, transfer_sets: dict[str, Dataset])
     return plan_study(cfg, dataset, has_target, {names[p]: ds.n for p, ds in transfer_sets.items()})
 
 
-def run_study(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], None] = print) -> dict:
+def run_study(
+    data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], None] = print, jobs: int = 1, executor=None
+) -> dict:
     """Run (or resume) every step; write ``results.json`` and ``report.html``; return the results.
 
     ``data``: one dataset path, several (sessions read as one, with a ``session`` column), or None for the study
-    config's ``data.path``. ``cfg.transfer``: datasets every model is also scored on (see ``analysis.transfer``)."""
+    config's ``data.path``. ``cfg.transfer``: datasets every model is also scored on (see ``analysis.transfer``).
+    ``jobs`` > 1: the decoders, and the sweep's taggers, train ``jobs`` at a time in worker processes; ``executor``:
+    any ``submit``/``result`` executor instead (e.g. submitit's, for a SLURM cluster)."""
+    if executor is None and jobs > 1:
+        with process_pool(jobs) as pool:
+            return run_study(data, out, cfg, echo, jobs, pool)
 
     cfg, dataset, transfer_sets, lay = _prepare(data, out, cfg)
     has_target = dataset.conditions is not None and cfg.target in dataset.conditions.names
@@ -316,7 +332,7 @@ def run_study(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], Non
     steps = _model_steps(cfg, lay, has_target, dataset)
     steps.append(_latent_step(cfg, lay, "ae", lay.ae, "AE (with evolution movie)", dataset))
     if has_target:
-        steps += _tagger_steps(cfg, lay, dataset)
+        steps += _tagger_steps(cfg, lay, dataset, executor, jobs)
     else:
         echo(f"no {cfg.target!r} column in the metadata: skipping the tagger, sweep and representation comparison")
     steps += _transfer_steps(cfg, lay, has_target, dataset, transfer_sets, echo)
@@ -324,7 +340,7 @@ def run_study(data, out: str | Path, cfg: StudyConfig, echo: Callable[[str], Non
     for note in notes:
         echo(f"warning: {note}")
     t_study = time.perf_counter()
-    timings = _run_steps(steps, lay, echo, plan)
+    timings = _run_steps(steps, lay, echo, plan, executor, jobs)
     results = collect_results(lay.out, cfg, timings, time.perf_counter() - t_study, notes)
     write_json(lay.results, results)
     write_report(lay.out, results)

@@ -14,7 +14,7 @@ from ..maps.figures import save_sweep_plot
 from ..models.nets import Encoder
 from ..runs.evaluate import ensure_test
 from ..storage import write_json, write_table
-from ..training.trainer import ensure_run
+from .jobs import train_all
 
 log = logging.getLogger("aelens")
 
@@ -25,24 +25,29 @@ def sweep_settings() -> list[tuple[str, str | None]]:
     return [("scratch", None)] + [(f"unfreeze{k}", str(k)) for k in range(n)] + [("unfreeze_all", "all")]
 
 
-def unfreeze_sweep(base: RunConfig, init_from: str | Path, out: str | Path, data=None, dataset=None) -> dict:
+def unfreeze_sweep(
+    base: RunConfig, init_from: str | Path, out: str | Path, dataset=None, executor=None, jobs: int = 1
+) -> dict:
     """Train and test every sweep run under ``out`` (skipping finished ones); write ``unfreeze_sweep.csv`` and
     ``unfreeze_sweep.png``. ``base`` is a tagger config (data, target, epochs, ...); ``dataset``: its data, loaded
-    (read once for every run), or None to read it."""
+    (read once for every run), or None to read it; ``executor``: train the runs side by side on it (see
+    :mod:`aelens.study.jobs`)."""
 
     if base.tagger.kind != "angle":
         raise AelensError("sweep unfreeze scores angle errors; use an angle target (--kind angle)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    baseline = None
+    runs = []
     for name, unfreeze in sweep_settings():
         tagger = dataclasses.replace(
             base.tagger, unfreeze=unfreeze or "all", init_from=None if unfreeze is None else str(init_from)
         )
-        cfg = dataclasses.replace(base, kind="tagger", tagger=tagger)
-        run_dir = ensure_run(cfg, out / name, dataset)
-        res = ensure_test(run_dir, data, dataset)
+        runs.append((dataclasses.replace(base, kind="tagger", tagger=tagger), out / name))
+    train_all(runs, dataset, executor, jobs)
+    rows = []
+    baseline = None
+    for (_, run_dir), (name, unfreeze) in zip(runs, sweep_settings()):
+        res = ensure_test(run_dir, dataset=dataset)
         m = read_manifest(run_dir)
         baseline = res["baselines"]["circular_mean"]["angle_mae_deg"]
         rows.append(
