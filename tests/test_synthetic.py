@@ -87,3 +87,22 @@ def test_bad_synth_arguments():
         synthesize(10, size=16)
     with pytest.raises(AelensError, match="--n must be at least 2, got 1"):
         synthesize(1)
+
+
+def test_pose_files_without_a_video_are_the_video_s_own(tmp_path):
+    """`write_pose_files` (what the bench reads at hour scale) writes byte for byte the pose files that
+    `synthesize_video` writes beside its video, for the same frames, animals and seed."""
+    from aelens.synthetic.video import synthesize_video, write_pose_files
+
+    with_video = synthesize_video(tmp_path / "v", n=40, animals=2, seed=4)
+    alone = write_pose_files(tmp_path / "p", n=40, animals=2, seed=4)
+    assert "video" not in alone and set(alone) == set(with_video) - {"video"}
+    for fmt in ("truth", "deeplabcut-csv", "sleap-analysis-h5"):
+        a, b = with_video[fmt], alone[fmt]
+        if fmt == "sleap-analysis-h5":
+            import h5py
+
+            with h5py.File(a) as x, h5py.File(b) as y:
+                assert np.array_equal(x["tracks"][()], y["tracks"][()])
+        else:
+            assert a.read_bytes() == b.read_bytes()

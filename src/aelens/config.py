@@ -104,7 +104,7 @@ class SplitConfig:
 @dataclass(frozen=True)
 class SelectConfig:
     # training frames per run, chosen from the training blocks: consecutive frames are near copies, so a budget spread
-    # over what the crops look like answers as all frames do at a fraction of the cost (README, "Frame budget");
+    # over what the crops look like answers as all frames do at a fraction of the cost (docs/scale.md);
     # 0 (or "all"): every training frame
     frames: int = field(default=3000, metadata={"words": {"all": 0}, "flag": "--train-frames"})
     method: str = "diverse"  # diverse (over looks, time, sessions, tracks) | stride (evenly in time) | random
@@ -125,8 +125,8 @@ class TrainConfig:
     epochs: int = 30  # the ceiling: early stopping (patience) usually ends a run sooner
     max_steps: int = -1  # stop after this many optimiser steps (-1: all epochs); for benchmarks and quick checks
     # stop when the validation loss has not improved by min_delta (relative: 0.01 = 1%) for `patience` validations
-    # in a row (0: never stop early). Defaults measured on the synthetic arena and the fly sessions (README, "When a
-    # run stops")
+    # in a row (0: never stop early). 4 at 1%: the shortest patience that rode out the flat epochs between the AE's
+    # improvement steps on the synthetic arena (docs/scale.md, "Why patience 4 and 1%")
     patience: int = 4
     min_delta: float = 0.01
     budget: str = ""  # wall-clock ceiling per run, e.g. 90s, 10m, 1h ("": none); the run stops after the epoch

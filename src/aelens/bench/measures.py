@@ -216,8 +216,8 @@ def _child_with_peak_rss(code: str, what: str) -> dict:
 def peak_rss_training(data_dir: Path, out: Path, steps: int) -> dict:
     """Train in a child process and report its peak RSS and images/s."""
     code = (
-        "from aelens.config import RunConfig; from aelens.training.trainer.trainer import train; "
-        "from aelens.storage import read_manifest; "
+        "from aelens.config import RunConfig; from aelens.training.trainer import train; "
+        "from aelens.layout import read_manifest; "
         f"cfg=RunConfig(kind='ae').with_overrides({{'data.path': {str(data_dir)!r}, 'train.epochs': 1, "
         f"'train.max_steps': {steps}, 'train.progress': False, 'snapshots.enabled': False, 'train.val_every': 1000, "
         "'split.kind': 'random'}); "
@@ -225,6 +225,33 @@ def peak_rss_training(data_dir: Path, out: Path, steps: int) -> dict:
         "res={'images_per_s': m['train_images_per_s']}"
     )
     return _child_with_peak_rss(code, "memmap training")
+
+
+def pose_read_in_child(path: Path) -> dict:
+    """Reading one pose file as the importer does, in a child process: seconds and peak RSS."""
+    code = (
+        "import time; from aelens.importing.poses import read_poses; "
+        f"t0=time.perf_counter(); p=read_poses({str(path)!r}); res={{'seconds': time.perf_counter()-t0}}"
+    )
+    return _child_with_peak_rss(code, f"reading {path.name}")
+
+
+def study_in_child(data: Path, out: Path) -> dict:
+    """``aelens study`` with the default settings in a child process: its wall seconds, peak RSS and the plan's
+    estimates (from the same process's measured steps) for the defaults and for every frame at the epoch ceiling
+    without early stopping (the settings before frame budgets)."""
+    code = (
+        "import time, dataclasses; from aelens.study.config import load_study_config; "
+        "from aelens.study.pipeline import run_study, _prepare, _plan; "
+        f"cfg=load_study_config(None, {{}}); c, ds, sets, _ = _prepare({str(data)!r}, {str(out)!r}, cfg, save=False); "
+        "plan=_plan(c, ds, sets); "
+        "every=dataclasses.replace(c, run=c.run.with_overrides({'select.frames': 'all', 'select.val_frames': 'all'})); "
+        "plan_all=_plan(every, ds, sets); "
+        f"t0=time.perf_counter(); r=run_study({str(data)!r}, {str(out)!r}, cfg, echo=lambda s: None); "
+        "res={'wall_s': time.perf_counter()-t0, 'plan_s': plan.seconds, 'plan_all_frames_s': plan_all.seconds, "
+        "'train_frames': plan.train_frames, 'pool': plan.pool}"
+    )
+    return _child_with_peak_rss(code, "the study at scale")
 
 
 def decode_rate(video: Path) -> float:

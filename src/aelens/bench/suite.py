@@ -32,7 +32,7 @@ from ..runs.run import load_run
 from ..storage import write_json
 from ..study.pipeline import run_demo
 from ..synthetic.arena import IMAGES_NPY, synthesize, write_dataset
-from ..synthetic.video import lab_arena, synthesize_video
+from ..synthetic.video import lab_arena, synthesize_video, write_pose_files
 from .measures import (
     aelens_run,
     decode_rate,
@@ -43,11 +43,13 @@ from .measures import (
     matmul_peak,
     movie_seconds,
     peak_rss_training,
+    pose_read_in_child,
     power_law_exponent,
     reference_train,
     snapshot_history,
     startup_seconds,
     step_overhead,
+    study_in_child,
     train_flops_per_image,
     umap_at_scale_in_child,
     umap_transform_reference,
@@ -114,7 +116,8 @@ class Suite:
     def run(self) -> None:
         figures = [self.startup, self.importing, self.peaks, self.overhead, self.throughput, self.inference]
         if not self.quick:
-            figures += [self.time_to_quality, self.snapshots, self.memmap, self.movie, self.umap_scale, self.study]
+            figures += [self.time_to_quality, self.snapshots, self.memmap, self.movie, self.umap_scale, self.study,
+                        self.pose_readers, self.study_at_scale]  # fmt: skip
         seconds = {}
         for figure in figures:
             t0 = time.perf_counter()
@@ -362,6 +365,43 @@ class Suite:
             f"import {imp['frames_per_s']:.0f} frames/s vs plain decode {decode:.0f} "
             f"({imp['frames_per_s'] / decode:.2f}x; {size}x{size}); peak RSS {imp['rss_mb']:.0f} MB for {n} "
             f"frames, {big['rss_mb']:.0f} MB for {big['frames']}"
+        )
+
+    def pose_readers(self):
+        """Each pose format of a one-hour session (108,000 frames, 2 animals) read as the importer reads it, in a fresh
+        process: seconds and peak memory (sleap-io builds an object per instance for .slp and NWB)."""
+        n = 108000
+        files = write_pose_files(self.tmp / "poses", n, animals=2, seed=1)
+        rows = {}
+        for fmt, path in files.items():
+            if fmt == "truth":
+                continue
+            res = pose_read_in_child(path)
+            rows[fmt] = {"seconds": round(res["seconds"], 1), "rss_mb": round(res["rss_mb"], 1)}
+        self.r["pose_readers_at_scale"] = {"frames": n, "animals": 2, "formats": rows}
+        self.echo("pose files of 108,000 frames x 2 animals: " + ", ".join(
+            f"{fmt} {r['seconds']:.0f} s / {r['rss_mb']:.0f} MB" for fmt, r in rows.items()))  # fmt: skip
+
+    def study_at_scale(self, n: int = 108000):
+        """A one-hour session (``n`` frames of one animal, 30 frames/s) rendered as a video with its poses, imported,
+        then studied with the default settings, each in a fresh process: wall time and peak memory; beside them the
+        plan's estimate, from the same study's measured steps, for every training frame at the epoch ceiling."""
+        folder = self.tmp / "hour"
+        t0 = time.perf_counter()
+        w = synthesize_video(folder, n=n, animals=1, seed=5, arena=lab_arena(512), crf=23)
+        render = time.perf_counter() - t0
+        imp = import_in_child(w["video"], w["deeplabcut-csv"], self.tmp / "hour_data")
+        res = study_in_child(self.tmp / "hour_data", self.tmp / "hour_study")
+        self.r["study_at_scale"] = entry(res["wall_s"], res["plan_all_frames_s"], "s", higher_is_better=False)
+        self.r["study_at_scale"].update(
+            frames=n, render_s=round(render, 1), import_s=round(imp["wall_s"], 1), import_rss_mb=round(imp["rss_mb"]),
+            study_rss_mb=round(res["rss_mb"]), plan_s=round(res["plan_s"], 1), train_frames=res["train_frames"],
+            training_pool=res["pool"],
+        )  # fmt: skip
+        self.echo(
+            f"study at scale ({n} frames): import {imp['wall_s']:.0f} s ({imp['rss_mb']:.0f} MB), study "
+            f"{res['wall_s']:.0f} s ({res['rss_mb']:.0f} MB), planned {res['plan_s']:.0f} s; every frame at the "
+            f"ceiling would take about {res['plan_all_frames_s']:.0f} s ({res['plan_all_frames_s'] / res['wall_s']:.1f}x)"
         )
 
     def study(self):

@@ -106,7 +106,7 @@ TRAIN_OPTIONS = [
         "Relative improvement of the validation loss that counts (0.01: 1%).",
         "train.min_delta",
     ),
-    ("budget", Optional[str], "--budget", "Wall-clock ceiling per run: 90s, 10m, 1h ('' for none).", "train.budget"),
+    ("budget", Optional[str], "--budget", "Wall-clock ceiling per run: 90s, 10m, 1h.", "train.budget"),
     ("batch_size", Optional[int], "--batch-size", "Batch size per device.", "train.batch_size"),
     ("lr", Optional[float], "--lr", "Adam learning rate.", "train.lr"),
     ("lr_schedule", Optional[str], "--lr-schedule", "cosine | none | step:EPOCHS:GAMMA.", "train.lr_schedule"),
@@ -288,7 +288,7 @@ def _format_default(value) -> str:
         return ",".join(map(str, value))
     if isinstance(value, float):
         return f"{value:g}"
-    return str(value)
+    return str(value) if value != "" else "none"
 
 
 def option_help(help_: str, key: str | None) -> str:

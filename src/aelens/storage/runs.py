@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
+from .._version import __version__
 from ..errors import AelensError
 
 if TYPE_CHECKING:  # torch and safetensors are imported where tensors are read or written: the CLI starts fast
@@ -23,15 +24,13 @@ from .files import save_npz
 
 log = logging.getLogger("aelens")
 
-# --------------------------------------------------------------------------------------------- run directories
+# --------------------------------------------------------------------------------------------- provenance
 
 
 def versions() -> dict[str, str]:
     import lightning
     import sklearn
     import torch
-
-    from .._version import __version__
 
     return {
         "aelens": __version__,

@@ -141,12 +141,24 @@ def synthesize_video(
     out.mkdir(parents=True, exist_ok=True)
     trajs = [simulate_trajectory(n, seed + 1000 * a, arena) for a in range(animals)]
     size = arena.frame
-    # (f, t, k, 2) in video pixels, y down
-    pts = np.stack([node_positions(tr, arena) for tr in trajs], axis=1)
-    pts[..., 1] = size - 1 - pts[..., 1]
     with atomic_path(out / "video.mp4") as tmp:
         write_video(tmp, render_frames(trajs, arena, seed), (size, size), FPS, crf=crf)
-    written = {"video": out / "video.mp4", "truth": out / "truth.csv"}
+    return {"video": out / "video.mp4", **_write_poses(out, trajs, arena)}
+
+
+def write_pose_files(out_dir: str | Path, n: int, animals: int = 1, seed: int = 0, arena: Arena = Arena()) -> dict:
+    """The true poses of ``synthesize_video``'s animals in every format, without the video (what the pose readers'
+    cost is measured on: ``aelens bench``); returns {format: path}."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return _write_poses(out, [simulate_trajectory(n, seed + 1000 * a, arena) for a in range(animals)], arena)
+
+
+def _write_poses(out: Path, trajs: list[dict], arena: Arena) -> dict[str, Path]:
+    # (f, t, k, 2) in video pixels, y down
+    pts = np.stack([node_positions(tr, arena) for tr in trajs], axis=1)
+    pts[..., 1] = arena.frame - 1 - pts[..., 1]
+    written = {"truth": out / "truth.csv"}
     _write_truth(out / "truth.csv", trajs, pts)
     written["sleap-analysis-h5"] = _write_sleap_analysis(out / "poses.analysis.h5", pts)
     written["deeplabcut-csv"] = _write_dlc_csv(out / "poses_dlc.csv", pts)
