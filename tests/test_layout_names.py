@@ -88,3 +88,16 @@ def test_the_detector_sees_file_names():
         (5, "reducer"),
         (8, "scatter_X.png"),
     ]
+
+
+def test_names_from_user_data_stay_inside_their_folder(tmp_path):
+    """A condition or dataset name is user data: as a file name it can neither climb out of the folder nor name it."""
+    from aelens.layout import LatentFiles, RunDir, safe_name
+
+    assert LatentFiles.scatter("body_angle_deg") == "scatter_body_angle_deg.png"
+    for hostile in ("a/../../../ESCAPED", "../x", "..", "/etc/passwd", "$\\bogus$", "a\\..\\b", "名前"):
+        path = tmp_path / LatentFiles.scatter(hostile)
+        assert path.resolve().parent == tmp_path.resolve() and "/" not in LatentFiles.scatter(hostile)
+        other = RunDir(tmp_path).other_test_dir(hostile)
+        assert other.resolve().parent == tmp_path.resolve()
+    assert safe_name("..") == "data" and safe_name("") == "data" and safe_name("a b/c") == "a_b_c"

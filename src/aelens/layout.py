@@ -92,6 +92,14 @@ SNAPSHOT_INDEX = "index.csv"
 SNAPSHOT_SUBSET = "analysis_indices.npy"
 
 
+def safe_name(text: str, fallback: str = "data") -> str:
+    """``text`` (a condition, session or dataset name: user data) as one part of a file name: characters other than
+    letters, digits and ``._-`` become ``_``, so no name can reach outside its folder; ``fallback`` for a name
+    left empty or all dots."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", str(text))
+    return safe if safe.strip(".") else fallback
+
+
 def snapshot_layer_name(layer: str) -> str:
     """One layer's snapshots (snapshots x N x D, float16): ``fc1.npy``."""
     return f"{layer}.npy"
@@ -166,8 +174,7 @@ class RunDir:
     def other_test_dir(self, data_name: str) -> Path:
         """Where ``aelens test RUN --data OTHER`` writes by default: ``test-OTHER``, so that scoring another session
         never replaces the run's own ``test/`` results (characters other than letters, digits, ``._-`` become ``_``)."""
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", data_name) or "data"
-        return self.path / f"{self.TEST}-{safe}"
+        return self.path / f"{self.TEST}-{safe_name(data_name)}"
 
     @property
     def snapshots(self) -> Path:
@@ -305,8 +312,9 @@ class LatentFiles:
 
     @staticmethod
     def scatter(condition: str | None = None) -> str:
-        """The map coloured by ``condition`` (``scatter_CONDITION.png``), or uncoloured (``scatter.png``)."""
-        return f"scatter_{condition}.png" if condition else "scatter.png"
+        """The map coloured by ``condition`` (``scatter_CONDITION.png``, the name made safe: see :func:`safe_name`),
+        or uncoloured (``scatter.png``)."""
+        return f"scatter_{safe_name(condition)}.png" if condition else "scatter.png"
 
 
 class CompareFiles:

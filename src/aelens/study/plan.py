@@ -92,7 +92,9 @@ def plan_study(cfg: StudyConfig, dataset: Dataset, has_target: bool, transfer: d
         fit = _umap(min(train, run.embedding.umap_fit_max)) if method == "umap" else 1.0
         steps.append(PlannedStep(f"train + test decoder {spec}", fit + training("decoder", cfg.epochs)))
     maps = min(cfg.max_images, dataset.n)
-    steps.append(PlannedStep("compare reconstructions", _umap(3000), "a map of up to 3,000 test frames per model"))
+    models = 1 + len(cfg.decoders)
+    recon = _umap(3000 * models)  # a map of up to 3,000 test frames per model
+    steps.append(PlannedStep("compare reconstructions", recon, f"{models} models"))
     movie = _umap(run.snapshots.max_images) * 2
     steps.append(PlannedStep("latent analysis of the AE (with evolution movie)", _umap(maps) + movie))
     n_sweep = len(sweep_settings()) if has_target else 0
