@@ -368,10 +368,13 @@ def _check_train(t: TrainConfig) -> None:
     parse_schedule(t.lr_schedule)
 
 
+SELECT_METHODS = ("diverse", "stride", "random")  # how training frames are chosen (data.selection)
+
+
 def _check_select(se: SelectConfig) -> None:
     if se.frames < 0:
         _bad("--train-frames", "a number of frames or all", se.frames)
-    if se.method not in ("diverse", "stride", "random"):
+    if se.method not in SELECT_METHODS:
         _bad("--select", "diverse, stride or random", se.method)
     if se.val_frames < 0:
         _bad("--val-frames", "a number of frames or all", se.val_frames)

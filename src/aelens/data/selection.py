@@ -22,11 +22,12 @@ from __future__ import annotations
 import numpy as np
 import torch.nn.functional as F
 
+from ..config import SELECT_METHODS
 from ..errors import AelensError
 from .loading import Dataset
 from .splits import session_codes, time_key
 
-METHODS = ("diverse", "stride", "random")
+METHODS = SELECT_METHODS
 SKETCH_SIDE = 8  # pixels per side of a frame's sketch: the animal's pose and place, not its texture or noise
 SKETCH_DIM = 16  # principal components of the sketches that distances are measured in
 SKETCH_FIT = 20000  # sketches the components are fitted on
