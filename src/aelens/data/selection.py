@@ -46,7 +46,9 @@ def sketch(dataset: Dataset, idx: np.ndarray, batch: int = 4096, seed: int = 0) 
     fit = flat if len(flat) <= SKETCH_FIT else flat[np.sort(rng.choice(len(flat), SKETCH_FIT, replace=False))]
     mean = fit.mean(0) if len(fit) else np.zeros(flat.shape[1], np.float32)
     k = max(1, min(SKETCH_DIM, len(fit) - 1, flat.shape[1]))
-    _, _, vt = np.linalg.svd(fit - mean, full_matrices=False) if len(fit) > 1 else (None, None, np.eye(flat.shape[1]))
+    if len(fit) < 2:  # nothing to find components in: the sketch as it is
+        return (flat - mean)[:, :k].astype(np.float32)
+    vt = np.linalg.svd(fit - mean, full_matrices=False)[2]
     return ((flat - mean) @ vt[:k].T).astype(np.float32)
 
 

@@ -46,7 +46,8 @@ def unfreeze_sweep(
     train_all(runs, dataset, executor, jobs)
     rows = []
     baseline = None
-    for (_, run_dir), (name, unfreeze) in zip(runs, sweep_settings()):
+    for name, unfreeze in sweep_settings():
+        run_dir = out / name
         res = ensure_test(run_dir, dataset=dataset)
         m = read_manifest(run_dir)
         baseline = res["baselines"]["circular_mean"]["angle_mae_deg"]

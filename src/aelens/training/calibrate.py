@@ -32,9 +32,7 @@ def _objective(cfg: RunConfig, dataset: Dataset, idx: np.ndarray):
     if cfg.kind == "decoder":  # the step does not depend on what the codes are: random ones, no reducer fitted
         codes = np.random.default_rng(0).normal(size=(dataset.n, cfg.embedding.dim)).astype(np.float32)
         objective.attach_data(dataset, split, codes)
-    elif cfg.kind == "tagger":
-        objective.prepare(dataset, split, None, resuming=True)  # targets only: no AE weights copied
-    else:
+    else:  # resuming: a tagger takes its targets only, no AE weights copied
         objective.prepare(dataset, split, None, resuming=True)
     return objective
 
