@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.aelens-installed
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench docs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,12 +23,16 @@ demo: $(STAMP)
 
 # lint and format check first (seconds), then the tests
 test: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests tools
+	$(BIN)/ruff format --check src tests tools
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/aelens bench --out .
 
 clean:
-	rm -rf demo runs .pytest_cache
+	rm -rf demo runs site .pytest_cache
+
+# the manual: docs/ -> site/ (warnings are errors: a broken link or a missing API reference fails)
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict

@@ -72,3 +72,40 @@ def make_images(tmp_path: Path, name: str, array: np.ndarray) -> Path:
     else:
         np.save(path, array)
     return path
+
+
+def headless_chromium(tmp_path: Path):
+    """A headless Chromium driven by Selenium, or a skip that says what is missing (Debian: chromium,
+    chromium-driver)."""
+    import shutil
+
+    browser = next(
+        (
+            b
+            for b in ("/usr/bin/chromium", "/usr/bin/chromium-browser", shutil.which("chromium"))
+            if b and Path(b).exists()
+        ),
+        None,
+    )
+    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    if browser is None or not Path(driver_path).exists():
+        pytest.skip("Chromium and chromedriver are not installed (Debian packages chromium, chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    opts = Options()
+    opts.binary_location = browser
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1280,2000",
+    ):
+        opts.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver_path), options=opts)

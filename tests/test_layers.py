@@ -194,7 +194,7 @@ def test_the_write_detector_sees_writes(tmp_path):
 
 # where each layer's tests are: a folder's own behaviour is tested in these files (the rule the README states)
 TESTS: dict[str, list[str]] = {
-    "cli": ["test_config.py", "test_hostile.py"],
+    "cli": ["test_config.py", "test_hostile.py", "test_docs.py"],
     "bench": ["test_step_work.py", "test_metrics.py"],
     "study": ["test_study.py", "test_config.py"],
     "analysis": ["test_latent.py", "test_compare.py", "test_study.py"],

@@ -164,39 +164,11 @@ def test_study_refuses_other_settings_in_the_same_folder(study):
         run_study(data, root / "out", other, echo=lambda s: None)
 
 
-def _chromium() -> tuple[str, str] | None:
-    for browser in ("/usr/bin/chromium", "/usr/bin/chromium-browser", shutil.which("chromium") or ""):
-        driver = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-        if browser and Path(browser).exists() and Path(driver).exists():
-            return browser, driver
-    return None
-
-
 @pytest.mark.browser
 def test_report_renders_in_headless_chromium(study, tmp_path):
-    found = _chromium()
-    if found is None:
-        pytest.skip("Chromium and chromedriver are not installed (Debian packages chromium, chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
+    from conftest import headless_chromium
 
-    browser, driver_path = found
-    opts = Options()
-    opts.binary_location = browser
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--no-first-run",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=1280,2000",
-    ):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    driver = headless_chromium(tmp_path)
     try:
         root = study[0]
         driver.get((root / "out" / "report.html").as_uri())

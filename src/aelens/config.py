@@ -104,7 +104,7 @@ class SplitConfig:
 @dataclass(frozen=True)
 class SelectConfig:
     # training frames per run, chosen from the training blocks: consecutive frames are near copies, so a budget spread
-    # over what the crops look like answers as all frames do at a fraction of the cost (docs/scale.md);
+    # over what the crops look like answers as all frames do at a fraction of the cost (docs/guide/scale.md);
     # 0 (or "all"): every training frame
     frames: int = field(default=3000, metadata={"words": {"all": 0}, "flag": "--train-frames"})
     method: str = "diverse"  # diverse (over looks, time, sessions, tracks) | stride (evenly in time) | random
@@ -121,17 +121,17 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     # 30, as in the study: taggers trained for 20 / 30 / 60 / 150 epochs transferred to a new session best at 30
-    # (README, "How many epochs"; 150, the reference's length, was off by 25 deg where 30 was off by 7.5)
+    # (docs/results.md, "How many epochs"; 150, the reference's length, was off by 25 deg where 30 was off by 7.5)
     epochs: int = 30  # the ceiling: early stopping (patience) usually ends a run sooner
     max_steps: int = -1  # stop after this many optimiser steps (-1: all epochs); for benchmarks and quick checks
     # stop when the validation loss has not improved by min_delta (relative: 0.01 = 1%) for `patience` validations
     # in a row (0: never stop early). 4 at 1%: the shortest patience that rode out the flat epochs between the AE's
-    # improvement steps on the synthetic arena (docs/scale.md, "Why patience 4 and 1%")
+    # improvement steps on the synthetic arena (docs/guide/scale.md, "Why patience 4 and 1%")
     patience: int = 4
     min_delta: float = 0.01
     budget: str = ""  # wall-clock ceiling per run, e.g. 90s, 10m, 1h ("": none); the run stops after the epoch
     batch_size: int = 64  # per device; with DDP the global batch is batch_size x devices x nodes
-    lr: float = 1e-3  # Adam's usual default; not scaled with the number of devices (see README)
+    lr: float = 1e-3  # Adam's usual default; not scaled with the number of devices (docs/guide/scale.md)
     lr_schedule: str = "cosine"  # cosine to lr/100 over the run; "step:15:0.1" is the reference's StepLR(15)
     val_every: int = 1  # validation (and the image grid) every N epochs
     checkpoint_every: int = 5  # keep epoch checkpoints every N epochs, besides last and best
@@ -156,7 +156,7 @@ class SnapshotConfig:
     # "every" = each epoch
     schedule: str = "early"
     # analysis set of the snapshots: up to this many frames, chosen once and stored. 1,500 points show the movie's
-    # structure and score the conditions over training; 2,000 cost 10-11% of a 12-15 epoch tagger run (README)
+    # structure and score the conditions over training; 2,000 cost 10-11% of a 12-15 epoch tagger run (docs/performance.md)
     max_images: int = 1500
     layers: tuple[str, ...] = ("fc1",)  # fc1 = the latent; fc2 = the decoder's first layer (AE only)
 
@@ -182,7 +182,7 @@ class TaggerConfig:
     init_from: str | None = None  # an AE run whose encoder starts the tagger
     unfreeze: str = "all"  # trainable layers from the top: 0 (linear probe), 1 (fc1), 2 (+conv3), ... or all
     # training augmentation: none, all or parts rotate,flip,shift,scale,photometric (data/augment.py). `all` is the
-    # default from the README's table: a tagger trained on one fly session went from 83 deg to 7 deg on the other
+    # default from the table in docs/results.md: a tagger trained on one fly session went from 83 deg to 7 deg on the other
     augment: str = "all"
 
 
@@ -294,7 +294,9 @@ def _build(cls: type, values: dict, where: str) -> Any:
 
 
 # fields that older runs wrote and that no longer exist: dropped when such a config.yaml is read
-RETIRED = {"train": ("compile",)}  # train.compile: never wired up (torch.compile measured slower on CPU: README)
+RETIRED = {
+    "train": ("compile",)
+}  # train.compile: never wired up (torch.compile measured slower on CPU: docs/performance.md)
 
 
 def from_dict(values: dict, source: str = "config") -> RunConfig:

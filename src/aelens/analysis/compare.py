@@ -54,10 +54,12 @@ def compare_runs(
     seed: int = 0,
     loop_on: str | None = None,
     dataset: Dataset | None = None,
+    method: str = "umap",
 ) -> dict:
     """Pairwise CKA (linear and debiased, bootstrap 95% interval, permutation baseline), mutual k-NN overlap and
     Procrustes distance; per run and condition the decoding scores; the loop test of each run's 2-D map (on the
-    angle column ``loop_on``, e.g. the taggers' target, else the first angle column).
+    angle column ``loop_on``, e.g. the taggers' target, else the first angle column); 16-D codes are mapped to 2-D by
+    ``method`` (umap, pca or tsne).
     Writes ``comparison.json``, ``comparison.md`` and ``comparison.png`` to ``out``."""
     if len(run_dirs) < 2:
         raise AelensError("compare needs at least two run directories")
@@ -74,7 +76,7 @@ def compare_runs(
     columns = chosen_columns(ds, color_by)
     pairs = _pairs(codes, labels, n_boot, seed)
     decoding = {lab: encoding_scores(c, ds, idx, columns, seed=seed) for lab, c in zip(labels, codes)}
-    fitted = [embed(c, "pca" if c.shape[1] <= 2 else "umap", random_state=seed)[1] for c in codes]
+    fitted = [embed(c, "pca" if c.shape[1] <= 2 else method, random_state=seed)[1] for c in codes]
     maps = [c[:, :2].astype(np.float32) if c.shape[1] == 2 else m.xy for c, m in zip(codes, fitted)]
     angle_col, loops = _loops(ds, idx, columns, maps, labels, loop_on, seed)
     panels = condition_panels(ds, idx, columns)

@@ -22,7 +22,7 @@ def study(
         help="Images file or data directory (with metadata for the tagger); repeat for several sessions [the config's data.path].",
     ),
     out: Path = typer.Option(..., "--out", help="Study folder (resumed when it exists)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="study.yaml with settings (see README)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="study.yaml with settings (see docs/guide/study.md)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help=study_help("Epochs for every model.", "epochs")),
     split: Optional[str] = typer.Option(
         None, "--split", help=study_help("auto | random | blocked | group:COLUMN.", "split")
@@ -108,7 +108,7 @@ def demo(
         None, "--epochs", help=f"Epochs per model [{DEMO['epochs']}; {DEMO['sweep_epochs']} for the tagger sweep]."
     ),
 ):
-    """Synthetic arena data + a small study (measured times: README, Quickstart); prints the report's path."""
+    """Synthetic arena data + a small study (measured times: docs/performance.md); prints the report's path."""
     import time
 
     check_out(out)

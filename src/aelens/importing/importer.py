@@ -345,10 +345,14 @@ def _merge(tmp: Path, parts: list[Path], results: list[SessionResult], opts: Imp
 def summary_line(s: dict) -> str:
     """The one line per session that the command prints."""
     a = s["arena"]
+    body = s["body_length_median_px"]
+    body = (
+        f"; median body length {body:.1f} px" if isinstance(body, (int, float)) and body == body else ""
+    )  # NaN: no axis
     return (
         f"{s['session']}: {s['frames_read']} frames read, {s['crops_written']} crops of {len(s['tracks_kept'])} "
         f"track(s), skipped {sum(s['skipped'].values())} ({_reasons(s['skipped'])}); {s['nodes_used']}; window "
-        f"{s['window_px']:.0f} px ({s['window_rule']}; median body length {s['body_length_median_px']:.1f} px); arena "
+        f"{s['window_px']:.0f} px ({s['window_rule']}{body}); arena "
         f"({a['cx']:.0f}, {a['cy']:.0f}) r {a['r']:.0f} px, {a['source']}; {s['frames_per_s']:.0f} frames/s"
     )
 

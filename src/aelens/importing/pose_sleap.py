@@ -1,4 +1,4 @@
-"""SLEAP ``.slp`` and NWB (through sleap-io) and SLEAP analysis ``.h5`` files."""
+"""SLEAP ``.slp`` (through sleap-io) and SLEAP analysis ``.h5`` files."""
 
 from __future__ import annotations
 
@@ -10,21 +10,13 @@ from ..errors import AelensError
 from .pose_data import Poses, check_points, h5_strings
 
 
-def read_with_sleap_io(path: Path, fmt: str) -> Poses:
+def read_with_sleap_io(path: Path, fmt: str = "sleap-slp") -> Poses:
     try:
         import sleap_io as sio
     except ImportError:
-        raise AelensError(
-            f"{path}: reading {'SLEAP .slp' if fmt == 'sleap-slp' else 'NWB'} files needs sleap-io: "
-            f"pip install 'aelens[{'pose' if fmt == 'sleap-slp' else 'nwb'}]'"
-        ) from None
+        raise AelensError(f"{path}: reading SLEAP .slp files needs sleap-io: pip install 'aelens[pose]'") from None
     try:
-        if fmt == "sleap-slp":
-            labels = sio.load_slp(str(path), open_videos=False)
-        else:
-            labels = sio.load_nwb(str(path))
-    except ImportError as exc:
-        raise AelensError(f"{path}: reading NWB needs pynwb and ndx-pose ({exc}): pip install 'aelens[nwb]'") from None
+        labels = sio.load_slp(str(path), open_videos=False)
     except Exception as exc:  # noqa: BLE001 - a third-party reader: any failure is a bad file for the user
         raise AelensError(f"{path}: cannot read as {fmt} ({exc.__class__.__name__}: {exc})") from None
     if len(labels.videos) != 1:

@@ -2,7 +2,7 @@
 
 Formats: SLEAP ``.slp`` (through ``sleap-io``, the optional extra ``aelens[pose]``) and SLEAP analysis ``.h5`` (with or
 without ``point_scores``); DeepLabCut inference output ``.h5``/``.csv`` (single- and multi-animal headers) and
-LightningPose ``.csv`` (the same header layout); NWB with ndx-pose (through ``sleap-io``, with ``pynwb``); and a plain
+LightningPose ``.csv`` (the same header layout); NWB with ndx-pose (read with ``h5py``: DeepLabCut's and SLEAP's); and a plain
 ``.csv`` with ``frame,x,y[,angle_deg][,track][,score]`` for home-made trackers.
 
 Coordinates are video pixels as the trackers write them: x to the right, y down, the centre of the top-left pixel at
@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import AelensError
 from .pose_data import Poses, check_points
 from .pose_dlc import plain_pickle_labels, read_dlc_csv, read_dlc_h5
+from .pose_nwb import read_nwb
 from .pose_sleap import read_sleap_analysis, read_with_sleap_io
 
 __all__ = ["POSE_SUFFIXES", "Poses", "describe", "plain_pickle_labels", "read_poses"]
@@ -38,9 +39,9 @@ def read_poses(path: str | Path) -> Poses:
         raise AelensError(f"{path}: pose file not found" if not path.exists() else f"{path}: is not a file")
     suffix = path.suffix.lower()
     if suffix == ".slp":
-        return read_with_sleap_io(path, "sleap-slp")
+        return read_with_sleap_io(path)
     if suffix == ".nwb":
-        return read_with_sleap_io(path, "nwb")
+        return read_nwb(path)
     if suffix in (".h5", ".hdf5"):
         return _read_h5(path)
     if suffix == ".csv":

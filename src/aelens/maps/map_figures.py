@@ -219,6 +219,7 @@ def save_recon_comparison(
     labels: list[str],
     color_by: str,
     path,
+    method: str = "umap",
 ) -> Path:
     """The reference study's layout: one column per model; rows: the same input frames, each model's output, and
     each model's latent mapped to 2-D, coloured by ``color_by``."""
@@ -249,7 +250,8 @@ def save_recon_comparison(
             axes[i, j].set_yticks([])
     axes[0, 0].set_ylabel("input images", fontsize=10)
     axes[1, 0].set_ylabel("output images", fontsize=10)
-    axes[2, 0].set_ylabel(f"latent (UMAP){', ' + color_by if color_by else ''}", fontsize=10)
+    name = {"umap": "UMAP", "pca": "PCA", "tsne": "t-SNE"}.get(method, method)
+    axes[2, 0].set_ylabel(f"latent ({name}){', ' + color_by if color_by else ''}", fontsize=10)
     fig.tight_layout()
     return save_fig(fig, path, dpi=100)
 

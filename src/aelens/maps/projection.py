@@ -4,7 +4,7 @@ evolution movie.
 Placing points into a fitted UMAP / t-SNE map uses UMAP's own ``transform`` initialisation: each new point goes to
 the membership-weighted mean of its k nearest fitted points (exact neighbours up to 20,000 fitted points, pynndescent's
 approximate ones above, as ``umap.transform`` itself uses). It skips ``transform``'s optimisation epochs, which is
-what makes a 40-snapshot x 20,000-point movie take a minute instead of many; the README gives the measured agreement
+what makes a 40-snapshot x 20,000-point movie take a minute instead of many; docs/guide/latent.md gives the measured agreement
 with a full ``umap.transform``.
 """
 

@@ -205,7 +205,7 @@ class Decoder(nn.Module):
         self.out = ConvTranspose2d(WIDTH[0], geometry.channels, 3)
         # Start from "predict the mean frame": zero output weights, bias = mean pixel (see set_output_mean). With
         # PyTorch's default init the first output is ~100x too large and the first epochs are spent shrinking it;
-        # on 5,000 synthetic frames this halves the validation MSE after 8 epochs (README, performance).
+        # on 5,000 synthetic frames this halves the validation MSE after 8 epochs (docs/performance.md).
         nn.init.zeros_(self.out.weight)
         nn.init.constant_(self.out.bias, 0.5)
 

@@ -274,9 +274,11 @@ def compare_reconstructions(
     n_show: int = 4,
     max_map: int = 3000,
     dataset: Dataset | None = None,
+    method: str = "umap",
 ) -> dict:
     """Evaluate every run on the same test frames: ``recon_comparison.csv`` / ``.md`` and ``recon_comparison.png``
-    (one column per model; rows: inputs, outputs, the model's latent mapped to 2-D by UMAP)."""
+    (one column per model; rows: inputs, outputs, the model's latent mapped to 2-D by ``method``: umap, pca or
+    tsne)."""
 
     if not run_dirs:
         raise AelensError("compare-recon needs at least one run directory")
@@ -299,7 +301,7 @@ def compare_reconstructions(
         rows.append(_recon_row(r, reconstruction_scores(r, ds, idx)[0]))
         recons.append(r.reconstruct(ds.batch(show).numpy()))
         codes = r.encode(ds.batch(map_idx).numpy())
-        maps.append(codes[:, :2] if codes.shape[1] <= 2 else embed(codes, "umap", random_state=0)[0])
+        maps.append(codes[:, :2] if codes.shape[1] <= 2 else embed(codes, method, random_state=0)[0])
     fields = ["run", "model", "latent_source", "dim", "mse", "psnr", "ssim"]
     fields += [k for k in ("mse_clean", "psnr_clean", "ssim_clean") if k in rows[0]]
     fields += ["train_seconds", "epochs", "seconds_per_epoch", "explained_variance"]
@@ -313,6 +315,7 @@ def compare_reconstructions(
         [r["model"] for r in rows],
         color_by or "",
         out / ReconFiles.FIGURE,
+        method=method,
     )
     result = {"n": int(len(idx)), "frames": which, "rows": rows, "color_by": color_by}
     write_json(out / RECON_RESULT, result)

@@ -12,7 +12,7 @@ from ..config import RunConfig, _build, _check_tagger, validate
 from ..errors import AelensError
 from ..storage import read_yaml, write_yaml
 
-# the demo's settings: small enough for about 3 minutes on 2 CPU cores in fp32 (measured: README, Quickstart), large
+# the demo's settings: small enough for about 3 minutes on 2 CPU cores in fp32 (measured: docs/performance.md), large
 # enough that every table and figure of the study answers its question (32 px crops: the animal's axis and head
 # stay clear)
 DEMO = {"n": 1000, "size": 32, "epochs": 8, "sweep_epochs": 5, "max_images": 1000, "umap_epochs": 200}

@@ -3,7 +3,7 @@ after another in this process, or side by side on an executor.
 
 An executor is anything with ``submit(fn, *args) -> future`` whose ``result()`` waits: ``--jobs N`` makes a local
 process pool (:func:`process_pool`); ``submitit``'s executors (SLURM, or its local one) fit as they are, so a
-cluster runs the same steps (docs/scale.md). A worker reads the data itself: the study's loaded dataset
+cluster runs the same steps (docs/guide/scale.md). A worker reads the data itself: the study's loaded dataset
 stays in the study's process.
 """
 

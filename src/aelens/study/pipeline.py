@@ -205,7 +205,8 @@ def _model_steps(cfg: StudyConfig, lay: StudyLayout, has_target: bool, ds: Datas
     recon_runs = [ae.path] + [lay.decoder(s).path for s in cfg.decoders]
     color = cfg.target if has_target else None
     steps.append(Step("compare reconstructions", lambda: lay.recon_result.is_file(),
-                      lambda: compare_reconstructions(recon_runs, out=lay.recon, color_by=color, dataset=ds)))  # fmt: skip
+                      lambda: compare_reconstructions(recon_runs, out=lay.recon, color_by=color, dataset=ds,
+                                                     method=cfg.latent_method)))  # fmt: skip
     return steps
 
 
@@ -227,7 +228,7 @@ def _tagger_steps(cfg: StudyConfig, lay: StudyLayout, ds: Dataset, executor, job
         _latent_step(cfg, lay, "tagger", lay.tagger, "tagger", ds),
         Step("compare AE and tagger representations", lambda: lay.compare_result.is_file(),
              lambda: compare_runs(runs, out=lay.compare, max_images=cfg.max_images, loop_on=cfg.target,
-                                  dataset=ds)),
+                                  dataset=ds, method=cfg.latent_method)),
     ]  # fmt: skip
 
 

@@ -293,7 +293,7 @@ def make_metadata(traj: dict[str, np.ndarray], arena: Arena = Arena()) -> np.nda
     return np.stack([cols[c] for c in COLUMNS], axis=1).astype(np.float64)
 
 
-def synthesize(n: int, seed: int = 0, size: int = 50, arena: Arena = Arena()) -> dict[str, np.ndarray]:
+def synthesize(n: int = 5000, seed: int = 0, size: int = 50, arena: Arena = Arena()) -> dict[str, np.ndarray]:
     """Make a dataset in memory: {"images": (n, s, s) uint8 noisy, "clean": uint8, "metadata": (n, k) float64}.
 
     Example: ``d = synthesize(500, seed=1); d["images"].shape == (500, 50, 50)``

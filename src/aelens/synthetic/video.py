@@ -134,7 +134,16 @@ def synthesize_video(
     if not 1 <= animals <= 6:
         raise AelensError(f"--animals must be 1..6, got {animals}")
     out = Path(out_dir)
-    names = ["video.mp4", "truth.csv", "poses.analysis.h5", "poses.slp", "poses.nwb", "poses_dlc.csv", "poses_dlc.h5"]
+    names = [
+        "video.mp4",
+        "truth.csv",
+        "poses.csv",
+        "poses.analysis.h5",
+        "poses.slp",
+        "poses.nwb",
+        "poses_dlc.csv",
+        "poses_dlc.h5",
+    ]
     existing = [nm for nm in names if (out / nm).exists()]
     if existing and not overwrite:
         raise AelensError(f"{out}: already holds {', '.join(existing)}; choose another folder or pass --overwrite")
@@ -160,6 +169,7 @@ def _write_poses(out: Path, trajs: list[dict], arena: Arena) -> dict[str, Path]:
     pts[..., 1] = arena.frame - 1 - pts[..., 1]
     written = {"truth": out / "truth.csv"}
     _write_truth(out / "truth.csv", trajs, pts)
+    written["plain-csv"] = _write_plain_csv(out / "poses.csv", trajs, pts)
     written["sleap-analysis-h5"] = _write_sleap_analysis(out / "poses.analysis.h5", pts)
     written["deeplabcut-csv"] = _write_dlc_csv(out / "poses_dlc.csv", pts)
     for fmt, fn in (("sleap-slp", _write_slp), ("deeplabcut-h5", _write_dlc_h5)):
@@ -182,6 +192,19 @@ def _write_truth(path: Path, trajs, pts) -> None:
                 [t, a, f"{c[0]:.4f}", f"{c[1]:.4f}", f"{tr['body_angle_deg'][t]:.4f}", f"{tr['head_angle_deg'][t]:.4f}"]
             )
     write_text(path, buf.getvalue())
+
+
+def _write_plain_csv(path: Path, trajs, pts) -> Path:
+    """The poses as any tracker could write them: frame, track, centre and heading (aelens's plain CSV format)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["frame", "track", "x", "y", "angle_deg"])
+    for t in range(pts.shape[0]):
+        for a, tr in enumerate(trajs):
+            c = pts[t, a, NODES.index("center")]
+            w.writerow([t, a, f"{c[0]:.3f}", f"{c[1]:.3f}", f"{tr['body_angle_deg'][t]:.3f}"])
+    write_text(path, buf.getvalue())
+    return path
 
 
 def _write_sleap_analysis(path: Path, pts: np.ndarray) -> Path:
