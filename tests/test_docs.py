@@ -234,6 +234,21 @@ def test_the_help_shows_the_defaults_the_code_uses():
     assert checked >= 60
 
 
+def test_the_study_yaml_of_the_manual_is_the_defaults(tmp_path):
+    """docs/guide/study.md shows every study.yaml key with its default: the block loads, equals the defaults, and
+    names every shorthand."""
+    from aelens.study.config import STUDY_SHORTHANDS, StudyConfig, load_study_config
+
+    text = (DOCS / "guide" / "study.md").read_text(encoding="utf-8")
+    block = re.search(r"```yaml\n(.*?)```", text, flags=re.S).group(1)
+    path = tmp_path / "study.yaml"
+    path.write_text(block)
+    assert load_study_config(path) == StudyConfig()
+    keys = set(re.findall(r"^(\w+):", block, flags=re.M))
+    fields = {f.name for f in dataclasses.fields(StudyConfig)} - {"run"}
+    assert set(STUDY_SHORTHANDS) | fields | {"run"} == keys
+
+
 # ---- the tutorials run ----
 
 QUICK_STUDY = """\
