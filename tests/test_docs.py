@@ -218,9 +218,11 @@ def test_the_help_shows_the_defaults_the_code_uses():
             if not shown or name == "out":  # output folders are named by the command, not settings
                 continue
             if path[0] in ("train", "sweep") and flag in keyed:
-                expected = _as_text(config_default(keyed[flag]))
+                value = config_default(keyed[flag])
+                expected = None if value is None else _as_text(value)
             else:
-                expected = next((_as_text(s[name]) for s in sources if name in s), None)
+                found = next((s[name] for s in sources if name in s), None)
+                expected = None if found is None else _as_text(found)
             if expected is None:
                 if any(re.fullmatch(r"[-+0-9.e,]+", text) for text in shown):
                     problems.append(f"{where} {flag}: shows {shown} with no dataclass or function default named {name}")

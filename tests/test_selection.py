@@ -219,3 +219,15 @@ def test_a_run_that_stops_early_says_why_and_ends_its_movie_where_it_stopped(tin
     assert "less than 99% in 3 validations" in m["stopped"]["detail"]
     _, index, _ = load_snapshots(run, "fc1")
     assert [r["epoch"] for r in index] == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_patience_by_objective_unless_set():
+    """train.patience None (the default): the AE and decoders stop on a plateau after 4 validations, taggers train to
+    --epochs (their validation loss is too noisy to read a plateau from); a number given is used for every kind."""
+    from aelens.config import AUTO_PATIENCE, RunConfig, effective_patience
+
+    assert RunConfig().train.patience is None
+    got = {k: effective_patience(RunConfig(kind=k)) for k in ("ae", "decoder", "tagger")}
+    assert got == AUTO_PATIENCE == {"ae": 4, "decoder": 4, "tagger": 0}
+    for k in got:
+        assert effective_patience(RunConfig(kind=k).with_overrides({"train.patience": 2})) == 2

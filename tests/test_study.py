@@ -277,6 +277,12 @@ def test_the_answers_name_only_conditions_decoded_better_than_chance():
     assert "speed" not in text.split(";")[0] and best_linear_r2(rows) is None
     none = answer_what_ae_encodes({"encoding_scores": rows[1:], "trustworthiness": 0.99}, 8)
     assert none.startswith("The AE's 8-D latent encodes none of the conditions better than chance; the least")
+    # a constant condition (no crop ever padded) scores NaN: never named as the least decodable one
+    constant = {"condition": "pad_fraction", "decoder": "ridge", "metric": "r2", "score": float("nan"), "chance": 0.0}
+    text = answer_what_ae_encodes({"encoding_scores": [*rows, constant], "trustworthiness": 0.99}, 16)
+    assert "pad_fraction" not in text and "the least decodable condition is y (ridge: R² -0.65)" in text
+    only = answer_what_ae_encodes({"encoding_scores": [constant], "trustworthiness": 0.99}, 16)
+    assert only == "No condition varies enough to score the AE latent against."
 
 
 def test_a_reconstruction_that_does_not_hold_says_why():

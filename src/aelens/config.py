@@ -125,9 +125,10 @@ class TrainConfig:
     epochs: int = 30  # the ceiling: early stopping (patience) usually ends a run sooner
     max_steps: int = -1  # stop after this many optimiser steps (-1: all epochs); for benchmarks and quick checks
     # stop when the validation loss has not improved by min_delta (relative: 0.01 = 1%) for `patience` validations
-    # in a row (0: never stop early). 4 at 1%: the shortest patience that rode out the flat epochs between the AE's
-    # improvement steps on the synthetic arena (docs/guide/scale.md, "Why patience 4 and 1%")
-    patience: int = 4
+    # in a row (0: never stop early; None: AUTO_PATIENCE by objective). 4 at 1%: the shortest patience that rode out
+    # the flat epochs between the AE's improvement steps on the synthetic arena; a tagger's validation loss is too
+    # noisy to read a plateau from (docs/guide/scale.md, "When a run stops")
+    patience: int | None = None
     min_delta: float = 0.01
     budget: str = ""  # wall-clock ceiling per run, e.g. 90s, 10m, 1h ("": none); the run stops after the epoch
     batch_size: int = 64  # per device; with DDP the global batch is batch_size x devices x nodes
@@ -362,12 +363,25 @@ def _check_train(t: TrainConfig) -> None:
         _bad("--checkpoint-every", "at least 1", t.checkpoint_every)
     if t.precision not in ("auto", "bf16", "fp32"):
         _bad("--precision", "auto, bf16 or fp32", t.precision)
-    if t.patience < 0:
+    if t.patience is not None and t.patience < 0:
         _bad("--patience", "0 (never stop early) or more validations", t.patience)
     if not (0.0 <= t.min_delta < 1.0):
         _bad("--min-delta", "a relative improvement in [0, 1), e.g. 0.01 for 1%", t.min_delta)
     parse_budget(t.budget)
     parse_schedule(t.lr_schedule)
+
+
+# the patience of each objective when train.patience is None (auto). The AE's and decoders' validation loss falls in
+# steps with flat epochs between them (4 validations ride those out); a tagger's (1 - cos over a few held-out blocks)
+# jumps by 2x between epochs while it still improves: a mouse tagger stopped at epoch 7 at 23 deg, trained to its 30
+# epochs 8.9 deg (docs/guide/scale.md). Taggers are cheap to train; they train to the ceiling.
+AUTO_PATIENCE = {"ae": 4, "decoder": 4, "tagger": 0}
+
+
+def effective_patience(cfg: "RunConfig") -> int:
+    """The patience a run uses: the configured one, or its objective's (AUTO_PATIENCE) when that is None."""
+    p = cfg.train.patience
+    return AUTO_PATIENCE.get(cfg.kind, 4) if p is None else p
 
 
 SELECT_METHODS = ("diverse", "stride", "random")  # how training frames are chosen (data.selection)

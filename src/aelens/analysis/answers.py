@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import math
 from pathlib import Path
 
 from ..layout import StudyLayout
@@ -50,8 +51,12 @@ def answer_what_ae_encodes(latent: dict | None, latent_dim: int) -> str:
         return "No conditions were available to score the AE latent against."
     best = {}
     for r in latent["encoding_scores"]:
+        if not math.isfinite(_skill(r)):  # a constant condition (e.g. no crop ever padded): nothing to decode
+            continue
         if r["condition"] not in best or _skill(r) > _skill(best[r["condition"]]):
             best[r["condition"]] = r
+    if not best:
+        return "No condition varies enough to score the AE latent against."
     ranked = sorted(best.values(), key=_skill, reverse=True)
     above = [r for r in ranked if _skill(r) > SKILL_FLOOR][:3]  # only what is decodable better than chance
     top = ", ".join(f"{r['condition']} ({r['decoder']}: {_fmt_score(r)})" for r in above)
@@ -88,13 +93,47 @@ def answer_can_embeddings_replace_encoder(recon: dict | None) -> str:
         )
     best = max((r for r in rows if r is not ae), key=lambda r: r[key], default=None)
     verdict = ""
-    if best is not None:
-        verdict = f" The best replacement for the encoder is {best['model']}" + (
-            ", which beats the AE." if best[key] > ae[key] else f", {ae[key] - best[key]:.1f} dB below the AE."
+    pair = next((p for p in recon.get("pairs", []) if best is not None and p["a"] == best["model"]), None)
+    if pair is not None:
+        verdict = (
+            f" The best replacement for the encoder is {best['model']}, which {pair['word']} the AE ({_diff(pair)})."
         )
+    elif best is not None:  # results written before paired intervals: no verdict the numbers cannot carry
+        verdict = f" The best replacement for the encoder is {best['model']} ({best[key] - ae[key]:+.1f} dB vs the AE)."
+    verdict += _baseline_sentence(recon)
     pca = next((r for r in rows if r["latent_source"] == "pca" and r.get("explained_variance")), None)
     ev = f" {pca['model']} explains {100 * pca['explained_variance']:.0f}% of the training variance." if pca else ""
     return "; ".join(parts) + "." + verdict + ev
+
+
+def _diff(pair: dict) -> str:
+    lo, hi = pair["ci95"]
+    ci = f"95% CI {lo:+.1f} to {hi:+.1f} dB" if math.isfinite(lo) else "no interval: a single block of test frames"
+    return f"{pair['difference']:+.1f} dB, {ci}"
+
+
+def reconstruction_warnings(recon: dict | None) -> list[str]:
+    """A model that does not beat the noisy input or the mean training frame has learnt little: say so."""
+    out = []
+    for p in (recon or {}).get("baselines", []):
+        if p["b"] in ("noisy input", "mean training frame") and p["word"] != "beats":
+            out.append(
+                f"the {p['a']} does not beat the {p['b']} on its test frames ({_diff(p)}): under-trained or "
+                "mis-configured (train longer, raise --patience, or check --noise and the frames)"
+            )
+    return out
+
+
+def _baseline_sentence(recon: dict) -> str:
+    pairs = recon.get("baselines", [])
+    if not pairs:
+        return ""
+    groups: dict[str, list[str]] = {}
+    for p in pairs:
+        groups.setdefault(p["word"], []).append(f"{p['b']} ({_diff(p)})")
+    said = "; ".join(f"{word} {', '.join(names)}" for word, names in groups.items())
+    text = f" On the same frames the {pairs[0]['a']} {said}."
+    return text + "".join(f" Warning: {w}." for w in reconstruction_warnings(recon))
 
 
 def answer_how_objective_shapes_latent(compare: dict | None, sweep: dict | None) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from pathlib import Path
 
 from ..layout import CompareFiles, LatentFiles, ReconFiles, RunDir, StudyLayout, SweepFiles, TestFiles
@@ -39,6 +40,8 @@ def _img(path: Path, caption: str) -> str:
 def _cell(v) -> str:
     if v is None:
         return ""
+    if isinstance(v, list) and len(v) == 2 and all(isinstance(x, float) for x in v):  # an interval
+        return f"[{v[0]:.4g}, {v[1]:.4g}]" if all(math.isfinite(x) for x in v) else ""
     if isinstance(v, float):
         return f"{v:.4g}"
     return html.escape(str(v))
@@ -182,7 +185,7 @@ def _header(results: dict) -> list[str]:
     return [
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>aelens study</title><style>{CSS}</style></head><body>",
         "<h1>aelens study report</h1>",
-        f"<p class='meta'>data: <code>{html.escape(str(s['run']['data']['path']))}</code> · {s['run']['train']['epochs']} epochs per model · "
+        f"<p class='meta'>data: <code>{html.escape(str(s['run']['data']['path']))}</code> · {_epochs_phrase(s['run']['train'])} · "
         f"total {results['seconds']:.0f} s of this session's compute · aelens {results['versions']['aelens']}, "
         f"torch {results['versions']['torch']} · {results['created']}</p>",
         _split_line(results),
@@ -219,7 +222,14 @@ def _replace_encoder_section(lay: StudyLayout, results: dict) -> list[str]:
     rows = (results.get("reconstruction") or {}).get("rows", [])
     key = quality_key(rows)
     clean = [key, "ssim_clean"] if key == "psnr_clean" else []
-    fields = ["model", "dim", "mse", "psnr", "ssim", *clean, "train_seconds", "seconds_per_epoch", "explained_variance"]
+    ci = [f"{key}_ci95"] if rows and f"{key}_ci95" in rows[0] else []
+    fields = ["model", "dim", "mse", "psnr", "ssim", *clean, *ci, "train_seconds", "seconds_per_epoch",
+              "explained_variance"]  # fmt: skip
+    recon = results.get("reconstruction") or {}
+    pair_fields = ["a", "word", "b", "difference", "ci95", "blocks"]
+    pairs = _table(recon.get("pairs", []) + recon.get("baselines", []), pair_fields,
+                   ["model", "", "compared with", "PSNR difference (dB)", "95% interval", "test blocks"])  # fmt: skip
+    method = f"<p class='meta'>{html.escape(recon['intervals'])}.</p>" if recon.get("intervals") else ""
     pca_run = _pca_run(lay, results["settings"].get("decoders", []))
     variance = ""
     if pca_run:
@@ -232,12 +242,14 @@ def _replace_encoder_section(lay: StudyLayout, results: dict) -> list[str]:
         f"<div class='answer'>{html.escape(read_answers(results)['can_embeddings_replace_encoder'])}</div>",
         _img(lay.recon / ReconFiles.FIGURE, "Same test frames through each model; bottom row: each model's latent in 2-D."),
         _table(rows, fields),
+        pairs,
+        method,
         variance,
         "</section>",
     ]  # fmt: skip
 
 
-SWEEP_FIELDS = ["run", "trainable_layers", "angle_mae_deg", "angle_median_deg", "within_15deg", "within_30deg",
+SWEEP_FIELDS = ["run", "trainable_layers", "angle_mae_deg", "angle_mae_ci95", "angle_median_deg", "within_15deg", "within_30deg",
                 "train_seconds"]  # fmt: skip
 
 
@@ -308,3 +320,16 @@ def write_report(out: Path, results: dict) -> Path:
     ]
     write_text(lay.report, "\n".join(p for p in parts if p))
     return lay.report
+
+
+def _epochs_phrase(train: dict) -> str:
+    """How long each model trained, as the settings say: a fixed count, or a ceiling with early stopping."""
+    patience = train.get("patience", 0)
+    if patience is None:
+        return (
+            f"up to {train['epochs']} epochs per model (the AE and decoders stop when their validation loss stops "
+            "improving; taggers train to the ceiling)"
+        )
+    if patience:
+        return f"up to {train['epochs']} epochs per model (each run stops when its validation loss stops improving)"
+    return f"{train['epochs']} epochs per model"

@@ -109,7 +109,8 @@ TRAIN_OPTIONS = [
         "patience",
         Optional[int],
         "--patience",
-        "Stop after this many validations without a --min-delta improvement (0: never stop early).",
+        "Stop after this many validations without a --min-delta improvement (0: never stop early) [auto: 4 for the "
+        "AE and decoders; taggers train to --epochs].",
         "train.patience",
     ),
     (

@@ -55,7 +55,8 @@ def study(
     patience: Optional[int] = typer.Option(
         None,
         "--patience",
-        help=study_help("Validations without improvement before a run stops (0: never).", "patience"),
+        help="Validations without improvement before a run stops (0: never) [auto: 4 for the AE and decoders; "
+        "taggers train to --epochs].",
     ),
     budget: Optional[str] = typer.Option(None, "--budget", help="Wall-clock ceiling per model: 90s, 10m, 1h [none]."),
     jobs: int = typer.Option(

@@ -6,6 +6,9 @@
 - representation similarity: linear CKA (and the debiased estimator), mutual k-NN overlap, orthogonal Procrustes
   distance, with bootstrap intervals and permutation baselines.
 - geometry: Procrustes alignment of 2-D maps, circular correlation, trustworthiness.
+- intervals: bootstrap over blocks of time (frames of a video are not independent samples; the held-out blocks are
+  treated as the independent units), paired differences between two models on the same frames, and the word an
+  interval allows ("beats", "is worse than", "cannot be told apart from").
 """
 
 from __future__ import annotations
@@ -365,3 +368,73 @@ def trustworthiness(
     if n > max_points:
         idx = np.sort(np.random.default_rng(random_state).choice(n, max_points, replace=False))
     return float(tw(np.asarray(high)[idx], np.asarray(low)[idx], n_neighbors=min(n_neighbors, len(idx) // 2 - 1)))
+
+
+# --------------------------------------------------------------------------------------------- intervals
+
+
+def time_blocks(idx: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """Block number of each frame of the increasing frame indices ``idx``: a block ends where the index jumps (a
+    held-out block of time ended) or ``groups`` (e.g. the session of each frame) changes. A random split gives
+    (nearly) one block per frame, the right unit when frames are independent."""
+    idx = np.asarray(idx)
+    if idx.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    new = np.r_[True, np.diff(idx) != 1]
+    if groups is not None:
+        g = np.asarray(groups)
+        new |= np.r_[True, g[1:] != g[:-1]]
+    return np.cumsum(new) - 1
+
+
+def block_bootstrap_means(
+    values: np.ndarray, blocks: np.ndarray, n_boot: int = 2000, random_state: int = 0
+) -> np.ndarray:
+    """Means of ``values`` (n,) or (n, m) over ``n_boot`` resamples of whole blocks (with replacement): (n_boot, m).
+    Every column is resampled with the same blocks, so differences between columns are paired."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[:, None] if v.ndim == 1 else v
+    blocks = np.asarray(blocks)
+    ids, inv = np.unique(blocks, return_inverse=True)
+    k = len(ids)
+    sums = np.zeros((k, v.shape[1]))
+    np.add.at(sums, inv, v)
+    counts = np.bincount(inv, minlength=k).astype(np.float64)
+    rng = np.random.default_rng(random_state)
+    draws = rng.integers(0, k, size=(n_boot, k))
+    weights = np.zeros((n_boot, k))
+    np.add.at(weights, (np.repeat(np.arange(n_boot), k), draws.ravel()), 1.0)
+    return (weights @ sums) / (weights @ counts)[:, None]
+
+
+def mean_interval(
+    values: np.ndarray, blocks: np.ndarray, level: float = 0.95, n_boot: int = 2000, random_state: int = 0
+) -> list[float]:
+    """Percentile interval of the mean of per-frame ``values``, bootstrapped over blocks; [nan, nan] with fewer
+    than two blocks (one block says nothing about how blocks vary)."""
+    if len(np.unique(blocks)) < 2:
+        return [float("nan"), float("nan")]
+    means = block_bootstrap_means(values, blocks, n_boot, random_state)[:, 0]
+    a = (1 - level) / 2
+    return [float(np.quantile(means, a)), float(np.quantile(means, 1 - a))]
+
+
+def paired_difference(
+    a: np.ndarray, b: np.ndarray, blocks: np.ndarray, level: float = 0.95, n_boot: int = 2000, random_state: int = 0
+) -> dict:
+    """Mean of ``a - b`` over the same frames (two models' per-frame scores) with its block-bootstrap interval."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    return {
+        "difference": float(d.mean()),
+        "ci95": mean_interval(d, blocks, level, n_boot, random_state),
+        "blocks": int(len(np.unique(blocks))),
+    }
+
+
+def comparison_word(ci: list[float], higher_is_better: bool = True) -> str:
+    """The verb an interval of ``a - b`` allows: "beats" / "is worse than" only when it excludes zero."""
+    lo, hi = ci
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0 <= hi:
+        return "cannot be told apart from"
+    better = lo > 0 if higher_is_better else hi < 0
+    return "beats" if better else "is worse than"

@@ -28,12 +28,15 @@ from ..maps.figures import (
 from ..maps.map_figures import save_recon_comparison
 from ..maps.metrics import (
     angle_metrics,
+    angular_error,
     circular_mean_deg,
     gaussian_blur,
     image_metrics,
+    psnr_per_image,
     regression_metrics,
 )
 from ..maps.projection import embed
+from ..maps.scores import comparison_word, mean_interval, paired_difference, time_blocks
 from ..models.reducers import PCAReducer
 from ..objectives.tagger import tagger_targets
 from ..storage import check_unlocked, write_json, write_table
@@ -144,8 +147,28 @@ def reconstruction_scores(
     return results, frames, recon, clean
 
 
+def scoring_blocks(idx: np.ndarray, ds: Dataset, min_blocks: int = 20) -> np.ndarray:
+    """The units an interval resamples: the held-out blocks of time of a split; a session scored whole (transfer)
+    is cut into ``min_blocks`` equal stretches of time, since its frames are not independent either."""
+    blocks = time_blocks(idx, _sessions(ds, idx))
+    n_blocks = int(blocks.max()) + 1 if len(blocks) else 0
+    if 0 < n_blocks < min(min_blocks, len(idx) // 10):
+        per = max(1, int(np.ceil(min_blocks / n_blocks)))
+        sub = np.zeros_like(blocks)
+        for b in range(n_blocks):
+            where = np.flatnonzero(blocks == b)
+            sub[where] = b * per + (np.arange(len(where)) * per) // len(where)
+        blocks = np.unique(sub, return_inverse=True)[1]
+    return blocks
+
+
 def _test_reconstruction(run: Run, ds: Dataset, idx, split, out: Path, figures: bool, train_ds=None) -> dict:
     results, frames, recon, clean = reconstruction_scores(run, ds, idx)
+    blocks = scoring_blocks(idx, ds)
+    results[f"{_quality(clean)}_ci95"] = mean_interval(
+        psnr_per_image(recon, clean if clean is not None else frames), blocks
+    )
+    results["blocks"] = int(blocks.max()) + 1
     dim = run.networks.decoder.in_dim
     fit_ds, train_idx = ds, (split["train"] if split is not None else idx)
     if split is None:
@@ -225,6 +248,9 @@ def _test_tagger(run: Run, ds: Dataset, idx, split, out: Path, figures: bool, tr
     train_deg = np.degrees(np.arctan2(train_values[train_idx, 1], train_values[train_idx, 0]))
     mean_dir = circular_mean_deg(train_deg)
     results = angle_metrics(pred, true)
+    blocks = scoring_blocks(idx, ds)
+    results["angle_mae_ci95"] = mean_interval(angular_error(pred, true), blocks)
+    results["blocks"] = int(blocks.max()) + 1
     results["baselines"] = {
         "circular_mean": {
             **angle_metrics(np.full_like(true, mean_dir), true),
@@ -297,8 +323,14 @@ def compare_reconstructions(
     if color_by and ds.conditions is not None:
         values = ds.conditions.column(color_by)[map_idx]
         is_angle = ds.conditions.is_angle(color_by)
+    blocks = scoring_blocks(idx, ds)
+    per_frame = {}
     for r in runs:
-        rows.append(_recon_row(r, reconstruction_scores(r, ds, idx)[0]))
+        scores, frames, recon, clean = reconstruction_scores(r, ds, idx)
+        target = clean if clean is not None else frames
+        per_frame[r.path] = psnr_per_image(recon, target)
+        scores[f"{_quality(clean)}_ci95"] = mean_interval(per_frame[r.path], blocks)
+        rows.append(_recon_row(r, scores))
         recons.append(r.reconstruct(ds.batch(show).numpy()))
         codes = r.encode(ds.batch(map_idx).numpy())
         maps.append(codes[:, :2] if codes.shape[1] <= 2 else embed(codes, method, random_state=0)[0])
@@ -318,8 +350,66 @@ def compare_reconstructions(
         method=method,
     )
     result = {"n": int(len(idx)), "frames": which, "rows": rows, "color_by": color_by}
+    result["intervals"] = (
+        f"95% intervals: percentile bootstrap over the {int(blocks.max()) + 1 if len(blocks) else 0} held-out blocks "
+        "of time (frames within a block are not independent); comparisons are paired (the same resampled frames)"
+    )
+    result["pairs"] = _paired_rows(runs, rows, per_frame, blocks)
+    result["baselines"] = _baseline_pairs(runs, ds, idx, per_frame, blocks, picks_split=_split_of(runs[0], ds))
     write_json(out / RECON_RESULT, result)
     return result
+
+
+def _sessions(ds: Dataset, idx: np.ndarray) -> np.ndarray | None:
+    cond = ds.conditions
+    return cond.column("session")[idx] if cond is not None and "session" in cond.names else None
+
+
+def _quality(clean) -> str:
+    return "psnr_clean" if clean is not None else "psnr"
+
+
+def _split_of(run: Run, ds: Dataset):
+    return evaluation_frames(run, ds)[2]
+
+
+def _paired_rows(runs: list[Run], rows: list[dict], per_frame: dict, blocks: np.ndarray) -> list[dict]:
+    """Every model against the AE on the same frames: the PSNR difference, its paired interval and its word."""
+    ae = next((r for r, row in zip(runs, rows) if row["latent_source"] == "ae"), None)
+    if ae is None:
+        return []
+    ae_label = rows[runs.index(ae)]["model"]
+    out = []
+    for r, row in zip(runs, rows):
+        if r is ae:
+            continue
+        d = paired_difference(per_frame[r.path], per_frame[ae.path], blocks)
+        out.append({"a": row["model"], "b": ae_label, "metric": "psnr_db", **d, "word": comparison_word(d["ci95"])})
+    return out
+
+
+def _baseline_pairs(runs, ds: Dataset, idx, per_frame: dict, blocks, picks_split) -> list[dict]:
+    """The AE against the trivial reconstructions of the same frames: the noisy input itself (when there are clean
+    frames), a Gaussian blur, the training frames' mean image and PCA of the AE's size fitted on training frames."""
+    ae = next((r for r in runs if latent_source(r) == "ae"), None)
+    if ae is None or picks_split is None:
+        return []
+    frames = ds.batch(idx).numpy()
+    clean = ds.batch(idx, clean=True).numpy() if ds.clean is not None else None
+    target = clean if clean is not None else frames
+    train = picks_split["train"]
+    dim = ae.networks.decoder.in_dim
+    preds = {}
+    if clean is not None:
+        preds["noisy input"] = frames
+    preds["Gaussian blur"] = gaussian_blur(frames, sigma=1.0)
+    preds["mean training frame"] = np.repeat(mean_frame(ds, train), len(frames), axis=0)
+    preds[f"PCA-{dim} (training frames)"] = pca_baseline(ds, train, frames, dim, ae.config.seed)
+    out = []
+    for name, pred in preds.items():
+        d = paired_difference(per_frame[ae.path], psnr_per_image(pred, target), blocks)
+        out.append({"a": model_label(ae), "b": name, "metric": "psnr_db", **d, "word": comparison_word(d["ci95"])})
+    return out
 
 
 def _recon_row(r, scores: dict) -> dict:

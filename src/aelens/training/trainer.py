@@ -23,7 +23,7 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, Timer, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from ..config import RunConfig, parse_budget
+from ..config import RunConfig, effective_patience, parse_budget
 from ..data.loading import Dataset
 from ..data.selection import select_split
 from ..data.sessions import load_with_options, resolve_data_paths
@@ -217,7 +217,7 @@ def _trainer(st: _Start, objective, accelerator: str, precision: str, extra=()) 
         logging.getLogger(name).setLevel(logging.WARNING)
     seconds = parse_budget(cfg.train.budget)
     budget = Timer(duration=dt.timedelta(seconds=seconds), interval="epoch") if seconds else None
-    plateau = PlateauStop(cfg.train.patience, cfg.train.min_delta)
+    plateau = PlateauStop(effective_patience(cfg), cfg.train.min_delta)
     hooks = _Hooks(RunCheckpoints(rd.checkpoints, cfg.train.checkpoint_every), EpochTimer(), None, plateau, budget)
     callbacks: list = [
         DivergenceGuard(),
@@ -331,7 +331,7 @@ def _stop_reason(cfg: RunConfig, trainer: L.Trainer, hooks: _Hooks) -> dict:
     epoch = trainer.current_epoch
     if hooks.plateau.stopped_epoch is not None:
         t = cfg.train
-        why = f"the validation loss improved by less than {t.min_delta:.0%} in {t.patience} validations"
+        why = f"the validation loss improved by less than {t.min_delta:.0%} in {effective_patience(cfg)} validations"
         return {"reason": "plateau", "epoch": epoch, "detail": why}
     if hooks.budget is not None and hooks.budget.time_remaining("train") <= 0:
         return {"reason": "budget", "epoch": epoch, "detail": f"the wall-clock budget of {cfg.train.budget} ran out"}
