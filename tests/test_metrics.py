@@ -88,3 +88,15 @@ def test_training_flops_per_image_match_the_analytic_count():
     assert forward == 124_067_840
     expected = 3 * forward - 2 * fwd["conv1"]
     assert train_flops_per_image(Geometry(1, 50, 50), batch=4) == pytest.approx(expected, rel=0.01)
+
+
+def test_ssim_in_chunks_equals_ssim_at_once(monkeypatch):
+    """SSIM is computed per image: splitting a stack into chunks (to keep memory flat) changes no value."""
+    from aelens.maps import metrics
+
+    rng = np.random.default_rng(3)
+    a = rng.random((23, 1, 24, 24)).astype(np.float32)
+    b = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1).astype(np.float32)
+    whole = metrics.ssim_per_image(a, b)
+    monkeypatch.setattr(metrics, "SSIM_CHUNK", 5)
+    assert np.array_equal(metrics.ssim_per_image(a, b), whole)

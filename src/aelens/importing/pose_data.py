@@ -56,3 +56,14 @@ def check_points(poses: Poses) -> Poses:
 def h5_strings(ds) -> list[str]:
     """An HDF5 dataset of names (bytes or str) as a list of str."""
     return [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(ds).ravel()]
+
+
+def open_h5(path, what: str = "HDF5"):
+    """An HDF5 pose file opened for reading; a file that is not HDF5 is a one-line error naming ``what`` was
+    expected."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise AelensError(f"{path}: cannot read as {what} ({exc})") from None

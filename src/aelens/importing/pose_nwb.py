@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AelensError
-from .pose_data import Poses, check_points, h5_strings
+from .pose_data import Poses, check_points, h5_strings, open_h5
 
 MAX_FRAME = 10**8  # a frame index beyond ~40 days of video at 30 frames/s: a damaged time axis
 
@@ -61,13 +61,7 @@ def _node_names(series_names: list[str], track: str) -> list[str]:
 
 
 def read_nwb(path: Path) -> Poses:
-    import h5py
-
-    try:
-        fh = h5py.File(path, "r")
-    except OSError as exc:
-        raise AelensError(f"{path}: cannot read as NWB (not an HDF5 file: {exc})") from None
-    with fh:
+    with open_h5(path, "NWB (an HDF5 file)") as fh:
         groups: list = []
         fh.visititems(lambda _, obj: groups.append(obj) if _type(obj) == "PoseEstimation" else None)
         if not groups:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AelensError
-from .pose_data import Poses, check_points
+from .pose_data import Poses, check_points, open_h5
 from .pose_dlc import plain_pickle_labels, read_dlc_csv, read_dlc_h5
 from .pose_nwb import read_nwb
 from .pose_sleap import read_sleap_analysis, read_with_sleap_io
@@ -58,11 +58,7 @@ def read_poses(path: str | Path) -> Poses:
 def _read_h5(path: Path) -> Poses:
     import h5py
 
-    try:
-        fh = h5py.File(path, "r")
-    except OSError as exc:
-        raise AelensError(f"{path}: cannot read as HDF5 ({exc})") from None
-    with fh:
+    with open_h5(path) as fh:
         if "tracks" in fh and "node_names" in fh:
             return read_sleap_analysis(path, fh)
         tables = [k for k in fh.keys() if isinstance(fh[k], h5py.Group) and "pandas_type" in fh[k].attrs]
