@@ -14,8 +14,19 @@ from ..storage import read_yaml, write_yaml
 
 # the demo's settings: small enough for about 3 minutes on 2 CPU cores in fp32 (measured: docs/performance.md), large
 # enough that every table and figure of the study answers its question (32 px crops: the animal's axis and head
-# stay clear)
-DEMO = {"n": 1000, "size": 32, "epochs": 8, "sweep_epochs": 5, "max_images": 1000, "umap_epochs": 200}
+# stay clear). 30 epochs: at 8 the AE (620 training frames, 80 steps) reconstructed the clean frames worse than the
+# noisy input itself (20.3 vs 21.3 dB); at 30 with batches of 32, to the ceiling, it beats it (AMD EPYC with
+# AVX-512 BF16: docs/performance.md)
+DEMO = {
+    "n": 1000,
+    "size": 32,
+    "epochs": 30,
+    "sweep_epochs": 5,
+    "batch_size": 32,
+    "patience": 0,
+    "max_images": 1000,
+    "umap_epochs": 200,
+}
 
 # every model of `aelens study` trains with these run settings unless study.yaml's `run:` section says otherwise
 STUDY_RUN = {"train.epochs": 30, "train.progress": False}  # 30 = `aelens train`'s default, kept explicit here

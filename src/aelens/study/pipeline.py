@@ -365,6 +365,8 @@ def run_demo(
             "epochs": DEMO["epochs"] if epochs is None else epochs,
             "sweep_epochs": DEMO["sweep_epochs"] if epochs is None else epochs,
             "max_images": DEMO["max_images"],
+            "batch_size": DEMO["batch_size"],
+            "patience": DEMO["patience"],
             "run.embedding.umap_epochs": DEMO["umap_epochs"],
         },
     )
