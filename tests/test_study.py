@@ -375,3 +375,15 @@ def test_a_submitit_executor_runs_the_independent_steps(tmp_path):
     results = run_study(data, tmp_path / "study", load_study_config(None, over), echo=lambda s: None, executor=executor)
     assert [r["model"] for r in results["reconstruction"]["rows"]][1:] == ["PCA-2", "PCA-4"]
     assert len(list((tmp_path / "jobs").glob("*_result.pkl"))) == 2  # each decoder was a submitit job
+
+
+def test_a_session_far_off_the_others_is_named():
+    from aelens.analysis.report import far_off
+
+    rows = [
+        {"group": "a", "n": 10, "psnr": 25.0, "ci95": [24.0, 26.0]},
+        {"group": "b", "n": 10, "psnr": 25.5, "ci95": [24.5, 26.5]},
+        {"group": "c", "n": 10, "psnr": 19.0, "ci95": [18.0, 20.0]},
+    ]
+    assert far_off(rows, "psnr") == ["c (19.0)"]
+    assert far_off(rows[:2], "psnr") == []

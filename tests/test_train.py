@@ -331,3 +331,34 @@ def test_a_last_training_batch_of_one_frame_joins_the_previous_one(tiny_data, tm
         quick_config(tiny_data, **{"train.batch_size": 111, "snapshots.enabled": False}), out=tmp_path / "one"
     )
     assert json.loads((run / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_per_session_and_track_rows_average_back_to_the_pooled_number():
+    """Test scores per session (by name) and per track: each row's mean over its frames, with an interval over its
+    own blocks; the frame-weighted mean of the rows is the pooled mean."""
+    from types import SimpleNamespace
+
+    from aelens.data.loading import Conditions
+    from aelens.maps.scores import time_blocks
+    from aelens.runs.evaluate import group_rows
+
+    rng = np.random.default_rng(0)
+    n = 300
+    session = np.repeat([0.0, 1.0], [120, 180])
+    track = np.tile([0.0, 1.0], n // 2)
+    cond = Conditions(["session", "track"], np.c_[session, track], "planted", [], {"session": ["fly_a", "fly_b"]})
+    ds = SimpleNamespace(conditions=cond)
+    idx = np.r_[np.arange(0, 60), np.arange(80, 140), np.arange(150, 330)]  # held-out stretches
+    idx = idx[idx < n]
+    values = rng.normal(25, 2, len(idx)) + 3 * (session[idx] == 1)  # session b reconstructs 3 dB better
+    blocks = time_blocks(idx, session[idx])
+    groups = group_rows(values, idx, ds, "psnr", blocks)
+    rows = groups["session"]
+    assert [r["group"] for r in rows] == ["fly_a", "fly_b"]
+    assert sum(r["n"] for r in rows) == len(idx)
+    pooled = sum(r["n"] * r["psnr"] for r in rows) / len(idx)
+    assert pooled == pytest.approx(values.mean(), abs=1e-12)
+    assert rows[1]["psnr"] - rows[0]["psnr"] > 2
+    assert [r["group"] for r in groups["track"]] == ["0", "1"]
+    one = group_rows(values, idx[idx < 100], SimpleNamespace(conditions=None), "psnr", blocks)
+    assert one == {}  # no session or track column: no breakdown

@@ -214,8 +214,32 @@ def _what_ae_encodes_section(lay: StudyLayout, results: dict) -> list[str]:
         _img(folder / LatentFiles.EVOLUTION_GIF, "How the latent developed during training (one frame per snapshot)."),
         _img(folder / LatentFiles.ENCODING_VS_EPOCH_PNG, "Decodability of each condition over training."),
         _img(lay.ae.test_dir / TestFiles.RECON_GRID, "Held-out test frames and the AE's reconstructions."),
+        *_group_tables(results.get("ae_test") or {}, "The AE's test PSNR"),
         "</section>",
     ]
+
+
+def far_off(rows: list[dict], metric: str) -> list[str]:
+    """Groups whose 95% interval lies wholly outside every other group's: named in the report."""
+    out = []
+    for r in rows:
+        lo, hi = r["ci95"]
+        others = [o["ci95"] for o in rows if o is not r]
+        if all(math.isfinite(v) for v in (lo, hi)) and others and all(hi < o[0] or lo > o[1] for o in others):
+            out.append(f"{r['group']} ({r[metric]:.1f})")
+    return out
+
+
+def _group_tables(test: dict, what: str) -> list[str]:
+    """Per session and per track rows of a test score, with the groups that lie apart from the rest."""
+    parts = []
+    for column, rows in (test.get("by_group") or {}).items():
+        metric = next(k for k in rows[0] if k not in ("group", "n", "ci95"))
+        apart = far_off(rows, metric)
+        note = f" Apart from the others (intervals that do not overlap): {', '.join(apart)}." if apart else ""
+        parts.append(f"<p class='meta'>{html.escape(what)} per {column}.{html.escape(note)}</p>")
+        parts.append(_table(rows, ["group", "n", metric, "ci95"], [column, "frames", metric, "95% interval"]))
+    return parts
 
 
 def _replace_encoder_section(lay: StudyLayout, results: dict) -> list[str]:

@@ -162,13 +162,45 @@ def scoring_blocks(idx: np.ndarray, ds: Dataset, min_blocks: int = 20) -> np.nda
     return blocks
 
 
+def group_rows(values: np.ndarray, idx: np.ndarray, ds: Dataset, metric: str, blocks: np.ndarray) -> dict:
+    """Per-frame ``values`` (scored on frames ``idx``) summarised per session and per track, when the conditions
+    have those columns and more than one value: {"session": [{"group", "n", metric, "ci95"}, ...], "track": ...}.
+    The frame-weighted mean of a column's rows is the pooled mean."""
+    out = {}
+    cond = ds.conditions
+    for column in ("session", "track"):
+        if cond is None or column not in cond.names:
+            continue
+        codes = cond.column(column)[idx]
+        found = [c for c in np.unique(codes[np.isfinite(codes)])]
+        if len(found) < 2:
+            continue
+        names = cond.labels.get(column)
+        rows = []
+        for code in found:
+            where = codes == code
+            name = names[int(code)] if names and int(code) < len(names) else f"{code:g}"
+            rows.append(
+                {
+                    "group": name,
+                    "n": int(where.sum()),
+                    metric: float(values[where].mean()),
+                    "ci95": mean_interval(values[where], blocks[where]),
+                }
+            )
+        out[column] = rows
+    return out
+
+
 def _test_reconstruction(run: Run, ds: Dataset, idx, split, out: Path, figures: bool, train_ds=None) -> dict:
     results, frames, recon, clean = reconstruction_scores(run, ds, idx)
     blocks = scoring_blocks(idx, ds)
-    results[f"{_quality(clean)}_ci95"] = mean_interval(
-        psnr_per_image(recon, clean if clean is not None else frames), blocks
-    )
+    per_frame = psnr_per_image(recon, clean if clean is not None else frames)
+    results[f"{_quality(clean)}_ci95"] = mean_interval(per_frame, blocks)
     results["blocks"] = int(blocks.max()) + 1
+    groups = group_rows(per_frame, idx, ds, _quality(clean), blocks)
+    if groups:
+        results["by_group"] = groups
     dim = run.networks.decoder.in_dim
     fit_ds, train_idx = ds, (split["train"] if split is not None else idx)
     if split is None:
@@ -249,8 +281,12 @@ def _test_tagger(run: Run, ds: Dataset, idx, split, out: Path, figures: bool, tr
     mean_dir = circular_mean_deg(train_deg)
     results = angle_metrics(pred, true)
     blocks = scoring_blocks(idx, ds)
-    results["angle_mae_ci95"] = mean_interval(angular_error(pred, true), blocks)
+    errors = angular_error(pred, true)
+    results["angle_mae_ci95"] = mean_interval(errors, blocks)
     results["blocks"] = int(blocks.max()) + 1
+    groups = group_rows(errors, idx, ds, "angle_mae_deg", blocks)
+    if groups:
+        results["by_group"] = groups
     results["baselines"] = {
         "circular_mean": {
             **angle_metrics(np.full_like(true, mean_dir), true),
