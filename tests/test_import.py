@@ -288,6 +288,30 @@ def test_existing_output_is_never_overwritten(videos, tmp_path, capsys):
     assert (mine / "notes.txt").read_text() == "my data"
 
 
+def test_overwrite_never_deletes_the_commands_own_inputs(videos, tmp_path, capsys):
+    """--overwrite replaces an earlier import, but not when the video or pose file it reads lies inside that folder:
+    one line, exit 2, every file there unchanged."""
+    import shutil
+
+    folder, w = videos[1]
+    out = tmp_path / "data"
+    args = ["data", "import", "--video", w["video"], "--poses", w["deeplabcut-csv"], "--out", out, "--no-progress"]
+    assert run_cli(args, capsys)[0] == 0
+    video, poses = out / "video.mp4", out / "poses_dlc.csv"
+    shutil.copy(w["video"], video)
+    shutil.copy(w["deeplabcut-csv"], poses)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    again = ["data", "import", "--video", video, "--poses", poses, "--out", out, "--overwrite", "--no-progress"]
+    code, _, err = run_cli(again, capsys)
+    assert code == 2 and err == (
+        f"aelens: error: {out}: holds {poses}, which this command reads; --overwrite would delete it: move it out of "
+        "the folder or choose another --out\n"
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    # inputs elsewhere: --overwrite replaces the earlier import as before
+    assert run_cli(args + ["--overwrite"], capsys)[0] == 0
+
+
 def test_pickled_objects_in_dlc_labels_are_refused(videos, tmp_path):
     folder, w = videos[1]
     if "deeplabcut-h5" not in w:

@@ -205,7 +205,8 @@ def import_video(
         raise AelensError(f"--jobs must be at least 1, got {jobs}")
     t0 = time.perf_counter()
     out = Path(out)
-    with atomic_dir(out, overwrite=overwrite, marker=IMPORT_SUMMARY) as tmp:
+    inputs = [p for s in todo for p in (s.poses, s.video)]
+    with atomic_dir(out, overwrite=overwrite, marker=IMPORT_SUMMARY, inputs=inputs) as tmp:
         parts = []
         for i in range(len(todo)):
             (tmp / f"part{i}").mkdir()

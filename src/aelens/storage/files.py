@@ -247,12 +247,15 @@ class NpyAppender:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, overwrite: bool = False, marker: str | None = None) -> Iterator[Path]:
+def atomic_dir(
+    path: str | os.PathLike, overwrite: bool = False, marker: str | None = None, inputs: Iterable = ()
+) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; on success it replaces ``path`` in one rename.
 
     An error or kill leaves ``path`` as it was (and at most a ``.tmp-PID`` folder, removed here on errors). An
     existing non-empty ``path`` is refused unless ``overwrite``; even then only a folder holding ``marker`` (a file
-    this tool wrote) is replaced, never a folder of the user's own files.
+    this tool wrote) is replaced, never a folder of the user's own files, and never one that holds any of ``inputs``
+    (the files the command reads: replacing the folder would delete them).
     """
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
@@ -260,6 +263,12 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False, marker: str | N
             raise AelensError(f"{path}: already exists; choose another --out or pass --overwrite")
         if marker is None or not (path / marker).is_file():
             raise AelensError(f"{path}: exists and was not written by aelens (no {marker}); refusing to overwrite")
+        inside = [Path(p) for p in inputs if p is not None and Path(p).resolve().is_relative_to(path.resolve())]
+        if inside:
+            raise AelensError(
+                f"{path}: holds {inside[0]}, which this command reads; --overwrite would delete it: move it out of "
+                "the folder or choose another --out"
+            )
     made = [p for p in reversed(path.parents) if not p.exists()]  # folders above path made here
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
