@@ -192,15 +192,18 @@ def group_rows(values: np.ndarray, idx: np.ndarray, ds: Dataset, metric: str, bl
     return out
 
 
+def interval_fields(values: np.ndarray, idx: np.ndarray, ds: Dataset, metric: str, ci_key: str | None = None) -> dict:
+    """What a test score adds to its pooled mean: ``ci_key`` (default ``METRIC_ci95``; over blocks of time), the
+    number of blocks, and ``by_group`` (per session and track, rows keyed ``metric``) where there are several."""
+    blocks = scoring_blocks(idx, ds)
+    fields = {ci_key or f"{metric}_ci95": mean_interval(values, blocks), "blocks": int(blocks.max()) + 1}
+    groups = group_rows(values, idx, ds, metric, blocks)
+    return {**fields, "by_group": groups} if groups else fields
+
+
 def _test_reconstruction(run: Run, ds: Dataset, idx, split, out: Path, figures: bool, train_ds=None) -> dict:
     results, frames, recon, clean = reconstruction_scores(run, ds, idx)
-    blocks = scoring_blocks(idx, ds)
-    per_frame = psnr_per_image(recon, clean if clean is not None else frames)
-    results[f"{_quality(clean)}_ci95"] = mean_interval(per_frame, blocks)
-    results["blocks"] = int(blocks.max()) + 1
-    groups = group_rows(per_frame, idx, ds, _quality(clean), blocks)
-    if groups:
-        results["by_group"] = groups
+    results.update(interval_fields(psnr_per_image(recon, _target(frames, clean)), idx, ds, _quality(clean)))
     dim = run.networks.decoder.in_dim
     fit_ds, train_idx = ds, (split["train"] if split is not None else idx)
     if split is None:
@@ -280,13 +283,7 @@ def _test_tagger(run: Run, ds: Dataset, idx, split, out: Path, figures: bool, tr
     train_deg = np.degrees(np.arctan2(train_values[train_idx, 1], train_values[train_idx, 0]))
     mean_dir = circular_mean_deg(train_deg)
     results = angle_metrics(pred, true)
-    blocks = scoring_blocks(idx, ds)
-    errors = angular_error(pred, true)
-    results["angle_mae_ci95"] = mean_interval(errors, blocks)
-    results["blocks"] = int(blocks.max()) + 1
-    groups = group_rows(errors, idx, ds, "angle_mae_deg", blocks)
-    if groups:
-        results["by_group"] = groups
+    results.update(interval_fields(angular_error(pred, true), idx, ds, "angle_mae_deg", "angle_mae_ci95"))
     results["baselines"] = {
         "circular_mean": {
             **angle_metrics(np.full_like(true, mean_dir), true),
@@ -314,18 +311,18 @@ def model_label(run: Run) -> str:
     return f"{latent_source(run).upper()}-{dim}"
 
 
-def common_test_frames(runs: list[Run], ds: Dataset) -> tuple[np.ndarray, str]:
+def common_test_frames(runs: list[Run], ds: Dataset) -> tuple[np.ndarray, str, dict[str, np.ndarray] | None]:
     """The test frames every run held out: the runs must share image shape and, on their training dataset, split."""
     check_same_image_shape(runs)
     picks = [evaluation_frames(r, ds) for r in runs]
-    first_idx, first_which, _ = picks[0]
+    first_idx, first_which, first_split = picks[0]
     for r, (idx, which, _) in zip(runs[1:], picks[1:]):
         if which != first_which or not np.array_equal(idx, first_idx):
             raise AelensError(
                 f"{r.path} held out other test frames than {runs[0].path} (another dataset, seed or split); "
                 "compare runs trained on the same data with the same --seed and fractions"
             )
-    return first_idx, first_which
+    return first_idx, first_which, first_split
 
 
 def compare_reconstructions(
@@ -349,7 +346,7 @@ def compare_reconstructions(
         if r.networks.decoder is None:
             raise AelensError(f"{r.path}: a {r.kind} run has no decoder; compare-recon takes AE and decoder runs")
     ds = runs[0].dataset(data, dataset)
-    idx, which = common_test_frames(runs, ds)
+    idx, which, split = common_test_frames(runs, ds)
     out = Path(out) if out is not None else Path("recon_comparison")
     rows, recons, maps = [], [], []
     show = idx[np.linspace(0, len(idx) - 1, num=min(n_show, len(idx))).astype(int)]
@@ -363,8 +360,7 @@ def compare_reconstructions(
     per_frame = {}
     for r in runs:
         scores, frames, recon, clean = reconstruction_scores(r, ds, idx)
-        target = clean if clean is not None else frames
-        per_frame[r.path] = psnr_per_image(recon, target)
+        per_frame[r.path] = psnr_per_image(recon, _target(frames, clean))
         scores[f"{_quality(clean)}_ci95"] = mean_interval(per_frame[r.path], blocks)
         rows.append(_recon_row(r, scores))
         recons.append(r.reconstruct(ds.batch(show).numpy()))
@@ -391,7 +387,7 @@ def compare_reconstructions(
         "of time (frames within a block are not independent); comparisons are paired (the same resampled frames)"
     )
     result["pairs"] = _paired_rows(runs, rows, per_frame, blocks)
-    result["baselines"] = _baseline_pairs(runs, ds, idx, per_frame, blocks, picks_split=_split_of(runs[0], ds))
+    result["baselines"] = _baseline_pairs(runs, ds, frames, clean, split, per_frame, blocks)
     write_json(out / RECON_RESULT, result)
     return result
 
@@ -405,8 +401,9 @@ def _quality(clean) -> str:
     return "psnr_clean" if clean is not None else "psnr"
 
 
-def _split_of(run: Run, ds: Dataset):
-    return evaluation_frames(run, ds)[2]
+def _target(frames: np.ndarray, clean: np.ndarray | None) -> np.ndarray:
+    """What a reconstruction is scored against: the clean frames when the data has them, else the frames."""
+    return clean if clean is not None else frames
 
 
 def _paired_rows(runs: list[Run], rows: list[dict], per_frame: dict, blocks: np.ndarray) -> list[dict]:
@@ -424,16 +421,14 @@ def _paired_rows(runs: list[Run], rows: list[dict], per_frame: dict, blocks: np.
     return out
 
 
-def _baseline_pairs(runs, ds: Dataset, idx, per_frame: dict, blocks, picks_split) -> list[dict]:
+def _baseline_pairs(runs, ds: Dataset, frames, clean, split, per_frame: dict, blocks) -> list[dict]:
     """The AE against the trivial reconstructions of the same frames: the noisy input itself (when there are clean
     frames), a Gaussian blur, the training frames' mean image and PCA of the AE's size fitted on training frames."""
     ae = next((r for r in runs if latent_source(r) == "ae"), None)
-    if ae is None or picks_split is None:
+    if ae is None or split is None:
         return []
-    frames = ds.batch(idx).numpy()
-    clean = ds.batch(idx, clean=True).numpy() if ds.clean is not None else None
-    target = clean if clean is not None else frames
-    train = picks_split["train"]
+    target = _target(frames, clean)
+    train = split["train"]
     dim = ae.networks.decoder.in_dim
     preds = {}
     if clean is not None:
