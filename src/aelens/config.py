@@ -357,6 +357,8 @@ def _check_train(t: TrainConfig) -> None:
         _bad("--num-nodes", "at least 1", t.num_nodes)
     if not (t.devices == "auto" or (t.devices.isdigit() and int(t.devices) >= 1)):
         _bad("--devices", "a number of devices (1, 2, ...) or auto", t.devices)
+    if t.max_steps != -1 and t.max_steps < 1:
+        _bad("--max-steps", "-1 (every epoch) or at least 1 step", t.max_steps)
     if t.val_every < 1:
         _bad("--val-every", "at least 1", t.val_every)
     if t.checkpoint_every < 1:
@@ -471,6 +473,16 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
         _check_embedding(cfg.embedding)
     if cfg.kind == "tagger":
         _check_tagger(cfg.tagger)
+
+
+FIT_MODES = ("last", "first", "every", "aligned", "reference")  # how the evolution movie's map is fitted
+
+
+def check_fit_mode(fit: str) -> None:
+    """``--fit``: last, first, every, aligned or reference:RUN_DIR (a one-line error otherwise)."""
+    mode, _, ref = fit.partition(":")
+    if mode not in FIT_MODES or (mode == "reference") != bool(ref):
+        raise AelensError(f"--fit must be one of last, first, every, aligned, reference:RUN_DIR; got {fit!r}")
 
 
 def parse_schedule(spec: str) -> tuple[str, tuple[float, ...]]:

@@ -100,6 +100,18 @@ def safe_name(text: str, fallback: str = "data") -> str:
     return safe if safe.strip(".") else fallback
 
 
+def inside_run(run: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """``folder``, a default output folder of a run (its test/ or latent/), checked to lie inside the run: a
+    symbolic link there (a run folder from elsewhere can hold one) would send the writes outside it."""
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.resolve().is_relative_to(Path(run).resolve()):
+        raise AelensError(
+            f"{folder}: a symbolic link out of the run folder (to {folder.resolve()}); aelens writes a run's results "
+            "only inside it: remove the link, or pass --out"
+        )
+    return folder
+
+
 def snapshot_layer_name(layer: str) -> str:
     """One layer's snapshots (snapshots x N x D, float16): ``fc1.npy``."""
     return f"{layer}.npy"

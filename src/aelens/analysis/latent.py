@@ -12,7 +12,7 @@ import numpy as np
 
 from ..data.loading import Dataset
 from ..errors import AelensError
-from ..layout import LATENT_SUMMARY, LatentFiles, RunDir
+from ..layout import LATENT_SUMMARY, LatentFiles, RunDir, inside_run
 from ..maps import figures, inside, map_figures
 from ..maps.projection import check_fit_mode, embed, evolution_maps
 from ..maps.scores import decoding_score, trustworthiness
@@ -168,7 +168,7 @@ def latent_analysis(
     check_unlocked(run_dir)  # a run being trained is not mapped (its snapshots and weights are being written)
     run = load_run(run_dir)
     ds = run.dataset(data, dataset)
-    out = Path(out) if out is not None else RunDir(run.path).latent
+    out = Path(out) if out is not None else inside_run(run.path, RunDir(run.path).latent)
     columns = chosen_columns(ds, color_by)
     seed = run.config.seed
     if evolution:

@@ -67,6 +67,9 @@ DISK_ERRORS = {
     errno.EDQUOT: " (over the disk quota: free some space and run the command again)",
     errno.EROFS: " (a read-only file system: choose another --out)",
     errno.EACCES: " (no permission to write there: choose another --out)",
+    errno.ENOTDIR: " (a part of the path is a file, not a folder)",
+    errno.ENAMETOOLONG: " (a name in the path is too long for the file system)",
+    errno.ELOOP: " (a symbolic-link loop)",
     errno.EPERM: " (no permission to write there: choose another --out)",
 }
 

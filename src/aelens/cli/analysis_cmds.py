@@ -63,6 +63,7 @@ def encode(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
 ):
     """Write the latent code of every frame (a compressed copy of the dataset, and the door to your own analyses)."""
+    check_out(out, folder=False)
     check_run(run_dir)  # before the import: a wrong path is reported at once
     from ..runs.export import encode_to_file
 
@@ -79,6 +80,7 @@ def decode(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
 ):
     """Turn latent codes back into frames."""
+    check_out(out, folder=False)
     check_run(run_dir)  # before the import: a wrong path is reported at once
     from ..runs.export import decode_to_file
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -358,11 +359,38 @@ def build_config(kind: str, opts: dict, extra: dict | None = None):
     return base.with_overrides(overrides)
 
 
-def check_out(path: Path | None) -> Path | None:
-    """``--out`` names a folder: an existing file there is a one-line error before any work (never replaced)."""
-    if path is not None and Path(path).exists() and not Path(path).is_dir():
-        raise AelensError(f"{path}: exists and is not a folder; --out names a folder to write into")
+def check_out(path: Path | None, flag: str = "--out", folder: bool = True) -> Path | None:
+    """An output path that cannot be written is a one-line error before any work: an existing file where a folder
+    goes (never replaced), a file above it, a name too long for the file system, a symbolic-link loop."""
+    if path is None:
+        return None
+    path = Path(path)
+    for part in path.parts:
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise AelensError(
+                f"{flag} {str(path)[:60]}...: the name {part[:24]}... is {len(os.fsencode(part))} bytes; file systems "
+                f"allow {NAME_MAX}"
+            )
+    if len(os.fsencode(str(path.absolute()))) > PATH_MAX:
+        raise AelensError(f"{flag} {str(path)[:60]}...: the path is over {PATH_MAX} bytes long")
+    try:
+        path.resolve()
+    except (OSError, RuntimeError):
+        raise AelensError(f"{flag} {path}: a symbolic-link loop; name a real folder") from None
+    if path.is_symlink() and not path.exists():
+        raise AelensError(f"{flag} {path}: a symbolic link to nothing ({os.readlink(path)}); name a real folder")
+    if folder and path.exists() and not path.is_dir():
+        raise AelensError(f"{path}: exists and is not a folder; {flag} names a folder to write into")
+    for above in path.absolute().parents:
+        if above.exists():
+            if not above.is_dir():
+                raise AelensError(f"{flag} {path}: {above} is a file, not a folder")
+            break
     return path
+
+
+NAME_MAX = 255  # bytes in one file name (ext4, XFS, APFS, NTFS)
+PATH_MAX = 4000  # bytes in a whole path (Linux allows 4096)
 
 
 def check_run(path: Path) -> Path:

@@ -171,6 +171,7 @@ def data_import(
     from ..importing.importer import import_video, summary_line
     from ..storage import read_json
 
+    check_out(out)
     values = dict(locals(), arena=parse_arena(arena))  # the options by name: each ImportOptions field is one
     opts = ImportOptions(**{f.name: values[f.name] for f in fields(ImportOptions)})
     done = import_video(

@@ -46,6 +46,7 @@ def _train(kind: str, opts: dict, extra: dict | None = None) -> Path:
     else:
         from ..data.sessions import load_with_options
 
+        check_out(opts.get("out"))
         cfg = build_config(kind, opts, extra)
         if cfg.data.path is None:
             raise AelensError("--data is required (an images file or a data directory), or a --config that names it")
@@ -140,6 +141,7 @@ def test(
     ),
 ):
     """Score a run on held-out frames beside simple baselines; write results.json and figures."""
+    check_out(out)
     check_run(run_dir)  # before the import: a wrong path is reported at once
     from ..runs.evaluate import test_run
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..data.loading import IMPORT_SUMMARY
 from ..errors import AelensError
+from ..layout import safe_name
 from ..storage import NpyAppender, atomic_dir, sha256_file, write_csv, write_json
 from . import kinematics as kin
 from .crops import Preview, count_frames, crop
@@ -74,7 +75,7 @@ def import_session(s: Session, opts: ImportOptions, part: Path, progress: bool =
     fps = opts.fps or info.fps or poses.fps
     if not fps or fps <= 0:
         raise AelensError(f"{video}: the video states no frame rate; pass --fps")
-    plan, choice = plan_session(poses, opts, n_frames)
+    plan, choice = plan_session(poses, opts, n_frames, (info.width, info.height))
     if not plan.keep.any():
         raise AelensError(f"{poses.source}: no frame has a usable pose (skipped: {_reasons(plan.skipped)})")
     med_len = (
@@ -85,6 +86,15 @@ def import_session(s: Session, opts: ImportOptions, part: Path, progress: bool =
         if not math.isfinite(med_len) or med_len <= 0:
             raise AelensError(f"{poses.source}: no body length to size the window from; pass --window PIXELS")
         window = WINDOW_BODY_LENGTHS * med_len
+    largest = 2 * max(info.width, info.height)  # a larger window is all padding (and its buffer is window^2 bytes)
+    if window > largest:
+        raise AelensError(
+            f"--window {window:g}: over twice the video's larger side ({info.width} x {info.height} pixels); pass a "
+            "smaller --window"
+            if opts.window
+            else f"{poses.source}: the median body length ({med_len:g} px) gives a {window:g}-pixel window, over twice "
+            f"the video's larger side ({info.width} x {info.height}): are the poses in this video's pixels?"
+        )
     cxy = plan.center[plan.keep]
     arena = opts.arena or kin.estimate_arena(cxy[:, 0], cxy[:, 1])
     speed, ang_speed = kin.speeds(plan.center, plan.angle, fps, max(1, int(round(SMOOTH_S * fps)) | 1))
@@ -328,7 +338,7 @@ def _merge(tmp: Path, parts: list[Path], results: list[SessionResult], opts: Imp
     for p, r in zip(parts, results):
         for extra in ("preview.mp4", "preview_crops.png"):
             if (p / extra).exists():
-                target = extra if len(parts) == 1 else f"{Path(extra).stem}_{r.name}{Path(extra).suffix}"
+                target = extra if len(parts) == 1 else f"{Path(extra).stem}_{safe_name(r.name)}{Path(extra).suffix}"
                 (p / extra).replace(tmp / target)
         shutil.rmtree(p)
 

@@ -13,6 +13,9 @@ WINDOW_BODY_LENGTHS = (
     4.0  # default window: 4 x the median back->front length holds a whole fly or rodent body and some floor
 )
 
+MAX_WINDOW = 100_000  # video pixels: a crop window larger than any video (a 100,000-pixel side is 10 GB per crop)
+MAX_FPS = 100_000  # frames/s: above the fastest high-speed cameras; more is a typo (--fps 1e300)
+
 
 @dataclass(frozen=True)
 class ImportOptions:
@@ -40,8 +43,8 @@ class ImportOptions:
             raise AelensError(f"--size must be 24..1024 pixels, got {self.size}")
         if self.channels not in (1, 3):
             raise AelensError(f"--channels must be 1 or 3, got {self.channels}")
-        if self.window is not None and not (math.isfinite(self.window) and self.window >= 4):
-            raise AelensError(f"--window must be at least 4 video pixels, got {self.window}")
+        if self.window is not None and not (math.isfinite(self.window) and 4 <= self.window <= MAX_WINDOW):
+            raise AelensError(f"--window must be 4 to {MAX_WINDOW} video pixels, got {self.window:g}")
         if self.every < 1:
             raise AelensError(f"--every must be at least 1, got {self.every}")
         if self.start < 0 or (self.stop is not None and self.stop <= self.start):
@@ -56,8 +59,8 @@ class ImportOptions:
             len(self.arena) != 3 or not all(map(math.isfinite, self.arena)) or self.arena[2] <= 0
         ):
             raise AelensError(f"--arena: expected cx,cy,r with r > 0, got {self.arena}")
-        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
-            raise AelensError(f"--fps must be positive, got {self.fps}")
+        if self.fps is not None and not (math.isfinite(self.fps) and 0 < self.fps <= MAX_FPS):
+            raise AelensError(f"--fps must be a frame rate above 0 and up to {MAX_FPS}, got {self.fps:g}")
 
 
 @dataclass

@@ -45,8 +45,11 @@ class Plan:
     kept_tracks: list[int]
 
 
-def plan_session(poses: Poses, opts: ImportOptions, n_video_frames: int) -> tuple[Plan, kin.NodeChoice]:
-    """Decide every crop from the poses alone: nodes, masking, interpolation, headings, reasons for skipping."""
+def plan_session(
+    poses: Poses, opts: ImportOptions, n_video_frames: int, frame_size: tuple[int, int] | None = None
+) -> tuple[Plan, kin.NodeChoice]:
+    """Decide every crop from the poses alone: nodes, masking, interpolation, headings, reasons for skipping.
+    With ``frame_size`` (the video's width, height), a centre outside the picture is skipped, not cropped."""
     choice = kin.choose_nodes(poses.nodes, opts.center, opts.heading, poses.source, poses.angles is not None)
     _check_frames(poses, n_video_frames)
     pts, sc, angles_in = _dense(poses)
@@ -65,8 +68,14 @@ def plan_session(poses: Poses, opts: ImportOptions, n_video_frames: int) -> tupl
         filled = np.zeros(pts.shape, dtype=bool)
     center, angle, body_len, head = _axes(pts, choice, angles_in)
     ok_center = np.isfinite(center).all(axis=2)
+    outside = np.zeros_like(ok_center)
+    if frame_size is not None:
+        with np.errstate(invalid="ignore"):
+            x, y = center[..., 0], center[..., 1]
+            outside = ok_center & ((x < -0.5) | (y < -0.5) | (x > frame_size[0] - 0.5) | (y > frame_size[1] - 0.5))
+        ok_center = ok_center & ~outside
     ok_angle = np.isfinite(angle) & (~np.isfinite(body_len) | (body_len > 0) if choice.back else np.isfinite(angle))
-    keep, skipped, kept_tracks = _select(opts, anything, ok_center, ok_angle, low_used)
+    keep, skipped, kept_tracks = _select(opts, anything, ok_center, ok_angle, low_used, outside)
     interp = filled[:, :, used].any(axis=(2, 3)) & keep
     score = _mean_known(sc[:, :, used])
     plan = Plan(np.arange(len(pts)), center, angle, head, body_len, score, interp, keep, skipped, kept_tracks)
@@ -120,7 +129,7 @@ def _axes(pts: np.ndarray, choice: kin.NodeChoice, angles_in):
     return center, angle, body_len, head
 
 
-def _select(opts: ImportOptions, anything, ok_center, ok_angle, low_used):
+def _select(opts: ImportOptions, anything, ok_center, ok_angle, low_used, outside):
     """Which (frame, track) become crops, and how many were skipped for which reason.
 
     Every frame in range and on the --every grid is a candidate; a reason is counted for each track within its life
@@ -134,7 +143,8 @@ def _select(opts: ImportOptions, anything, ok_center, ok_angle, low_used):
     alive = (np.cumsum(anything, axis=0) > 0) & (np.cumsum(anything[::-1], axis=0)[::-1] > 0)
     cand = sel[:, None] & alive
     _count(skipped, "low_score", cand & ~keep & low_used)
-    _count(skipped, "missing_center", cand & ~ok_center & ~low_used)
+    _count(skipped, "center_outside_video", cand & outside & ~low_used)
+    _count(skipped, "missing_center", cand & ~ok_center & ~outside & ~low_used)
     _count(skipped, "missing_heading", cand & ok_center & ~ok_angle & ~low_used)
     # fragments: tracks with fewer usable frames than asked
     kept_tracks = [j for j in range(t) if keep[:, j].sum() >= opts.min_track_frames and keep[:, j].any()]

@@ -8,6 +8,9 @@ import numpy as np
 
 from ..errors import AelensError
 
+MAX_COORD = 1e7  # video pixels: no video is ten million pixels wide; larger values are a unit or file error
+MAX_ANGLE = 1e6  # degrees: a heading written as degrees never grows this large (1e30 is a broken file)
+
 
 @dataclass
 class Poses:
@@ -50,7 +53,35 @@ def check_points(poses: Poses) -> Poses:
     bad = ~np.isfinite(poses.points) & ~np.isnan(poses.points)
     if bad.any():
         raise AelensError(f"{poses.source}: holds infinite coordinates")
+    far = np.abs(np.nan_to_num(poses.points)) > MAX_COORD
+    if far.any():
+        f_i, t_i = np.argwhere(far)[0][:2]
+        raise AelensError(
+            f"{poses.source}: frame {int(poses.frames[f_i])}, track {poses.tracks[t_i]}: a coordinate beyond "
+            f"{MAX_COORD:.0e} pixels ({float(poses.points[far][0]):g}); positions must be video pixels"
+        )
+    if poses.angles is not None:
+        a = poses.angles[~np.isnan(poses.angles)]
+        if not np.isfinite(a).all() or (np.abs(a) > MAX_ANGLE).any():
+            bad_a = a[~np.isfinite(a) | (np.abs(a) > MAX_ANGLE)][0]
+            raise AelensError(
+                f"{poses.source}: column 'angle_deg' holds {float(bad_a):g}; expected degrees (-{MAX_ANGLE:g} to {MAX_ANGLE:g})"
+            )
+    zero = (poses.points == 0).all(axis=-1) & (poses.scores == 0)
+    if zero.any():  # DeepLabCut (multi-animal) writes a point it did not find as (0, 0) with likelihood 0
+        poses.points[zero] = np.nan
+        poses.notes["zero_points_read_as_missing"] = int(zero.sum())
     return poses
+
+
+def h5_floats(ds, where: str) -> np.ndarray:
+    """An HDF5 dataset of numbers as float64, or a one-line error naming it (text, compound or object data)."""
+    kind = getattr(getattr(ds, "dtype", None), "kind", None)
+    if kind not in ("f", "i", "u", "b"):
+        raise AelensError(
+            f"{where}: holds {'text' if kind in ('S', 'U', 'O') else 'non-numeric'} values; expected numbers"
+        )
+    return np.asarray(ds, dtype=np.float64)
 
 
 def h5_strings(ds) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AelensError
-from .pose_data import Poses, check_points, h5_strings
+from .pose_data import Poses, check_points, h5_floats, h5_strings
 
 _SAFE_OPS = {
     "PROTO",
@@ -134,7 +134,7 @@ def read_dlc_h5(path: Path, fh, tables: list[str]) -> Poses:
         if kind is None:
             raise AelensError(f"{where}: no column labels ({blocks[0]}_kind)")
         labels = plain_pickle_labels(bytes(np.asarray(kind).tobytes() if not isinstance(kind, bytes) else kind), where)
-        data = np.asarray(table[blocks[0]], dtype=np.float64)
+        data = h5_floats(table[blocks[0]], f"{where}/table/{blocks[0]}")
         index = np.asarray(table["index"]) if "index" in names else np.arange(data.shape[0])
     elif "block0_values" in grp:  # pandas "fixed" format: labels as plain string arrays and codes
         nlev = len([k for k in grp.keys() if re.fullmatch(r"axis0_level\d+", k)])
@@ -142,13 +142,23 @@ def read_dlc_h5(path: Path, fh, tables: list[str]) -> Poses:
             raise AelensError(f"{where}: no column levels (axis0_level0)")
         levels = [h5_strings(grp[f"axis0_level{i}"]) for i in range(nlev)]
         codes = [np.asarray(grp[f"axis0_label{i}"]) for i in range(nlev)]
+        if any(c.ndim != 1 or c.dtype.kind not in "iu" or len(c) != len(codes[0]) for c in codes) or any(
+            len(c) and (c.min() < 0 or c.max() >= len(levels[i])) for i, c in enumerate(codes)
+        ):
+            raise AelensError(f"{where}: column label codes (axis0_label*) do not index the label levels")
         labels = [tuple(levels[i][codes[i][j]] for i in range(nlev)) for j in range(len(codes[0]))]
-        data = np.asarray(grp["block0_values"], dtype=np.float64)
+        data = h5_floats(grp["block0_values"], f"{where}/block0_values")
         index = np.asarray(grp["axis1"]) if "axis1" in grp else np.arange(data.shape[0])
     else:
         raise AelensError(f"{where}: not a pandas table DeepLabCut writes (no 'table' or 'block0_values')")
-    if not isinstance(labels, list) or not all(isinstance(c, tuple) for c in labels):
-        raise AelensError(f"{where}: column labels are not (scorer, [individual,] bodypart, coord) tuples")
+    if not isinstance(labels, list) or not all(
+        isinstance(c, tuple) and all(isinstance(v, str) for v in c) for c in labels
+    ):
+        raise AelensError(f"{where}: column labels are not (scorer, [individual,] bodypart, coord) tuples of names")
+    if data.ndim != 2 or data.shape[1] != len(labels):
+        raise AelensError(
+            f"{where}: {len(labels)} column labels for {data.shape[1] if data.ndim == 2 else '?'} columns of values"
+        )
     return _dlc_from_columns(path, labels, data, index, "deeplabcut-h5")
 
 
@@ -172,6 +182,10 @@ def _dlc_from_columns(path: Path, columns: list[tuple], data: np.ndarray, index,
             continue
         if coord not in ("x", "y", "likelihood"):
             raise AelensError(f"{path}: column {col}: coord {coord!r}; expected x, y or likelihood")
+        if coord in keyed.get((ind, part), {}):
+            raise AelensError(
+                f"{path}: column {col} appears twice (animal {ind!r}, body part {part!r}, {coord}); one column each"
+            )
         if ind not in tracks:
             tracks.append(ind)
         if part not in nodes:
@@ -221,6 +235,10 @@ def read_dlc_csv(path: Path, fh) -> Poses:
             if kinds not in (["scorer", "bodyparts", "coords"], ["scorer", "individuals", "bodyparts", "coords"]):
                 raise AelensError(f"{path}: header rows {kinds}; expected scorer, [individuals,] bodyparts, coords")
             width = len(head[0])
+            if any(len(h) != width for h in head):
+                raise AelensError(
+                    f"{path}: header rows of {[len(h) for h in head]} fields; each header row names every column"
+                )
             data = np.full((n_lines - len(head), width - 1), np.nan)
             index = []
         if len(r) != width:

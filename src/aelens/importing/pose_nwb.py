@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AelensError
-from .pose_data import Poses, check_points, h5_strings, open_h5
+from .pose_data import Poses, check_points, h5_floats, h5_strings, open_h5
 
 MAX_FRAME = 10**8  # a frame index beyond ~40 days of video at 30 frames/s: a damaged time axis
 
@@ -29,7 +29,7 @@ def _type(obj) -> str:
 def _frames(series, n: int, path: Path, name: str) -> np.ndarray:
     """Video frame of each sample: timestamps (or starting_time + rate) in seconds, at the rate they imply."""
     if "timestamps" in series:
-        ts = np.asarray(series["timestamps"], dtype=np.float64).ravel()
+        ts = h5_floats(series["timestamps"], f"{path}: series {name}/timestamps").ravel()
         if ts.size != n:
             raise AelensError(f"{path}: series {name} has {n} samples but {ts.size} timestamps")
         if not np.all(np.isfinite(ts)):
@@ -61,6 +61,13 @@ def _node_names(series_names: list[str], track: str) -> list[str]:
 
 
 def read_nwb(path: Path) -> Poses:
+    try:
+        return _read_nwb(path)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:  # an unexpected inner layout
+        raise AelensError(f"{path}: not laid out as ndx-pose writes it ({exc.__class__.__name__}: {exc})") from None
+
+
+def _read_nwb(path: Path) -> Poses:
     with open_h5(path, "NWB (an HDF5 file)") as fh:
         groups: list = []
         fh.visititems(lambda _, obj: groups.append(obj) if _type(obj) == "PoseEstimation" else None)
@@ -83,7 +90,7 @@ def read_nwb(path: Path) -> Poses:
             frames = None
             pts, scs = [], []
             for name, s in series:
-                data = np.asarray(s["data"], dtype=np.float64)
+                data = h5_floats(s["data"], f"{path}: series {name}/data")
                 if data.ndim != 2 or data.shape[1] < 2:
                     raise AelensError(f"{path}: series {name}: data has shape {data.shape}; expected (samples, 2)")
                 f = _frames(s, data.shape[0], path, name)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AelensError
-from .pose_data import Poses, check_points, h5_strings
+from .pose_data import Poses, check_points, h5_floats, h5_strings
 
 
 def read_with_sleap_io(path: Path, fmt: str = "sleap-slp") -> Poses:
@@ -58,7 +58,7 @@ def read_with_sleap_io(path: Path, fmt: str = "sleap-slp") -> Poses:
 
 def read_sleap_analysis(path: Path, fh) -> Poses:
     nodes = h5_strings(fh["node_names"])
-    tracks_arr = np.asarray(fh["tracks"], dtype=np.float64)
+    tracks_arr = h5_floats(fh["tracks"], f"{path}: dataset 'tracks'")
     k = len(nodes)
     # SLEAP writes (tracks, 2, nodes, frames) as HDF5 sees it (MATLAB order); some tools store the transpose
     if tracks_arr.ndim != 4:
@@ -75,7 +75,7 @@ def read_sleap_analysis(path: Path, fh) -> Poses:
         )
     f, t = points.shape[:2]
     if "point_scores" in fh:  # old analysis files have no point_scores: scores unknown (NaN), not zero
-        sc = np.asarray(fh["point_scores"], dtype=np.float64)
+        sc = h5_floats(fh["point_scores"], f"{path}: dataset 'point_scores'")
         scores = sc.transpose(1, 0, 2) if transposed else sc.transpose(2, 0, 1)
         if scores.shape != (f, t, k):
             raise AelensError(f"{path}: point_scores shape {sc.shape} does not match tracks {tracks_arr.shape}")

@@ -59,11 +59,16 @@ def _read_h5(path: Path) -> Poses:
     import h5py
 
     with open_h5(path) as fh:
-        if "tracks" in fh and "node_names" in fh:
-            return read_sleap_analysis(path, fh)
-        tables = [k for k in fh.keys() if isinstance(fh[k], h5py.Group) and "pandas_type" in fh[k].attrs]
-        if tables:
-            return read_dlc_h5(path, fh, tables)
+        try:
+            if "tracks" in fh and "node_names" in fh:
+                return read_sleap_analysis(path, fh)
+            tables = [k for k in fh.keys() if isinstance(fh[k], h5py.Group) and "pandas_type" in fh[k].attrs]
+            if tables:
+                return read_dlc_h5(path, fh, tables)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:  # an unexpected inner layout
+            raise AelensError(
+                f"{path}: not laid out as SLEAP or DeepLabCut write it ({exc.__class__.__name__}: {exc})"
+            ) from None
         found = ", ".join(list(fh.keys())[:8]) or "nothing"
         raise AelensError(
             f"{path}: not a SLEAP analysis file (datasets tracks, node_names) nor a DeepLabCut .h5 (a pandas table); found: {found}"
@@ -101,6 +106,11 @@ def _read_plain_csv(path: Path, rows: list[list[str]], header: list[str]) -> Pos
         raise AelensError(
             f"{path}: unknown column {unknown[0]!r}; a plain pose CSV has frame,x,y[,angle_deg][,track][,score]"
         )
+    twice = [h for h in dict.fromkeys(header) if header.count(h) > 1]
+    if twice:
+        raise AelensError(
+            f"{path}: column {twice[0]!r} appears {header.count(twice[0])} times in the header; once expected"
+        )
     col = {h: header.index(h) for h in header}
     vals: dict[str, list[float]] = {h: [] for h in header}
     for i, r in enumerate(rows[1:]):
@@ -120,10 +130,16 @@ def _read_plain_csv(path: Path, rows: list[list[str]], header: list[str]) -> Pos
     if not vals["frame"]:
         raise AelensError(f"{path}: header only, no rows of points")
     frame = np.asarray(vals["frame"])
-    if np.any(frame != np.round(frame)):
-        raise AelensError(f"{path}: column 'frame' holds non-integer values")
+    if np.any(frame != np.round(frame)) or np.any(np.abs(frame) > 2**40):
+        raise AelensError(f"{path}: column 'frame' holds non-integer values or values beyond any video's length")
     frame = frame.astype(np.int64)
-    track = np.asarray(vals["track"], dtype=np.float64).astype(np.int64) if "track" in col else np.zeros_like(frame)
+    track_f = np.asarray(vals["track"], dtype=np.float64) if "track" in col else np.zeros(len(frame))
+    bad_t = ~np.isfinite(track_f) | (track_f != np.round(track_f)) | (np.abs(track_f) > 2**31)
+    if bad_t.any():
+        raise AelensError(
+            f"{path}: column 'track' holds {track_f[bad_t][0]:g}; expected whole-number track ids (0, 1, 2, ...)"
+        )
+    track = track_f.astype(np.int64)
     uf = np.unique(frame)
     ut = np.unique(track)
     fi = np.searchsorted(uf, frame)

@@ -19,6 +19,8 @@ def _mpl():
     import matplotlib
 
     matplotlib.use("Agg")
+    # names in titles and labels are user data (conditions, sessions): "$x$" is text, never mathtext to parse
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt

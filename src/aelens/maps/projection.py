@@ -18,12 +18,12 @@ from typing import Callable
 
 import numpy as np
 
+from ..config import FIT_MODES, check_fit_mode  # noqa: F401 - the fit modes are defined with the other settings
 from ..errors import AelensError
 from .scores import KnnIndex, knn_indices, procrustes_align
 
 log = logging.getLogger("aelens")
 METHODS = ("umap", "pca", "tsne")
-FIT_MODES = ("last", "first", "every", "aligned", "reference")
 
 
 def _umap(n_neighbors: int, min_dist: float, random_state: int | None, **kw):
@@ -161,13 +161,6 @@ def embed(codes: np.ndarray, method: str = "umap", random_state: int | None = 0,
     """Fit a 2-D map: returns (xy (n, 2) float32, the fitted :class:`Map2D`)."""
     m = Map2D(method=method, random_state=random_state, **kw)
     return m.fit(codes), m
-
-
-def check_fit_mode(fit: str) -> None:
-    """``--fit``: last, first, every, aligned or reference:RUN_DIR (a one-line error otherwise)."""
-    mode, _, ref = fit.partition(":")
-    if mode not in FIT_MODES or (mode == "reference") != bool(ref):
-        raise AelensError(f"--fit must be one of last, first, every, aligned, reference:RUN_DIR; got {fit!r}")
 
 
 def evolution_maps(

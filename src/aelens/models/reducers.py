@@ -21,7 +21,7 @@ from ..config import EmbeddingConfig
 from ..errors import AelensError
 from ..layout import ReducerFiles, RunDir
 from ..maps.projection import neighbour_index, place_by_neighbours
-from ..storage import load_tensors, read_json, save_tensors, write_text
+from ..storage import load_tensors, read_record, save_tensors, write_text
 
 log = logging.getLogger("aelens")
 
@@ -101,13 +101,20 @@ class Reducer:
         folder = Path(folder)
         if not (folder / ReducerFiles.INFO).is_file():
             raise AelensError(f"{folder}: no fitted reducer here ({ReducerFiles.INFO} missing); is this a decoder run?")
-        info = read_json(folder / ReducerFiles.INFO)
-        if not isinstance(info, dict):
-            raise AelensError(f"{folder / ReducerFiles.INFO}: expected a JSON object")
-        cls = REDUCERS.get(info.get("name"))
+        where = folder / ReducerFiles.INFO
+        info = read_record(where, {"name": str, "dim": int}, {"seed": int, "options": dict, "fit_seconds": float})
+        cls = REDUCERS.get(info["name"])
         if cls is None:
-            raise AelensError(f"{folder / ReducerFiles.INFO}: unknown reducer {info.get('name')!r}")
-        red = cls(info["dim"], info.get("seed", 0), **info.get("options", {}))
+            raise AelensError(f"{where}: unknown reducer {info['name']!r}")
+        options = info.get("options", {})
+        odd = [k for k, v in options.items() if not (v is None or isinstance(v, (int, float, str)))]
+        if info["dim"] < 1 or odd:
+            raise AelensError(
+                f"{where}: dim must be at least 1, got {info['dim']}"
+                if info["dim"] < 1
+                else f"{where}: option {odd[0]!r} is {type(options[odd[0]]).__name__}; expected a number or a word"
+            )
+        red = cls(info["dim"], info.get("seed", 0), **options)
         tensors, _ = load_tensors(folder / ReducerFiles.ARRAYS)
         arrays = {k: v.numpy() for k, v in tensors.items()}
         red.mean_, red.std_ = arrays.pop("emb_mean"), arrays.pop("emb_std")

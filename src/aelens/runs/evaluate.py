@@ -17,7 +17,7 @@ import numpy as np
 
 from ..data.loading import Dataset
 from ..errors import AelensError
-from ..layout import RECON_RESULT, ReconFiles, RunDir, TestFiles
+from ..layout import RECON_RESULT, ReconFiles, RunDir, TestFiles, inside_run
 from ..maps.figures import (
     save_angle_arrows,
     save_angle_scatter,
@@ -103,6 +103,7 @@ def test_run(
         rd = RunDir(run.path)
         source = Path(str(ds.source))
         out = rd.test_dir if split is not None else rd.other_test_dir(source.stem if source.is_file() else source.name)
+        out = inside_run(run.path, out)
     out = Path(out)
     if run.kind == "tagger":
         results = _test_tagger(run, ds, idx, split, out, figures, train_dataset)

@@ -13,6 +13,7 @@ from .files import (  # noqa: F401
     load_npy,
     markdown_table,
     read_json,
+    read_record,
     read_yaml,
     remove_file,
     remove_tree,

@@ -68,11 +68,14 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(_jsonable(obj), indent=2, allow_nan=True) + "\n")
 
 
-def _read_text(path: str | os.PathLike, what: str) -> str:
-    """A text file's contents, or a one-line error: missing, a directory, or not UTF-8 text (binary, .npz, ...)."""
+def _read_text(path: str | os.PathLike, what: str, limit: int | None = None) -> str:
+    """A text file's contents, or a one-line error: missing, a directory, over ``limit`` bytes, or not UTF-8 text
+    (binary, .npz, ...)."""
     path = Path(path)
     if path.is_dir():
         raise AelensError(f"{path}: is a directory, expected a {what} file")
+    if limit is not None and path.is_file() and path.stat().st_size > limit:
+        raise AelensError(f"{path}: {path.stat().st_size:,} bytes; a {what} file aelens reads is under {limit:,}")
     try:
         return path.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the text
     except FileNotFoundError:
@@ -83,24 +86,89 @@ def _read_text(path: str | os.PathLike, what: str) -> str:
         raise AelensError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
+MAX_DEPTH = 32  # nesting of lists and maps in a config or run file: aelens writes at most 6
+MAX_YAML_BYTES = 1 << 20  # a config is a few hundred bytes
+MAX_JSON_BYTES = 256 << 20  # run files (manifests with frame lists, timings) stay far below
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    text = _read_text(path, "JSON")
+    """A JSON file's value, as data: one-line errors for text that is not JSON, too large or too deeply nested."""
+    text = _read_text(path, "JSON", MAX_JSON_BYTES)
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise AelensError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise AelensError(f"{path}: nested too deeply (over {MAX_DEPTH} levels)") from None
+    return check_plain(value, path)
+
+
+def read_record(path: str | os.PathLike, required: dict[str, type], optional: dict[str, type] | None = None) -> dict:
+    """A JSON object whose named fields have the given types (``float`` also takes whole numbers; ``bool`` is not a
+    number); fields not named are kept as they are. A missing or mistyped field is a one-line error naming it."""
+    value = read_json(path)
+    if not isinstance(value, dict):
+        raise AelensError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    for key, kind in {**required, **(optional or {})}.items():
+        if key not in value:
+            if key in required:
+                raise AelensError(f"{path}: field {key!r} is missing")
+            continue
+        v = value[key]
+        ok = (isinstance(v, (int, float)) if kind is float else isinstance(v, kind)) and not (
+            isinstance(v, bool) and kind is not bool
+        )
+        if not ok:
+            raise AelensError(f"{path}: field {key!r} is {type(v).__name__} ({str(v)[:40]}); expected {kind.__name__}")
+    return value
+
+
+def check_plain(value: Any, where: Any) -> Any:
+    """``value`` as read from a file, checked to be plain data: maps keyed by names (strings), at most MAX_DEPTH
+    levels deep. Returns it unchanged."""
+    stack = [(value, 0, "")]
+    while stack:
+        v, depth, at = stack.pop()
+        if depth > MAX_DEPTH:
+            raise AelensError(f"{where}: nested too deeply (over {MAX_DEPTH} levels)")
+        if isinstance(v, dict):
+            for k, item in v.items():
+                if not isinstance(k, str):
+                    raise AelensError(
+                        f"{where}: key {k!r} {'at ' + at if at else 'at the top'} is {type(k).__name__}; keys must be names"
+                    )
+                stack.append((item, depth + 1, f"{at}.{k}" if at else k))
+        elif isinstance(v, list):
+            stack.extend((item, depth + 1, f"{at}[{i}]") for i, item in enumerate(v))
+    return value
 
 
 def write_yaml(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, yaml.safe_dump(_jsonable(obj), sort_keys=False))
 
 
+class _PlainLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases (``&a`` / ``*a``): a config has no need of them, and an alias bomb is
+    billions of items from a few lines."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.YAMLError(f"an alias (*name) at line {mark.line + 1}: aelens reads YAML without aliases")
+        return super().compose_node(parent, index)
+
+
 def read_yaml(path: str | os.PathLike) -> Any:
-    text = _read_text(path, "YAML")
+    """A YAML file's value, as data (the safe loader: no objects, no aliases, keys are names, bounded depth and
+    size); one-line errors."""
+    text = _read_text(path, "YAML", MAX_YAML_BYTES)
     try:
-        return yaml.safe_load(text)
+        value = yaml.load(text, Loader=_PlainLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise AelensError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise AelensError(f"{path}: nested too deeply (over {MAX_DEPTH} levels)") from None
+    return check_plain(value, path)
 
 
 def save_npz(path: str | os.PathLike, compressed: bool = False, **arrays: np.ndarray) -> None:

@@ -100,24 +100,27 @@ LOCK = ".aelens.lock"
 def _lock_holder(folder: Path) -> dict | None:
     """The lock's record (pid, host, since, command), or None when there is no lock file."""
     try:
-        text = (folder / LOCK).read_text()
+        text = (folder / LOCK).read_bytes()[:4096].decode("utf-8")
     except FileNotFoundError:
         return None
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return {}
     try:
         holder = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return holder if isinstance(holder, dict) else {}
 
 
 def _alive(holder: dict) -> bool:
     """False only when the holder is certainly gone: a process of this machine that no longer exists."""
-    if holder.get("host") != platform.node() or not isinstance(holder.get("pid"), int):
+    pid = holder.get("pid")
+    if holder.get("host") != platform.node() or not isinstance(pid, int) or isinstance(pid, bool):
         return True  # another machine (a shared disk), or an unreadable record: cannot tell, so assume alive
+    if not 0 < pid < 1 << 22:  # no process has that id (pid_max is at most 2^22): a damaged record, not a live one
+        return True
     try:
-        os.kill(holder["pid"], 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -126,12 +129,11 @@ def _alive(holder: dict) -> bool:
 
 
 def _describe(folder: Path, holder: dict) -> str:
-    if not holder:
-        return f"{folder / LOCK} exists but cannot be read"
-    return (
-        f"process {holder.get('pid')} on {holder.get('host')} (since {holder.get('since')}: "
-        f"{holder.get('command', '?')})"
-    )
+    pid = holder.get("pid")
+    if not holder or not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 1 << 22:
+        return f"an unknown process ({folder / LOCK} exists but cannot be read)"
+    text = f"process {pid} on {holder.get('host')} (since {holder.get('since')}: {holder.get('command', '?')})"
+    return " ".join(text.split())[:400]  # the record is a file anyone could edit: one line, bounded
 
 
 def check_unlocked(folder: str | os.PathLike) -> None:

@@ -94,13 +94,18 @@ def tree_from_safetensors(tensors: dict[str, torch.Tensor], skeleton: str) -> An
             return [dec(v) for v in obj]
         if isinstance(obj, dict):
             if "__t__" in obj:
+                if obj["__t__"] not in tensors:
+                    raise KeyError(f"tensor {obj['__t__']!r} is not in the file")
                 return tensors[obj["__t__"]]
             if "__float__" in obj:
                 return float(obj["__float__"])
             if "__tuple__" in obj:
                 return tuple(dec(v) for v in obj["__tuple__"])
             if "__dict__" in obj:
-                return {_hashable(dec(k)): dec(v) for k, v in obj["__dict__"]}
+                pairs = obj["__dict__"]
+                if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+                    raise ValueError("a __dict__ entry is not a list of [key, value] pairs")
+                return {_hashable(dec(k)): dec(v) for k, v in pairs}
             return {k: dec(v) for k, v in obj.items()}
         return obj
 
@@ -125,9 +130,41 @@ def _tree(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[
     if meta.get("format") != TREE_FORMAT or "tree" not in meta:
         raise AelensError(f"{path}: not an aelens checkpoint (no '{TREE_FORMAT}' header)")
     try:
-        return tree_from_safetensors(tensors, meta["tree"])
-    except (json.JSONDecodeError, KeyError) as exc:
-        raise AelensError(f"{path}: corrupted checkpoint header ({exc})") from None
+        tree = tree_from_safetensors(tensors, meta["tree"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise AelensError(f"{path}: corrupted checkpoint header ({exc.__class__.__name__}: {exc})") from None
+    except RecursionError:
+        raise AelensError(f"{path}: corrupted checkpoint header (nested too deeply)") from None
+    return _checked_tree(tree, path)
+
+
+# the parts of a Lightning checkpoint that resuming reads, and their types
+_TREE_PARTS = {
+    "state_dict": dict,
+    "epoch": int,
+    "global_step": int,
+    "optimizer_states": list,
+    "lr_schedulers": list,
+    "callbacks": dict,
+    "loops": dict,
+}
+
+
+def _checked_tree(tree: Any, path) -> Any:
+    """A checkpoint tree with the types resuming expects (a damaged or hand-edited one is a one-line error)."""
+    import torch
+
+    if not isinstance(tree, dict):
+        raise AelensError(f"{path}: the checkpoint holds {type(tree).__name__}; expected a map of training state")
+    for key, kind in _TREE_PARTS.items():
+        if key in tree and (not isinstance(tree[key], kind) or isinstance(tree[key], bool)):
+            raise AelensError(
+                f"{path}: checkpoint field {key!r} is {type(tree[key]).__name__}; expected {kind.__name__}"
+            )
+    bad = [k for k, v in tree.get("state_dict", {}).items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
+    if bad:
+        raise AelensError(f"{path}: checkpoint state_dict entry {bad[0]!r} is not a named tensor")
+    return tree
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:

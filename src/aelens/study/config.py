@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import RunConfig, _build, _check_tagger, validate
+from ..config import RunConfig, _build, _check_tagger, check_fit_mode, validate
 from ..errors import AelensError
 from ..storage import read_yaml, write_yaml
 
@@ -152,6 +152,16 @@ def load_study_config(path: str | Path | None, overrides: dict[str, Any] | None 
     _check_tagger(cfg.run.tagger)
     if cfg.sweep_epochs is not None and cfg.sweep_epochs < 1:
         raise AelensError(f"sweep_epochs must be at least 1, got {cfg.sweep_epochs}")
+    if cfg.max_images < 20:
+        raise AelensError(f"{where}: max_images must be at least 20 frames, got {cfg.max_images}")
+    if cfg.latent_method not in ("umap", "pca", "tsne"):
+        raise AelensError(f"{where}: latent_method must be umap, pca or tsne, got {cfg.latent_method!r}")
+    try:
+        check_fit_mode(cfg.evolution_fit)
+    except AelensError as exc:
+        raise AelensError(
+            f"{where}: evolution_fit: {str(exc).partition('; got ')[0].replace('--fit ', '')}; got {cfg.evolution_fit!r}"
+        ) from None
     for spec in cfg.decoders:
         method, _, dim = spec.partition(":")
         if not dim.isdigit() or int(dim) < 1:
