@@ -70,11 +70,34 @@ def _decoder_config(study: StudyConfig, data, spec: str) -> RunConfig:
     return _run_config(study, data, "decoder", **over)
 
 
-def _complete(run: RunDir) -> bool:
+def _complete(run: RunDir, want: RunConfig | None = None) -> bool:
+    """True when ``run`` is trained and tested, with the settings ``want`` (the study's for that model): a run the
+    study did not make that way (another study's, one copied in, one trained by hand) is an error, never adopted."""
     try:
-        return run.is_tested()
+        done = run.is_tested()
     except AelensError:
         return False
+    if done and want is not None:
+        diff = [d for d in _differences(run.config().to_dict(), want.to_dict()) if d not in OPERATIONAL]
+        if diff:
+            raise AelensError(
+                f"{run.path}: a finished run with other settings than this study's ({', '.join(diff[:6])}); the study "
+                "does not adopt it: move it away, or use another --out"
+            )
+    return done
+
+
+# run settings that change how a run is carried out, not what it learns: a run differing only here is the same model
+OPERATIONAL = {
+    "train.progress",
+    "train.threads",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.accelerator",
+    "train.devices",
+    "train.num_nodes",
+    "train.strategy",
+}
 
 
 def check_settings(out: Path, cfg: StudyConfig, save: bool = True) -> None:
@@ -197,10 +220,10 @@ def _model_steps(cfg: StudyConfig, lay: StudyLayout, has_target: bool, ds: Datas
 
     data, ae = cfg.data.path, lay.ae
     ae_cfg = _run_config(cfg, data, "ae")
-    steps = [Step("train + test AE", lambda: _complete(ae), lambda: train_and_test(ae_cfg, ae.path, ds))]
+    steps = [Step("train + test AE", lambda: _complete(ae, ae_cfg), lambda: train_and_test(ae_cfg, ae.path, ds))]
     for spec in cfg.decoders:
         d, dc = lay.decoder(spec), _decoder_config(cfg, data, spec)
-        done, run = (lambda d=d: _complete(d)), (lambda c=dc, d=d: train_and_test(c, d.path, ds))
+        done, run = (lambda d=d, c=dc: _complete(d, c)), (lambda c=dc, d=d: train_and_test(c, d.path, ds))
         steps.append(Step(f"train + test decoder {spec}", done, run, job=(dc, d.path)))
     recon_runs = [ae.path] + [lay.decoder(s).path for s in cfg.decoders]
     color = cfg.target if has_target else None
@@ -325,8 +348,11 @@ def run_study(
         with process_pool(jobs) as pool:
             return run_study(data, out, cfg, echo, jobs, pool)
 
-    cfg, dataset, transfer_sets, lay = _prepare(data, out, cfg)
+    cfg, dataset, transfer_sets, lay = _prepare(data, out, cfg, save=False)
     has_target = dataset.conditions is not None and cfg.target in dataset.conditions.names
+    for step in _model_steps(cfg, lay, has_target, dataset):
+        step.done()  # a finished run there with other settings is refused now, before the folder is touched
+    check_settings(Path(out), cfg, save=True)
     plan = _plan(cfg, dataset, transfer_sets)
     for line in plan.lines():
         echo(line)
