@@ -16,7 +16,7 @@ import pytest
 from aelens.data.loading import load_dataset
 from aelens.errors import AelensError
 from aelens.importing import kinematics as kin
-from aelens.importing.importer import ImportOptions, crop, heading_notes, import_video
+from aelens.importing.importer import ImportOptions, crop, import_notes, import_video
 from aelens.importing.poses import plain_pickle_labels, read_poses
 from aelens.storage import NpyAppender
 from aelens.synthetic.arena import Arena, render, simulate_trajectory
@@ -490,9 +490,23 @@ def test_real_sleap_sessions_import(tmp_path):
     assert all(s["jumps"] >= 10 and s["mass_side"] == "ahead" and s["reversed_frames"][0] > 900 for s in swaps.values())
     notes = [
         " ".join(n.split(": the pose heading ")[0:1] + n.split(": the pose heading ")[1].split()[:1])
-        for n in heading_notes(out)
+        for n in import_notes(out)
+        if ": the pose heading " in n
     ]
     assert notes == [f"{out} session clip, track {t} {w}" for t, w in (("0", "sits"), ("0", "turns"), ("1", "turns"))]
+    # ... and puts fly 0's head point on the other fly (its head 140-170 px from its thorax, usually 56): the one
+    # tracking-check note of a clip whose poses are in step with the video (offset 0) and never frozen
+    checks = json.loads((out / "import.json").read_text())["sessions"][0]["tracking_checks"]
+    assert checks["frame_offset"]["estimate"] == 0 and checks["frame_offset"]["readable"]
+    assert all(v["frames"] == 0 for v in checks["frozen"].values())
+    assert (
+        checks["parts_off_body"]["0"]["on_another_animal"] >= 1
+        and checks["parts_off_body"]["0"]["first_frames"][0] > 1000
+    )
+    assert [n.split(": ")[0] for n in import_notes(out) if "off the body" in n] == [
+        f"{out} session clip, track 0",
+        f"{out} session clip, track 1",
+    ]
     # ../shared/data/flies_clip was cut from the same predictions, heading thorax -> head: the angles must agree
     ref_dir = RAW.parent / "data" / "flies_clip"
     if (ref_dir / "metadata.csv").is_file():
@@ -511,6 +525,7 @@ def test_real_sleap_sessions_import(tmp_path):
     )
     c2 = load_dataset(out2).conditions
     assert np.isnan(c2.column("pose_score")).all() and c2.column("frame").max() < 300
+    assert import_notes(out2) == []  # no false alarm on a session tracked well
 
 
 def test_transfer_sets_cut_on_another_body_axis_are_named(tmp_path):

@@ -102,6 +102,16 @@ def parse_arena(text: str | None):
     return parts
 
 
+def parse_offset(text: str) -> int | str:
+    """``--frame-offset``: auto or a whole number of frames."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise AelensError(f"--frame-offset: expected auto or a whole number of frames, got {text!r}") from None
+
+
 IMPORT_DEFAULTS = ImportOptions()  # the defaults of the options below (defined once, in ImportOptions)
 
 
@@ -163,6 +173,12 @@ def data_import(
         "--preview",
         help="Also write preview.mp4 (first frames with box, centre, heading) and preview_crops.png.",
     ),
+    frame_offset: str = typer.Option(
+        str(IMPORT_DEFAULTS.frame_offset),
+        "--frame-offset",
+        help="Pose row F+N shows video frame F: N frames, or auto (the offset the pictures show, when they show "
+        "one; import.json records the estimate either way).",
+    ),
     jobs: int = typer.Option(1, "--jobs", help="Sessions imported in parallel processes."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier import in --out."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar per session."),
@@ -172,7 +188,9 @@ def data_import(
     from ..storage import read_json
 
     check_out(out)
-    values = dict(locals(), arena=parse_arena(arena))  # the options by name: each ImportOptions field is one
+    values = dict(
+        locals(), arena=parse_arena(arena), frame_offset=parse_offset(frame_offset)
+    )  # the options by name: each ImportOptions field is one
     opts = ImportOptions(**{f.name: values[f.name] for f in fields(ImportOptions)})
     done = import_video(
         video or None,

@@ -42,8 +42,9 @@ def _animal_mass(crops: np.ndarray, radius: float):
 
 
 def image_shape(crops: np.ndarray, radius: float = 0.24) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`image_axis` and :func:`image_mass_side` from one pass over the crops (the import needs both):
-    ``(axis_deg, elongation, side_deg, shift)``."""
+    """:func:`image_axis` and :func:`image_mass_side` from one pass over the crops (the import needs both), and
+    ``contrast``, the animal's mass per pixel of the disk (grey levels; about the same for an animal's crops, near
+    noise level on a crop without the animal): ``(axis_deg, elongation, side_deg, shift, contrast)``."""
     weight, px, py, mass, cx, cy, size = _animal_mass(crops, radius)
     mx, my = weight @ px / mass, weight @ py / mass
     dx, dy = px[None] - mx[:, None], py[None] - my[:, None]
@@ -52,7 +53,7 @@ def image_shape(crops: np.ndarray, radius: float = 0.24) -> tuple[np.ndarray, np
     elongation = np.sqrt((mu20 - mu02) ** 2 + 4 * mu11**2) / (mu20 + mu02 + 1e-9)
     sx, sy = mx - cx, my - cy
     side = np.mod(np.degrees(np.arctan2(-sy, sx)), 360.0)
-    return np.mod(-axis_down, 180.0), elongation, side, np.hypot(sx, sy) / size
+    return np.mod(-axis_down, 180.0), elongation, side, np.hypot(sx, sy) / size, mass / len(px)
 
 
 def image_axis(crops: np.ndarray, radius: float = 0.24) -> tuple[np.ndarray, np.ndarray]:
@@ -74,7 +75,7 @@ def image_mass_side(crops: np.ndarray, radius: float = 0.24) -> tuple[np.ndarray
     symmetric about a tracked centre point (a fly's thorax: the wings and abdomen lie on one side), so along one
     track the heading keeps one relation to this side, ahead or behind; a heading that turns the other way round
     on some crops was swapped head to tail there (see :func:`heading_reversals`)."""
-    return image_shape(crops, radius)[2:]
+    return image_shape(crops, radius)[2:4]
 
 
 def axial_offset(heading_deg: np.ndarray, axis_deg: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ import succeeds (the output folder is built beside it and renamed into place).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -24,6 +25,7 @@ from ..errors import AelensError
 from ..layout import safe_name
 from ..storage import NpyAppender, atomic_dir, sha256_file, write_csv, write_json
 from . import kinematics as kin
+from . import tracking_check as tc
 from .crops import Preview, count_frames, crop
 from .heading_check import agreement_warnings, heading_agreement, heading_reversals, image_shape, reversal_warnings
 from .options import WINDOW_BODY_LENGTHS, ImportOptions, Session
@@ -60,13 +62,31 @@ class SessionResult:
     name: str
     rows: dict[str, np.ndarray]
     summary: dict = field(default_factory=dict)
+    shapes: tuple | None = None  # image_shape of each crop (axis, elongation, side, shift, contrast); None: egocentric
 
 
 # --------------------------------------------------------------------------------------------- one session
 
 
 def import_session(s: Session, opts: ImportOptions, part: Path, progress: bool = True) -> SessionResult:
-    """Plan, stream and crop one session into ``part`` (images.npy); returns its condition columns and summary."""
+    """Plan, stream and crop one session into ``part`` (images.npy); returns its condition columns and summary.
+    With ``frame_offset="auto"``, a session whose pictures show an offset is imported again with it applied."""
+    if opts.frame_offset != "auto":
+        return _import_session(s, opts, part, progress)
+    first = _import_session(s, dataclasses.replace(opts, frame_offset=0), part, progress)
+    found = first.summary["tracking_checks"].get("frame_offset", {}).get("estimate", 0)
+    if not found:
+        return first
+    again = _import_session(s, dataclasses.replace(opts, frame_offset=found), part, progress)
+    again.summary["tracking_checks"]["frame_offset"] = {
+        **first.summary["tracking_checks"]["frame_offset"],
+        "applied": found,
+        "after": again.summary["tracking_checks"].get("frame_offset", {}).get("residual_px", {}),
+    }
+    return again
+
+
+def _import_session(s: Session, opts: ImportOptions, part: Path, progress: bool) -> SessionResult:
     t0 = time.perf_counter()
     poses = read_poses(s.poses)
     video = resolve_video(poses, s.video)
@@ -108,6 +128,8 @@ def import_session(s: Session, opts: ImportOptions, part: Path, progress: bool =
         raise AelensError(f"{video}: decoding stopped at frame {n_read} of {n_frames}; the file may be truncated")
     t_stream = time.perf_counter() - t1
     rows["session"] = np.array([name] * len(fidx), dtype=object)
+    shapes = None if opts.egocentric else _image_shapes(part / "images.npy")
+    checks = _tracking_checks(rows, shapes, plan, window, fps, opts)
     summary = {
         "session": name,
         "video": str(video),
@@ -128,10 +150,32 @@ def import_session(s: Session, opts: ImportOptions, part: Path, progress: bool =
         "skipped": plan.skipped,
         "interpolated_crops": int(plan.interpolated[plan.keep].sum()),
         "notes": poses.notes,
+        "tracking_checks": checks,
         "seconds": {"plan": round(t_plan, 3), "decode_and_crop": round(t_stream, 3)},
         "frames_per_s": n_read / max(t_stream, 1e-9),
     }
-    return SessionResult(name, rows, summary)
+    return SessionResult(name, rows, summary, shapes)
+
+
+def _image_shapes(images: Path) -> tuple[np.ndarray, ...]:
+    """:func:`image_shape` of every crop of a session (axis, elongation, mass side, shift, contrast), in blocks."""
+    crops = np.load(images, mmap_mode="r", allow_pickle=False)
+    parts = [image_shape(c) for c in _chunks(crops, 0, len(crops))]
+    return tuple(np.concatenate(v) for v in zip(*parts)) if parts else tuple(np.zeros(0) for _ in range(5))
+
+
+def _tracking_checks(rows: dict, shapes, plan: Plan, window: float, fps: float, opts: ImportOptions) -> dict:
+    """The trackers' mistakes the pictures show (see :mod:`.tracking_check`): a frame offset, frozen poses, body
+    parts off the body. Egocentric crops are turned: their mass centres are not read back (parts are still checked)."""
+    checks: dict = {"parts_off_body": plan.parts_off_body}
+    if shapes is None:
+        checks["not_checked"] = "frame offset and frozen poses: egocentric crops"
+        return checks
+    mx, my = tc.mass_positions(rows["x"], rows["y"], shapes[2], shapes[3], window)
+    args = (rows["frame"], rows["track"], rows["x"], rows["y"], mx, my)
+    checks["frame_offset"] = {**tc.frame_offset(*args), "applied": opts.frame_offset or 0}
+    checks["frozen"] = tc.frozen_stretches(*args, shapes[4], window, fps)
+    return checks
 
 
 def _stream_crops(
@@ -232,7 +276,7 @@ def import_video(
         if dup:
             raise AelensError(f"two sessions are both named {dup[0]!r} (the video file stem); set --session for each")
         _merge(tmp, parts, results, opts)
-        label_notes = _check_headings(tmp / "images.npy", results, opts)
+        label_notes = _check_headings(results, opts)
         summary = {
             "format": "aelens-import-1",
             "options": asdict(opts),
@@ -242,7 +286,9 @@ def import_video(
             "columns": COLUMNS,
             "conventions": "x, y: video pixels (x right, y down, pixel centres at integers); angles: degrees "
             "counter-clockwise from +x with y up; dist_from_center: fraction of the arena radius",
-            "warnings": _axis_warnings([r.summary for r in results]) + label_notes,
+            "warnings": _axis_warnings([r.summary for r in results])
+            + label_notes
+            + [w for r in results for w in tc.tracking_warnings(r.summary["tracking_checks"], f"session {r.name}")],
         }
         write_json(tmp / IMPORT_SUMMARY, summary)
     return out
@@ -284,7 +330,7 @@ def _axis_warnings(sessions: list[dict]) -> list[str]:
     ]
 
 
-def _check_headings(images: Path, results: list[SessionResult], opts: ImportOptions) -> list[str]:
+def _check_headings(results: list[SessionResult], opts: ImportOptions) -> list[str]:
     """Per session and track, how far the pose headings sit from the animals' visible long axis in the crops
     (``heading_vs_image_axis`` in each session's summary) and signs of head-tail swaps (``head_tail_swaps``: turns
     round between consecutive frames, crops whose heading points the other way round against the body); sentences
@@ -292,17 +338,13 @@ def _check_headings(images: Path, results: list[SessionResult], opts: ImportOpti
 
     if opts.egocentric:
         return []
-    crops = np.load(images, mmap_mode="r", allow_pickle=False)
-    start, notes = 0, []
+    notes = []
     for r in results:
-        n = len(r.rows["frame"])
-        parts = [image_shape(c) for c in _chunks(crops, start, start + n)]
-        axis, elongation, side, shift = (np.concatenate(v) for v in zip(*parts)) if parts else [np.zeros(0)] * 4
+        axis, elongation, side, shift, _ = r.shapes
         heading, track = r.rows["body_angle_deg"], r.rows["track"]
         r.summary["heading_vs_image_axis"] = heading_agreement(heading, axis, elongation, track)
         r.summary["head_tail_swaps"] = heading_reversals(heading, side, shift, track, r.rows["frame"])
         notes += _heading_warnings(r.summary, f"session {r.name}")
-        start += n
     return notes
 
 
@@ -421,16 +463,18 @@ def crop_mismatches(training: list[str | Path], other: str | Path) -> list[str]:
     return notes
 
 
-def heading_notes(folder: str | Path) -> list[str]:
+def import_notes(folder: str | Path) -> list[str]:
     """Sentences for the tracks of an imported data directory whose pose headings sit consistently off the animals'
-    visible axis or turn head to tail (from its ``import.json``; none for other directories or imports made before
-    these checks)."""
+    visible axis or turn head to tail, and for the trackers' mistakes the pictures show (a frame offset, frozen
+    poses, body parts off the body), from its ``import.json``; none for other directories or imports made before
+    these checks."""
     summary = _import_summary(folder) or {}
     try:
         return [
             note
             for s in summary.get("sessions", [])
             for note in _heading_warnings(s, f"{folder} session {s.get('session')}")
+            + tc.tracking_warnings(s.get("tracking_checks", {}), f"{folder} session {s.get('session')}")
         ]
-    except (AttributeError, KeyError, TypeError):
+    except (AttributeError, KeyError, TypeError, ValueError):
         return []

@@ -14,6 +14,7 @@ WINDOW_BODY_LENGTHS = (
 )
 
 MAX_WINDOW = 100_000  # video pixels: a crop window larger than any video (a 100,000-pixel side is 10 GB per crop)
+MAX_FRAME_OFFSET = 100_000  # frames between a pose file and its video: more is not the same recording
 MAX_FPS = 100_000  # frames/s: above the fastest high-speed cameras; more is a typo (--fps 1e300)
 
 
@@ -37,6 +38,7 @@ class ImportOptions:
     arena: tuple[float, float, float] | None = None
     fps: float | None = None
     preview: bool = False
+    frame_offset: int | str = 0  # pose row f + N shows video frame f; "auto": the offset the pictures show, if any
 
     def check(self) -> None:
         if not 24 <= self.size <= 1024:
@@ -59,6 +61,13 @@ class ImportOptions:
             len(self.arena) != 3 or not all(map(math.isfinite, self.arena)) or self.arena[2] <= 0
         ):
             raise AelensError(f"--arena: expected cx,cy,r with r > 0, got {self.arena}")
+        if self.frame_offset != "auto" and not (
+            isinstance(self.frame_offset, int) and abs(self.frame_offset) <= MAX_FRAME_OFFSET
+        ):
+            raise AelensError(
+                f"--frame-offset must be auto or a whole number of frames from -{MAX_FRAME_OFFSET} to "
+                f"{MAX_FRAME_OFFSET}, got {self.frame_offset!r}"
+            )
         if self.fps is not None and not (math.isfinite(self.fps) and 0 < self.fps <= MAX_FPS):
             raise AelensError(f"--fps must be a frame rate above 0 and up to {MAX_FPS}, got {self.fps:g}")
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from ..errors import AelensError
 from . import kinematics as kin
 from .options import ImportOptions
 from .poses import Poses
+from .tracking_check import parts_off_body
 
 
 def resolve_video(poses: Poses, video: str | None) -> Path:
@@ -43,6 +45,7 @@ class Plan:
     keep: np.ndarray  # (f, t) bool: crop this
     skipped: dict[str, int]
     kept_tracks: list[int]
+    parts_off_body: dict = dataclasses.field(default_factory=dict)  # see tracking_check.parts_off_body
 
 
 def plan_session(
@@ -52,6 +55,8 @@ def plan_session(
     With ``frame_size`` (the video's width, height), a centre outside the picture is skipped, not cropped."""
     choice = kin.choose_nodes(poses.nodes, opts.center, opts.heading, poses.source, poses.angles is not None)
     _check_frames(poses, n_video_frames)
+    if isinstance(opts.frame_offset, int) and opts.frame_offset:
+        poses = shift_frames(poses, opts.frame_offset, n_video_frames)
     pts, sc, angles_in = _dense(poses)
     used = list(dict.fromkeys(choice.center + choice.back + choice.front))
     anything = np.isfinite(pts[..., 0]).any(axis=2)
@@ -79,7 +84,22 @@ def plan_session(
     interp = filled[:, :, used].any(axis=(2, 3)) & keep
     score = _mean_known(sc[:, :, used])
     plan = Plan(np.arange(len(pts)), center, angle, head, body_len, score, interp, keep, skipped, kept_tracks)
+    med = float(np.nanmedian(body_len[keep])) if np.isfinite(body_len[keep]).any() else float("nan")
+    plan.parts_off_body = {str(j): v for j, v in parts_off_body(pts, center, keep, med).items()}
     return plan, choice
+
+
+def shift_frames(poses: Poses, offset: int, n_video_frames: int) -> Poses:
+    """The poses moved ``offset`` frames earlier (``--frame-offset``): pose row f + offset becomes video frame f;
+    rows that fall before the video's first frame or after its last are dropped."""
+    frames = poses.frames - offset
+    ok = (frames >= 0) & (frames < n_video_frames)
+    if not ok.any():
+        raise AelensError(f"{poses.source}: --frame-offset {offset} moves every pose outside the video")
+    angles = poses.angles[ok] if poses.angles is not None else None
+    return dataclasses.replace(
+        poses, points=poses.points[ok], scores=poses.scores[ok], frames=frames[ok], angles=angles
+    )
 
 
 def _check_frames(poses: Poses, n_video_frames: int) -> None:

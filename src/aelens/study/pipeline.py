@@ -34,7 +34,7 @@ from ..config import RunConfig
 from ..data.loading import IMAGE_NAMES, Dataset
 from ..data.sessions import expand_data_paths, load_with_options, resolve_data_paths
 from ..errors import AelensError
-from ..importing.importer import crop_mismatches, heading_notes
+from ..importing.importer import crop_mismatches, import_notes
 from ..layout import RunDir, StudyLayout
 from ..maps.projection import METHODS
 from ..models.reducers import REDUCERS
@@ -186,14 +186,14 @@ def transfer_notes(data, path: str) -> list[str]:
     """Warnings for the report (from import.json): crops of the transfer set cut differently from the training
     data's, and transfer-set tracks whose pose headings sit consistently off the animals' visible axis."""
 
-    return crop_mismatches(expand_data_paths(data), path) + heading_notes(path)
+    return crop_mismatches(expand_data_paths(data), path) + import_notes(path)
 
 
 def data_notes(data) -> list[str]:
     """Warnings for the report about the training data itself (from import.json): tracks whose pose headings sit
     consistently off the animals' visible axis."""
 
-    return [note for path in expand_data_paths(data) for note in heading_notes(path)]
+    return [note for path in expand_data_paths(data) for note in import_notes(path)]
 
 
 def _prepare(data, out, cfg: StudyConfig, save: bool = True):
