@@ -67,7 +67,15 @@ def make_split(
     else:
         raise AelensError(f"--split must be auto, random, blocked or group:COLUMN, got {kind!r}")
     info["sizes"] = {k: int(len(v)) for k, v in split.items()}
+    if len(split["train"]) < MIN_TRAIN:
+        raise AelensError(
+            f"{dataset.source}: {dataset.n} frames leave {len(split['train'])} for training after the validation "
+            f"and test parts; a model needs at least {MIN_TRAIN} (a batch of one frame cannot train BatchNorm)"
+        )
     return split, info
+
+
+MIN_TRAIN = 2  # training frames: BatchNorm needs two frames in a batch
 
 
 def session_codes(dataset: Dataset) -> np.ndarray:

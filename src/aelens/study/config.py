@@ -154,8 +154,6 @@ def load_study_config(path: str | Path | None, overrides: dict[str, Any] | None 
         raise AelensError(f"sweep_epochs must be at least 1, got {cfg.sweep_epochs}")
     if cfg.max_images < 20:
         raise AelensError(f"{where}: max_images must be at least 20 frames, got {cfg.max_images}")
-    if cfg.latent_method not in ("umap", "pca", "tsne"):
-        raise AelensError(f"{where}: latent_method must be umap, pca or tsne, got {cfg.latent_method!r}")
     try:
         check_fit_mode(cfg.evolution_fit)
     except AelensError as exc:

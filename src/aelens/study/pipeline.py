@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -281,12 +282,26 @@ def _transfer_steps(
     return steps
 
 
+def read_timings(path: Path) -> dict[str, float]:
+    """A study's ``timings.json`` (step name -> seconds); a damaged one is a one-line error (it is only a record:
+    deleting it loses the earlier steps' times, nothing else)."""
+    if not path.is_file():
+        return {}
+    timings = read_json(path)
+    if not isinstance(timings, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+        for v in timings.values()
+    ):
+        raise AelensError(f'{path}: expected step names with seconds ({{"step": 12.5}}); delete the damaged file')
+    return timings
+
+
 def _run_steps(steps: list[Step], lay: StudyLayout, echo, plan: Plan, executor=None, jobs: int = 1) -> dict:
     """Run the steps that are not done yet, timing each (timings.json); returns every step's seconds so far. After
     each step, one line for the whole study: time so far and the plan's estimate of the rest, scaled by how the
     finished steps compared with their estimates. With an ``executor``, consecutive model steps (the decoders) run
     side by side; each records the time of the group."""
-    timings = read_json(lay.timings) if lay.timings.is_file() else {}
+    timings = read_timings(lay.timings)
     estimate = {p.name: p.seconds for p in plan.steps}
     spent = planned = 0.0
     t_start = time.perf_counter()
@@ -352,6 +367,7 @@ def run_study(
     has_target = dataset.conditions is not None and cfg.target in dataset.conditions.names
     for step in _model_steps(cfg, lay, has_target, dataset):
         step.done()  # a finished run there with other settings is refused now, before the folder is touched
+    read_timings(lay.timings)  # a damaged record is said now, before any work
     check_settings(Path(out), cfg, save=True)
     plan = _plan(cfg, dataset, transfer_sets)
     for line in plan.lines():
