@@ -139,6 +139,10 @@ def bed(tiny_data, tiny_ae, tmp_path_factory):
         r = runs / f"lock_{name}"
         shutil.copytree(tiny_ae, r)
         (r / ".aelens.lock").write_bytes(data)
+    r = runs / "data_moved"  # a run whose data has moved since it trained
+    shutil.copytree(tiny_ae, r)
+    config = (r / "config.yaml").read_text()
+    (r / "config.yaml").write_text(config.replace(str(tiny_data), str(root / "moved_away")))
     outside = root / "outside"
     outside.mkdir()
     for folder in ("test", "latent"):
@@ -272,6 +276,10 @@ CASES: list[tuple[str, list[str], str]] = [
     ("lock-huge-pid", ["test", R + "/lock_huge_pid"], "being written by an unknown process"),
     ("lock-negative-pid", ["test", R + "/lock_negative_pid"], "being written by an unknown process"),
     ("lock-binary", ["test", R + "/lock_binary"], "being written by an unknown process"),
+    # ------------------------------------------------------------------ refused resumes change no file
+    ("resume-data-moved", ["train", "ae", "--resume", R + "/data_moved", "--epochs", "3"], "moved_away: file not found"),
+    ("resume-new-lr", ["train", "ae", "--resume", "{ae}", "--lr", "5"], "--lr would change it"),
+    ("resume-fewer-epochs", ["train", "ae", "--resume", "{ae}", "--epochs", "1"], "the run already finished 2 epochs"),
     # ------------------------------------------------------------------ too few frames to train
     ("three-frames", ["train", "ae", "--data", F + "/three.npy", "--out", "{out}"], "3 frames leave 1 for training"),
 ]

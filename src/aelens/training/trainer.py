@@ -136,8 +136,10 @@ def _start(cfg: RunConfig | None, out, overwrite: bool, resume, dataset: Dataset
             )
         if not worker:
             locks.enter_context(run_lock(rd.path))
+        start = _existing(cfg, rd, dataset, ckpt=ckpt, resuming=True, worker=worker)
+        if not worker:  # only once the data is found and is the run's own: a refused resume changes no file
             cfg.save(rd.config_file)
-        return _existing(cfg, rd, dataset, ckpt=ckpt, resuming=True, worker=worker)
+        return start
     if worker:
         rd = RunDir(os.environ[RUN_DIR_ENV])
         return _existing(rd.config(), rd, dataset, ckpt=None, resuming=False, worker=True)
