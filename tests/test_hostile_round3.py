@@ -277,7 +277,11 @@ CASES: list[tuple[str, list[str], str]] = [
     ("lock-negative-pid", ["test", R + "/lock_negative_pid"], "being written by an unknown process"),
     ("lock-binary", ["test", R + "/lock_binary"], "being written by an unknown process"),
     # ------------------------------------------------------------------ refused resumes change no file
-    ("resume-data-moved", ["train", "ae", "--resume", R + "/data_moved", "--epochs", "3"], "moved_away: file not found"),
+    (
+        "resume-data-moved",
+        ["train", "ae", "--resume", R + "/data_moved", "--epochs", "3"],
+        "moved_away: file not found",
+    ),
     ("resume-new-lr", ["train", "ae", "--resume", "{ae}", "--lr", "5"], "--lr would change it"),
     ("resume-fewer-epochs", ["train", "ae", "--resume", "{ae}", "--epochs", "1"], "the run already finished 2 epochs"),
     # ------------------------------------------------------------------ too few frames to train
