@@ -203,7 +203,7 @@ TESTS: dict[str, list[str]] = {
     "objectives": ["test_train.py", "test_tagger.py"],
     "models": ["test_nets.py", "test_reducers.py"],
     "maps": ["test_scores.py", "test_metrics.py", "test_inside.py"],
-    "data": ["test_loading.py", "test_splits.py", "test_selection.py"],
+    "data": ["test_loading.py", "test_splits.py", "test_selection.py", "test_normalize.py"],
     "importing": ["test_import.py", "test_heading_check.py", "test_tracking_check.py"],
     "synthetic": ["test_synthetic.py"],
     "layout": ["test_storage.py", "test_layout_names.py"],

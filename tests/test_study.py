@@ -10,6 +10,7 @@ import pytest
 
 from aelens.data import sessions
 from aelens.errors import AelensError
+from aelens.layout import StudyLayout
 from aelens.study.config import load_study_config
 from aelens.study.pipeline import run_study
 from aelens.synthetic.arena import synthesize, write_dataset
@@ -162,6 +163,33 @@ def test_study_refuses_other_settings_in_the_same_folder(study):
     )
     with pytest.raises(AelensError, match=r"holds a study with other settings \(run.train.epochs\)"):
         run_study(data, root / "out", other, echo=lambda s: None)
+
+
+def test_more_seeds_train_only_the_extra_ae_and_tagger(study, tmp_path):
+    """A finished study resumed with --seeds 2 trains the AE and the tagger once more (seed + 1, otherwise the same
+    settings), redoes nothing else, and reports each seed's score and the spread."""
+    root, data, cfg, first, _ = study
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    lines = []
+    res = run_study(data, out, dataclasses.replace(cfg, seeds=2), echo=lines.append)
+    ran = [line for line in lines if line.endswith(" ...")]
+    assert ran == [
+        f"[11/13] train + test AE, seed {cfg.seed + 1} ...",
+        f"[12/13] train + test tagger from scratch, seed {cfg.seed + 1} ...",
+    ]
+    lay = StudyLayout(out)
+    for kind, main in (("ae", lay.ae), ("tagger", lay.tagger)):
+        extra = lay.seed_run(kind, cfg.seed + 1)
+        assert extra.config().seed == cfg.seed + 1
+        assert dataclasses.replace(extra.config(), seed=cfg.seed) == main.config()  # only the seed differs
+    rows = res["seeds"]["rows"]
+    assert [r["seed"] for r in rows] == [cfg.seed, cfg.seed + 1]
+    assert rows[0]["ae_psnr"] == first["ae_test"]["psnr_clean"]
+    spread = res["seeds"]["spread"]["ae_psnr"]
+    assert spread["n"] == 2 and spread["min"] <= spread["mean"] <= spread["max"]
+    assert "<h2>Seeds</h2>" in (out / "report.html").read_text()
+    assert load_study_config(out / "study.yaml").seeds == 2
 
 
 @pytest.mark.browser

@@ -89,6 +89,8 @@ class DataConfig:
     metadata: str | None = None  # conditions file; default: metadata.csv / metadata.npy beside the images
     conditions: dict[int, str] = field(default_factory=dict)  # names of .npy metadata columns: {7: body_angle_deg}
     angle_columns: tuple[str, ...] = ()  # columns in degrees besides those named *angle* or *_deg
+    # none | session: each session's pixels mapped to a common range from its own pixels (data/normalize.py)
+    normalize: str = "none"
 
 
 @dataclass(frozen=True)
@@ -462,6 +464,8 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
     mpv = cfg.data.max_pixel_value
     if mpv is not None and not (math.isfinite(mpv) and mpv > 0):
         _bad("--max-pixel-value", "a positive number (the value of a white pixel)", mpv)
+    if cfg.data.normalize not in NORMALIZE:
+        _bad("--normalize", "none or session", cfg.data.normalize)
     _check_split(cfg.split)
     _check_select(cfg.select)
     _check_train(cfg.train)
@@ -475,6 +479,7 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
         _check_tagger(cfg.tagger)
 
 
+NORMALIZE = ("none", "session")  # data.normalize: how frames' intensities are mapped before a model sees them
 FIT_MODES = ("last", "first", "every", "aligned", "reference")  # how the evolution movie's map is fitted
 
 

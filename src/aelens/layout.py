@@ -415,6 +415,10 @@ class StudyLayout:
         """The tagger trained from scratch (the sweep's first run)."""
         return self.sweep_run("scratch")
 
+    def seed_run(self, kind: str, seed: int) -> RunDir:
+        """The AE or the tagger trained again with another seed (``study --seeds``): ``runs/ae-seed3``."""
+        return self.run(f"{kind}-seed{seed}")
+
     def sweep_run(self, name: str) -> RunDir:
         return RunDir(self.sweep / name)
 

@@ -316,6 +316,28 @@ def answer_transfer(tr: dict, target: str = "body_angle_deg") -> list[str]:
     return out
 
 
+def seed_spread(lay: StudyLayout, cfg) -> dict | None:
+    """With ``--seeds K``: the AE's PSNR and the tagger's angle error for each seed (the study's own runs first),
+    and their spread: what another training of the same model on the same frames would give."""
+    if getattr(cfg, "seeds", 1) < 2:
+        return None
+    rows = []
+    for k in range(cfg.seeds):
+        seed = cfg.seed + k
+        ae = _load((lay.ae if k == 0 else lay.seed_run("ae", seed)).test_results) or {}
+        tagger = _load((lay.tagger if k == 0 else lay.seed_run("tagger", seed)).test_results) or {}
+        key = "psnr_clean" if "psnr_clean" in ae else "psnr"
+        rows.append({"seed": seed, "ae_psnr": ae.get(key), "tagger_mae_deg": tagger.get("angle_mae_deg")})
+    spread = {}
+    for metric in ("ae_psnr", "tagger_mae_deg"):
+        values = [r[metric] for r in rows if isinstance(r[metric], (int, float))]
+        if len(values) >= 2:
+            mean = sum(values) / len(values)
+            sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+            spread[metric] = {"mean": mean, "sd": sd, "min": min(values), "max": max(values), "n": len(values)}
+    return {"rows": rows, "spread": spread}
+
+
 def collect_results(out: Path, cfg, timings: dict, seconds: float, data_notes: list[str] | None = None) -> dict:
     lay = StudyLayout(out)
     ae_test = _load(lay.ae.test_results)
@@ -339,6 +361,7 @@ def collect_results(out: Path, cfg, timings: dict, seconds: float, data_notes: l
         "sweep": sweep,
         "comparison": compare,
         "transfer": transfer,
+        "seeds": seed_spread(lay, cfg),
         "answers": {
             "what_ae_encodes": answer_what_ae_encodes(latent_ae, cfg.latent_dim),
             "can_embeddings_replace_encoder": answer_can_embeddings_replace_encoder(recon),

@@ -337,6 +337,7 @@ def write_report(out: Path, results: dict) -> Path:
         *_replace_encoder_section(lay, results),
         *_objective_section(lay, results),
         *_transfer_section(lay, results),
+        *_seeds_section(results),
         "<h2>Reproduce</h2><p>Every run directory holds its <code>config.yaml</code>; "
         "<code>aelens study --data DATA --out DIR --config DIR/study.yaml</code> repeats (or resumes) this study.</p>",
         f"<p class='meta'>step times (s): {html.escape(steps)}</p>",
@@ -344,6 +345,32 @@ def write_report(out: Path, results: dict) -> Path:
     ]
     write_text(lay.report, "\n".join(p for p in parts if p))
     return lay.report
+
+
+def _seeds_section(results: dict) -> list[str]:
+    """With ``--seeds K``: each seed's AE PSNR and tagger error, and their spread beside the intervals over frames."""
+    seeds = results.get("seeds")
+    if not seeds:
+        return []
+    rows = "".join(
+        f"<tr><td>{r['seed']}</td><td>{_num(r['ae_psnr'], ' dB')}</td><td>{_num(r['tagger_mae_deg'], ' deg')}</td></tr>"
+        for r in seeds["rows"]
+    )
+    said = [
+        f"{label}: mean {v['mean']:.2f}{unit}, sd {v['sd']:.2f}, range {v['min']:.2f} to {v['max']:.2f} over {v['n']} seeds"
+        for key, label, unit in (("ae_psnr", "AE PSNR", " dB"), ("tagger_mae_deg", "tagger error", " deg"))
+        if (v := seeds["spread"].get(key))
+    ]
+    return [
+        "<h2>Seeds</h2><p>The AE and the tagger from scratch, trained again with other seeds on the same frames and "
+        "scored on the same test frames: the spread below comes from training, the intervals above from which frames "
+        "were held out. " + html.escape("; ".join(said)) + ".</p>",
+        f"<table><tr><th>seed</th><th>AE PSNR</th><th>tagger error</th></tr>{rows}</table>",
+    ]
+
+
+def _num(value, unit: str) -> str:
+    return f"{value:.2f}{unit}" if isinstance(value, (int, float)) else "-"
 
 
 def _epochs_phrase(train: dict) -> str:

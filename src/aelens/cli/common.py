@@ -84,6 +84,13 @@ TRAIN_OPTIONS = [
         "Conditions file (.csv/.npy); default: beside the images.",
         "data.metadata",
     ),
+    (
+        "normalize",
+        Optional[str],
+        "--normalize",
+        "Intensities: none (as stored) | session (each session's pixels to a common range, from its own pixels).",
+        "data.normalize",
+    ),
     ("epochs", Optional[int], "--epochs", "Training epochs at most (early stopping may end sooner).", "train.epochs"),
     (
         "train_frames",

@@ -33,6 +33,20 @@ def study(
     transfer: Optional[List[str]] = typer.Option(
         None, "--transfer", metavar="PATH", help="A new session (dataset) every model is also scored on; repeatable."
     ),
+    seeds: Optional[int] = typer.Option(
+        None,
+        "--seeds",
+        help=study_help(
+            "Train the AE and the tagger this many times (seed, seed+1, ...): the spread over training; "
+            "each extra seed costs one AE and one tagger.",
+            "seeds",
+        ),
+    ),
+    normalize: Optional[str] = typer.Option(
+        None,
+        "--normalize",
+        help=study_help("Intensities: none | session (each session's pixels to a common range).", "normalize"),
+    ),
     augment: Optional[str] = typer.Option(
         None,
         "--augment",
@@ -86,6 +100,8 @@ def study(
             "patience": patience,
             "budget": budget,
             "transfer": list(transfer) if transfer else None,
+            "normalize": normalize,
+            "seeds": seeds,
         },
     )
     if not data and cfg.data.path is None:

@@ -87,6 +87,9 @@ class Dataset:
     conditions: Conditions | None = None
     clean: np.ndarray | None = None
     fingerprint: str = ""
+    # per-row (gain, bias) applied after scaling, frames clipped to [0, 1] (data/normalize.py); None: as stored
+    levels: np.ndarray | None = None
+    level_info: dict = field(default_factory=dict)  # how the levels were made: method and each session's range
 
     @property
     def n(self) -> int:
@@ -110,7 +113,12 @@ class Dataset:
             out = torch.from_numpy(np.array(arr))
         else:
             out = torch.from_numpy(np.ascontiguousarray(arr)).to(torch.float32)
-        return out.div_(self.scale) if self.scale != 1.0 else out
+        out = out.div_(self.scale) if self.scale != 1.0 else out
+        if self.levels is not None:
+            gb = torch.from_numpy(np.ascontiguousarray(self.levels[idx]))
+            shape = (-1,) + (1,) * (out.ndim - 1)
+            out = out.mul_(gb[:, 0].reshape(shape)).add_(gb[:, 1].reshape(shape)).clamp_(0.0, 1.0)
+        return out
 
     def condition_names(self) -> list[str]:
         return list(self.conditions.names) if self.conditions is not None else []

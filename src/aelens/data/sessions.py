@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import AelensError
 from .loading import Conditions, Dataset, load_dataset
+from .normalize import normalized
 
 
 def load_with_options(data_cfg, path: str | Path | None = None) -> Dataset:
@@ -18,13 +19,18 @@ def load_with_options(data_cfg, path: str | Path | None = None) -> Dataset:
 
     ``path`` None: the run's own data, ``data_cfg.path`` (one or several sessions, ``data_cfg.metadata`` included);
     else another dataset at ``path`` with its own metadata beside it (a transfer set, ``aelens test RUN --data``).
-    No condition names (``{}``, the default, or None) keep every column of the metadata."""
+    No condition names (``{}``, the default, or None) keep every column of the metadata. With ``normalize:
+    session``, each session's frames are normalised by its own pixels (see :mod:`aelens.data.normalize`)."""
     kwargs = dict(
         key=data_cfg.key,
         max_pixel_value=data_cfg.max_pixel_value,
         conditions=dict(data_cfg.conditions or {}),
         angle_columns=data_cfg.angle_columns,
     )
+    return normalized(_load(data_cfg, path, kwargs), getattr(data_cfg, "normalize", "none"))
+
+
+def _load(data_cfg, path, kwargs) -> Dataset:
     if path is not None:
         return load_dataset(path, **kwargs)
     paths = expand_data_paths(data_cfg.path)

@@ -145,6 +145,9 @@ def reconstruction_scores(
     clean = ds.batch(idx, clean=True).numpy() if ds.clean is not None else None
     if clean is not None:
         results.update(image_metrics(recon, clean, "_clean"))
+    if ds.levels is not None:  # normalised intensities: the same scores in the stored pixels' units too
+        gain, bias = (ds.levels[idx, k].reshape(-1, 1, 1, 1) for k in (0, 1))
+        results.update(image_metrics((recon - bias) / gain, (frames - bias) / gain, "_stored"))
     return results, frames, recon, clean
 
 

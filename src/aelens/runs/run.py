@@ -16,6 +16,7 @@ import torch
 
 from ..config import RunConfig
 from ..data.loading import Dataset
+from ..data.normalize import normalized
 from ..data.sessions import load_with_options
 from ..errors import AelensError
 from ..layout import MANIFEST, Manifest, RunDir
@@ -77,6 +78,7 @@ class Run:
 
         if dataset is None:
             dataset = load_with_options(self.config.data, data)
+        dataset = normalized(dataset, self.config.data.normalize)  # a dataset handed in gets the run's levels too
         self.check_shape(dataset.shape, dataset.source)
         return dataset
 
@@ -84,7 +86,7 @@ class Run:
     def _frames(self, images) -> tuple[callable, int]:
         """Accept a Dataset, or an array (n, h, w) / (n, c, h, w) uint8 (scaled by 255) or float."""
         if isinstance(images, Dataset):
-            ds = images
+            ds = normalized(images, self.config.data.normalize)  # the run's intensity normalisation, if any
             self.check_shape(ds.shape, ds.source)
             return ds.batch, ds.n
         arr = np.asarray(images)

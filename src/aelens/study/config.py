@@ -47,7 +47,11 @@ STUDY_SHORTHANDS = {
     "patience": "train.patience",
     "budget": "train.budget",
     "data": "data",
+    "normalize": "data.normalize",
 }
+
+
+MAX_SEEDS = 10  # trainings per model: each costs as much as the first
 
 
 def _study_run() -> RunConfig:
@@ -86,6 +90,7 @@ class StudyConfig:
     evolution_fit: str = "last"  # fit mode of the AE's evolution movie
     max_images: int = 20000  # frames in latent maps and comparisons (the training movie: run.snapshots.max_images)
     transfer: tuple[str, ...] = ()  # datasets (new sessions) every model is also scored on, never trained on
+    seeds: int = 1  # the AE and the tagger trained this many times (seed, seed + 1, ...): the spread over training
 
     # the run settings that the study's steps and its report read, by their shorthand names
     epochs = property(lambda self: self.run.train.epochs)
@@ -99,6 +104,7 @@ class StudyConfig:
     patience = property(lambda self: self.run.train.patience)
     budget = property(lambda self: self.run.train.budget)
     data = property(lambda self: self.run.data)
+    normalize = property(lambda self: self.run.data.normalize)
 
     def save(self, path: str | Path) -> None:
         write_yaml(path, dataclasses.asdict(self))
@@ -152,6 +158,8 @@ def load_study_config(path: str | Path | None, overrides: dict[str, Any] | None 
     _check_tagger(cfg.run.tagger)
     if cfg.sweep_epochs is not None and cfg.sweep_epochs < 1:
         raise AelensError(f"sweep_epochs must be at least 1, got {cfg.sweep_epochs}")
+    if not 1 <= cfg.seeds <= MAX_SEEDS:
+        raise AelensError(f"{where}: seeds must be 1 to {MAX_SEEDS}, got {cfg.seeds}")
     if cfg.max_images < 20:
         raise AelensError(f"{where}: max_images must be at least 20 frames, got {cfg.max_images}")
     try:

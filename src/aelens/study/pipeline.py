@@ -107,12 +107,14 @@ def check_settings(out: Path, cfg: StudyConfig, save: bool = True) -> None:
     path = StudyLayout(out).config
     if path.is_file():
         saved = load_study_config(path)
-        if saved != cfg:
+        if dataclasses.replace(saved, seeds=cfg.seeds) != cfg:
             diff = _differences(dataclasses.asdict(saved), dataclasses.asdict(cfg))
             raise AelensError(
                 f"{out}: holds a study with other settings ({', '.join(diff)}); use another --out "
                 "or the same settings to resume it"
             )
+        if save and saved.seeds != cfg.seeds:  # more (or fewer) seeds: the same study, more or fewer extra runs
+            cfg.save(path)
     elif save:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(path)
@@ -231,6 +233,28 @@ def _model_steps(cfg: StudyConfig, lay: StudyLayout, has_target: bool, ds: Datas
     steps.append(Step("compare reconstructions", lambda: lay.recon_result.is_file(),
                       lambda: compare_reconstructions(recon_runs, out=lay.recon, color_by=color, dataset=ds,
                                                      method=cfg.latent_method)))  # fmt: skip
+    return steps
+
+
+def seed_configs(cfg: StudyConfig, has_target: bool) -> list[tuple[str, int, RunConfig]]:
+    """(kind, seed, run settings) of the extra trainings ``--seeds K`` asks for: the AE and the tagger from scratch,
+    each with seeds seed + 1 ... seed + K - 1, otherwise as the study trains them."""
+    out = []
+    for k in range(1, cfg.seeds):
+        seed = cfg.seed + k
+        out.append(("ae", seed, _run_config(cfg, cfg.data.path, "ae", seed=seed)))
+        if has_target:
+            tagger = {"train.epochs": cfg.sweep_epochs or cfg.epochs, "tagger.target": cfg.target, "seed": seed}
+            out.append(("tagger", seed, _run_config(cfg, cfg.data.path, "tagger", **tagger)))
+    return out
+
+
+def _seed_steps(cfg: StudyConfig, lay: StudyLayout, has_target: bool, ds: Dataset) -> list[Step]:
+    steps = []
+    for kind, seed, c in seed_configs(cfg, has_target):
+        run = lay.seed_run(kind, seed)
+        name = f"train + test {'AE' if kind == 'ae' else 'tagger from scratch'}, seed {seed}"
+        steps.append(Step(name, lambda r=run, c=c: _complete(r, c), lambda c=c, r=run: train_and_test(c, r.path, ds)))
     return steps
 
 
@@ -365,7 +389,7 @@ def run_study(
 
     cfg, dataset, transfer_sets, lay = _prepare(data, out, cfg, save=False)
     has_target = dataset.conditions is not None and cfg.target in dataset.conditions.names
-    for step in _model_steps(cfg, lay, has_target, dataset):
+    for step in _model_steps(cfg, lay, has_target, dataset) + _seed_steps(cfg, lay, has_target, dataset):
         step.done()  # a finished run there with other settings is refused now, before the folder is touched
     read_timings(lay.timings)  # a damaged record is said now, before any work
     check_settings(Path(out), cfg, save=True)
@@ -378,6 +402,7 @@ def run_study(
         steps += _tagger_steps(cfg, lay, dataset, executor, jobs)
     else:
         echo(f"no {cfg.target!r} column in the metadata: skipping the tagger, sweep and representation comparison")
+    steps += _seed_steps(cfg, lay, has_target, dataset)
     steps += _transfer_steps(cfg, lay, has_target, dataset, transfer_sets, echo)
     notes = data_notes(cfg.data.path)
     for note in notes:

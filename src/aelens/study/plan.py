@@ -107,6 +107,13 @@ def plan_study(cfg: StudyConfig, dataset: Dataset, has_target: bool, transfer: d
         )
         steps.append(PlannedStep("latent analysis of the tagger", _umap(maps) + movie))
         steps.append(PlannedStep("compare AE and tagger representations", 3 * _umap(maps)))
+    for k in range(1, cfg.seeds):
+        steps.append(PlannedStep(f"train + test AE, seed {cfg.seed + k}", training("ae", cfg.epochs)))
+        if has_target:
+            sweep = cfg.sweep_epochs or cfg.epochs
+            steps.append(
+                PlannedStep(f"train + test tagger from scratch, seed {cfg.seed + k}", training("tagger", sweep))
+            )
     for name, n in transfer.items():
         models = 1 + len(cfg.decoders) + n_sweep
         seconds = models * n / rates["ae"]["infer_frames_per_s"]

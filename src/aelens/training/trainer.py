@@ -174,6 +174,7 @@ def _new(cfg: RunConfig, out, overwrite: bool, dataset: Dataset | None, locks) -
         "n": dataset.n,
         "fingerprint": dataset.fingerprint,
         "dtype": str(dataset.images.dtype),
+        "normalize": dataset.level_info or {"method": "none"},
     }
     write_manifest(
         rd.path,
