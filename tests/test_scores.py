@@ -262,3 +262,21 @@ def test_planted_equal_models_cannot_be_told_apart_and_different_ones_can():
     # one block of frames cannot say how blocks vary: no interval, no verdict
     one = paired_difference(a[:40], b_worse[:40], blocks[:40])
     assert np.isnan(one["ci95"]).all() and comparison_word(one["ci95"]) == "cannot be told apart from"
+
+
+def test_decoding_scores_carry_the_range_of_their_folds():
+    """The MAE pooled over the folds is their frame-weighted mean, so it lies within the folds' range; a cleaner
+    planted code gives a lower score and a tighter range."""
+    from aelens.maps.scores import decoding_score
+
+    rng = np.random.default_rng(3)
+    angle = np.mod(np.cumsum(rng.normal(0, 5, 3000)), 360)
+    rad = np.radians(angle)
+    out = {}
+    for noise in (0.05, 0.6):
+        z = np.stack([np.cos(rad), np.sin(rad)], 1) + rng.normal(0, noise, (3000, 2))
+        out[noise] = decoding_score(z, angle, is_angle=True)
+        lo, hi = out[noise]["fold_range"]
+        assert lo <= out[noise]["score"] <= hi
+    assert out[0.05]["score"] < out[0.6]["score"]
+    assert np.diff(out[0.05]["fold_range"])[0] < np.diff(out[0.6]["fold_range"])[0]

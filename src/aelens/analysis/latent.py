@@ -185,7 +185,10 @@ def latent_analysis(
     rows = []
     if scores and columns:
         rows = encoding_scores(codes, ds, idx, columns, seed=seed)
-        write_csv(out / LatentFiles.ENCODING_SCORES, rows, ["condition", "decoder", "metric", "score", "chance", "n"])
+        for r in rows:  # the spread over folds as two plain columns
+            r["fold_min"], r["fold_max"] = r.get("fold_range", [None, None])
+        fields = ["condition", "decoder", "metric", "score", "fold_min", "fold_max", "chance", "n"]
+        write_csv(out / LatentFiles.ENCODING_SCORES, rows, fields)
         summary["encoding_scores"] = rows
         summary["files"].append(LatentFiles.ENCODING_SCORES)
     summary["trustworthiness"] = trustworthiness(codes, xy, random_state=seed)

@@ -66,16 +66,24 @@ def _score_table(rows: list[dict]) -> str:
             {
                 "condition": cond,
                 "metric": "angle MAE (deg)" if any_row["metric"] == "mae_deg" else "R²",
-                "ridge": d.get("ridge", {}).get("score"),
-                "knn": d.get("knn", {}).get("score"),
+                "ridge": _with_folds(d.get("ridge", {})),
+                "knn": _with_folds(d.get("knn", {})),
                 "chance": any_row["chance"],
             }
         )
     return _table(
         out,
         ["condition", "metric", "ridge", "knn", "chance"],
-        ["condition", "metric", "ridge", "k-NN", "chance (shuffled)"],
+        ["condition", "metric", "ridge [folds' range]", "k-NN [folds' range]", "chance (shuffled)"],
     )
+
+
+def _with_folds(row: dict) -> str | float | None:
+    """A decoding score and the range of its single folds (blocks of time), when the scores have them."""
+    score, folds = row.get("score"), row.get("fold_range")
+    if not isinstance(score, float) or not folds or not all(isinstance(v, float) and math.isfinite(v) for v in folds):
+        return score
+    return f"{score:.4g} [{folds[0]:.4g}, {folds[1]:.4g}]"
 
 
 def _split_line(results: dict) -> str:

@@ -98,9 +98,11 @@ def decoding_score(
     """Cross-validated decoding of one condition from ``latent`` (n, d), rows in temporal order (purged, blocked
     folds: see :func:`_folds`).
 
-    Returns ``{"metric", "score", "chance", "n"}``: for angles (degrees) ``metric="mae_deg"`` (lower is better;
-    chance ~90 for uniform angles), else ``metric="r2"`` (higher is better; chance ~0). ``chance`` is the same
-    pipeline on shuffled targets. Rows with a missing value are dropped; at most ``max_points`` rows are used.
+    Returns ``{"metric", "score", "chance", "n", "fold_range"}``: for angles (degrees) ``metric="mae_deg"`` (lower
+    is better; chance ~90 for uniform angles), else ``metric="r2"`` (higher is better; chance ~0). ``chance`` is the
+    same pipeline on shuffled targets; ``fold_range`` the lowest and highest score of the single folds (each a
+    different set of blocks of time: how much the score depends on which stretch of the recording is held out).
+    Rows with a missing value are dropped; at most ``max_points`` rows are used.
 
     Example: ``decoding_score(z, body_angle_deg, is_angle=True)["score"]`` -> 12.3 (degrees)
     """
@@ -119,13 +121,22 @@ def decoding_score(
             "score": float("nan"),
             "chance": float("nan"),
             "n": int(len(idx)),
+            "fold_range": [float("nan"), float("nan")],
         }
     tau = max(autocorrelation_time(x), autocorrelation_time(y))
     f = _folds(len(idx), folds, tau)
-    score = _score(y, _cv_predict(x, y, method, f, n_neighbors), is_angle)
+    pred = _cv_predict(x, y, method, f, n_neighbors)
+    score = _score(y, pred, is_angle)
+    per_fold = [_score(y[test], pred[test], is_angle) for _, test in f]
     y_shuf = y[rng.permutation(len(y))]
     chance = _score(y_shuf, _cv_predict(x, y_shuf, method, f, n_neighbors), is_angle)
-    return {"metric": "mae_deg" if is_angle else "r2", "score": score, "chance": chance, "n": int(len(idx))}
+    return {
+        "metric": "mae_deg" if is_angle else "r2",
+        "score": score,
+        "chance": chance,
+        "n": int(len(idx)),
+        "fold_range": [float(np.nanmin(per_fold)), float(np.nanmax(per_fold))],
+    }
 
 
 def transfer_decoding_score(
