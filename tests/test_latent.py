@@ -192,3 +192,25 @@ def test_encode_decode_round_trip(tiny_ae, tiny_data, tmp_path, capsys):
         assert f["images"].shape == (160, 32, 32) and f["images"].dtype == np.uint8
     code, _, err = run_cli(["encode", tiny_ae, "--out", codes], capsys)
     assert code == 2 and "already exists; choose another --out or pass --overwrite" in err
+
+
+def test_decoding_within_each_session_is_scored_on_its_own_frames():
+    """Two sessions whose code carries the angle in only one: pooled decoding averages them; within each session the
+    rows say which one."""
+    from aelens.analysis.latent import group_encoding_scores
+    from aelens.data.loading import Conditions, Dataset
+
+    rng = np.random.default_rng(0)
+    n = 1200
+    angle = np.mod(np.cumsum(rng.normal(0, 6, n)), 360)
+    session = np.repeat([0.0, 1.0], n // 2)
+    rad = np.radians(angle)
+    codes = np.stack([np.cos(rad), np.sin(rad)], 1) + rng.normal(0, 0.05, (n, 2))
+    codes[session == 1] = rng.normal(0, 1, (n // 2, 2))  # session 1: the code holds no angle
+    cond = Conditions(
+        ["session", "body_angle_deg"], np.stack([session, angle], 1), "planted", labels={"session": ["day1", "day2"]}
+    )
+    ds = Dataset(np.zeros((n, 1, 4, 4), np.uint8), 255.0, "planted", cond)
+    rows = group_encoding_scores(codes, ds, np.arange(n), ["body_angle_deg"])
+    got = {r["group"]: r["score"] for r in rows}
+    assert [r["by"] for r in rows] == ["session", "session"] and got["day1"] < 10 and got["day2"] > 60

@@ -89,6 +89,30 @@ def encoding_scores(
     return rows
 
 
+def group_encoding_scores(
+    codes: np.ndarray, ds: Dataset, idx: np.ndarray, columns: list[str], seed: int = 0
+) -> list[dict]:
+    """Ridge decoding of each condition within each session and each track (animal), where the data has several:
+    rows ``{"by", "group", "condition", "metric", "score", "chance", "n", "fold_range"}``. A condition decoded well
+    on the pooled frames may be decoded well on one session only."""
+    rows = []
+    cond = ds.conditions
+    for by in ("session", "track"):
+        if cond is None or by not in cond.names or by in columns:
+            continue
+        codes_by = cond.column(by)[idx]
+        groups = np.unique(codes_by[np.isfinite(codes_by)])
+        if len(groups) < 2:
+            continue
+        names = cond.labels.get(by)
+        for g in groups:
+            rows_g = codes_by == g
+            label = names[int(g)] if names and 0 <= int(g) < len(names) else f"{g:g}"
+            for r in encoding_scores(codes[rows_g], ds, idx[rows_g], columns, decoders=("ridge",), seed=seed):
+                rows.append({"by": by, "group": label, **r})
+    return rows
+
+
 def snapshot_scores(run: Run, ds: Dataset, columns: list[str], layer: str, seed: int) -> list[dict]:
     """Ridge decodability of each condition at every snapshot (3,000 frames per snapshot)."""
     snaps, index, idx = load_snapshots(run.path, layer)
@@ -191,6 +215,7 @@ def latent_analysis(
         write_csv(out / LatentFiles.ENCODING_SCORES, rows, fields)
         summary["encoding_scores"] = rows
         summary["files"].append(LatentFiles.ENCODING_SCORES)
+        summary["encoding_scores_by_group"] = group_encoding_scores(codes, ds, idx, columns, seed=seed)
     summary["trustworthiness"] = trustworthiness(codes, xy, random_state=seed)
     trust = summary["trustworthiness"]
     summary["files"] += _map_figures(run, ds, idx, frames, codes, xy, columns, rows, out, layer, method, trust, seed)

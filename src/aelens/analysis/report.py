@@ -78,6 +78,21 @@ def _score_table(rows: list[dict]) -> str:
     )
 
 
+def _group_score_table(rows: list[dict]) -> str:
+    """Ridge decoding of each condition within each session / track: conditions down, groups across."""
+    if not rows:
+        return ""
+    groups = list(dict.fromkeys(f"{r['by']} {r['group']}" for r in rows))
+    table: dict[str, dict] = {}
+    for r in rows:
+        cell = table.setdefault(r["condition"], {"condition": r["condition"]})
+        cell["metric"] = "angle MAE (deg)" if r["metric"] == "mae_deg" else "R²"
+        cell[f"{r['by']} {r['group']}"] = r["score"]
+    return "<p>Ridge decoding within each session and animal (each fitted and scored on its own frames):</p>" + _table(
+        list(table.values()), ["condition", "metric", *groups]
+    )
+
+
 def _with_folds(row: dict) -> str | float | None:
     """A decoding score and the range of its single folds (blocks of time), when the scores have them."""
     score, folds = row.get("score"), row.get("fold_range")
@@ -213,6 +228,7 @@ def _what_ae_encodes_section(lay: StudyLayout, results: dict) -> list[str]:
             f"The AE latent ({method}), coloured by each condition; decoding score in each title.",
         ),
         _score_table(lat.get("encoding_scores", [])),
+        _group_score_table(lat.get("encoding_scores_by_group", [])),
         *_condition_figures(lay, results),
         _img(folder / LatentFiles.ATLAS, "What lives where in the map: the AE's decoded image at each grid point."),
         _img(
