@@ -81,7 +81,8 @@ def bed(tiny_data, tiny_ae, tmp_path_factory):
     same = [list(r) for r in head]
     same[1] = [same[1][0]] + ["animal0"] * (len(same[1]) - 1)  # the second animal's columns named as the first
     (f / "dlc_same_animal.csv").write_text("\n".join([",".join(r) for r in same] + body) + "\n")
-    for name, labels in {"numbers": [(1, 2, 3)] * 36, "lists": [["s", "a", "x"]] * 36}.items():
+    few = [("s", "animal0", "nose", c) for c in ("x", "y", "likelihood")]  # 3 labels for the file's 36 columns
+    for name, labels in {"numbers": [(1, 2, 3)] * 36, "lists": [["s", "a", "x"]] * 36, "few": few}.items():
         dst = f / f"dlc_labels_{name}.h5"
         shutil.copy(written["deeplabcut-h5"], dst)
         with h5py.File(dst, "r+") as h5:
@@ -107,6 +108,7 @@ def bed(tiny_data, tiny_ae, tmp_path_factory):
     (f / "s_evolution_fit.yaml").write_text("evolution_fit: sideways\n")
     (f / "s_big.yaml").write_text("epochs: 3\n" + "#" * (2 << 20) + "\n")
     (f / "a_file").write_text("not a folder")
+    np.save(f / "codes.npy", np.zeros((4, 16), np.float32))
     # ---- run folders damaged one way each
     runs = root / "runs"
     runs.mkdir()
@@ -185,6 +187,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("dlc-same-animal-twice", IMP + [F + "/dlc_same_animal.csv"], "appears twice (animal 'animal0', body part 'nose'"),
     ("dlc-h5-number-labels", IMP + [F + "/dlc_labels_numbers.h5"], "column labels are not (scorer, [individual,]"),
     ("dlc-h5-list-labels", IMP + [F + "/dlc_labels_lists.h5"], "column labels are not (scorer, [individual,]"),
+    ("dlc-h5-too-few-labels", IMP + [F + "/dlc_labels_few.h5"], "3 column labels for 36 columns of values"),
     ("analysis-text-tracks", IMP + [F + "/analysis_text.h5"], "dataset 'tracks': holds text values; expected numbers"),
     (
         "window-1e9",
@@ -226,6 +229,8 @@ CASES: list[tuple[str, list[str], str]] = [
         "a_file is a file, not a folder",
     ),  # fmt: skip
     ("out-under-file-encode", ["encode", "{ae}", "--out", F + "/a_file/c.npy"], "a_file is a file, not a folder"),
+    ("out-under-file-decode", ["decode", "{ae}", F + "/codes.npy", "--out", F + "/a_file/f.npz"], "a_file is a file"),
+    ("out-under-file-bench", ["bench", "--quick", "--out", F + "/a_file/b"], "a_file is a file, not a folder"),
     (
         "out-under-file-sweep",
         ["sweep", "unfreeze", "--data", D, "--init-from", "{ae}", "--out", F + "/a_file/s"],
