@@ -127,7 +127,7 @@ def decoding_score(
     f = _folds(len(idx), folds, tau)
     pred = _cv_predict(x, y, method, f, n_neighbors)
     score = _score(y, pred, is_angle)
-    per_fold = [_score(y[test], pred[test], is_angle) for _, test in f]
+    per_fold = [v for v in (_score(y[test], pred[test], is_angle) for _, test in f) if np.isfinite(v)]
     y_shuf = y[rng.permutation(len(y))]
     chance = _score(y_shuf, _cv_predict(x, y_shuf, method, f, n_neighbors), is_angle)
     return {
@@ -135,7 +135,7 @@ def decoding_score(
         "score": score,
         "chance": chance,
         "n": int(len(idx)),
-        "fold_range": [float(np.nanmin(per_fold)), float(np.nanmax(per_fold))],
+        "fold_range": [float(min(per_fold)), float(max(per_fold))] if per_fold else [float("nan")] * 2,
     }
 
 
