@@ -393,12 +393,13 @@ CASES: list[tuple[str, list[str], str]] = [
 ]
 
 
-@pytest.mark.parametrize("name, args, message", CASES, ids=[c[0] for c in CASES])
-def test_hostile_input(bed, capsys, monkeypatch, name, args, message):
+def assert_refused(bed, capsys, monkeypatch, name: str, args: list[str], message: str, **more) -> None:
+    """Run ``args`` (``{root}``, ``{files}``, ``{runs}``, ``{data}``, ``{ae}``, ``{decoder}``, ``{out}`` and ``more``
+    filled in) and check the refusal: exit 2, one line ``aelens: error: ...`` holding ``message``, no traceback,
+    no file of the bed, the data or the AE written or changed."""
     monkeypatch.chdir(bed.root / "cwd")  # commands with a default output folder would write here
-    out = bed.root / "out" / name
     names = {"root": bed.root, "files": bed.root / "files", "runs": bed.root / "runs", "data": bed.data}
-    names.update(ae=bed.ae, decoder=bed.decoder, out=out)
+    names.update(ae=bed.ae, decoder=bed.decoder, out=bed.root / "out" / name, **more)
     argv = [a.format(**names) for a in args]
     watched = (bed.root, bed.data, bed.ae)
     before = _state(*watched)
@@ -409,6 +410,11 @@ def test_hostile_input(bed, capsys, monkeypatch, name, args, message):
     assert lines[0].startswith("aelens: error: "), lines[0]
     assert message.format(**names) in lines[0]
     assert _state(*watched) == before, "files were written or changed"
+
+
+@pytest.mark.parametrize("name, args, message", CASES, ids=[c[0] for c in CASES])
+def test_hostile_input(bed, capsys, monkeypatch, name, args, message):
+    assert_refused(bed, capsys, monkeypatch, name, args, message)
 
 
 def test_there_are_at_least_150_cases_in_every_category():

@@ -26,7 +26,7 @@ from aelens.storage import load_tensors, save_tensors
 from aelens.storage.tensors import TREE_FORMAT
 from aelens.synthetic.video import synthesize_video
 from conftest import quick_config, run_cli
-from test_hostile import _state
+from test_hostile import assert_refused
 
 
 def _csv(path: Path, header: str, rows: list[str]) -> None:
@@ -109,6 +109,7 @@ def bed(tiny_data, tiny_ae, tmp_path_factory):
     (f / "s_big.yaml").write_text("epochs: 3\n" + "#" * (2 << 20) + "\n")
     (f / "a_file").write_text("not a folder")
     np.save(f / "codes.npy", np.zeros((4, 16), np.float32))
+    np.save(f / "three.npy", np.zeros((3, 32, 32), np.uint8))
     # ---- run folders damaged one way each
     runs = root / "runs"
     runs.mkdir()
@@ -294,27 +295,9 @@ CASES: list[tuple[str, list[str], str]] = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _three_frames(bed):
-    np.save(bed.root / "files" / "three.npy", np.zeros((3, 32, 32), np.uint8))
-
-
 @pytest.mark.parametrize("name, args, message", CASES, ids=[c[0] for c in CASES])
 def test_hostile_input_round3(bed, capsys, monkeypatch, name, args, message):
-    monkeypatch.chdir(bed.root / "cwd")
-    out = bed.root / "out" / name
-    names = {"root": bed.root, "files": bed.root / "files", "runs": bed.root / "runs", "data": bed.data}
-    names.update(ae=bed.ae, decoder=bed.decoder, out=out, video=bed.video, loop=bed.loop)
-    argv = [a.format(**names) for a in args]
-    watched = (bed.root, bed.data, bed.ae)
-    before = _state(*watched)
-    code, stdout, err = run_cli(argv, capsys)
-    lines = err.strip().splitlines()
-    assert code == 2, f"exit {code}: {err or stdout}"
-    assert len(lines) == 1 and "Traceback" not in err + stdout, err
-    assert lines[0].startswith("aelens: error: "), lines[0]
-    assert message.format(**names) in lines[0]
-    assert _state(*watched) == before, "files were written or changed"
+    assert_refused(bed, capsys, monkeypatch, name, args, message, video=bed.video, loop=bed.loop)
     assert not any((bed.root / "outside").iterdir()), "a write left the output folder"
 
 

@@ -96,20 +96,12 @@ def group_encoding_scores(
     rows ``{"by", "group", "condition", "metric", "score", "chance", "n", "fold_range"}``. A condition decoded well
     on the pooled frames may be decoded well on one session only."""
     rows = []
-    cond = ds.conditions
-    for by in ("session", "track"):
-        if cond is None or by not in cond.names or by in columns:
-            continue
-        codes_by = cond.column(by)[idx]
-        groups = np.unique(codes_by[np.isfinite(codes_by)])
-        if len(groups) < 2:
-            continue
-        names = cond.labels.get(by)
-        for g in groups:
-            rows_g = codes_by == g
-            label = names[int(g)] if names and 0 <= int(g) < len(names) else f"{g:g}"
-            for r in encoding_scores(codes[rows_g], ds, idx[rows_g], columns, decoders=("ridge",), seed=seed):
-                rows.append({"by": by, "group": label, **r})
+    if ds.conditions is None:
+        return rows
+    group_columns = [c for c in ("session", "track") if c not in columns]
+    for by, label, where in ds.conditions.groups(idx, group_columns):
+        for r in encoding_scores(codes[where], ds, idx[where], columns, decoders=("ridge",), seed=seed):
+            rows.append({"by": by, "group": label, **r})
     return rows
 
 

@@ -69,6 +69,24 @@ class Conditions:
     def is_angle(self, name: str) -> bool:
         return is_angle_column(name, self.angle_columns)
 
+    def label(self, column: str, code: float) -> str:
+        """The name of ``code`` in ``column``: its text for a text column (session names), else the number."""
+        names = self.labels.get(column)
+        return str(names[int(code)]) if names and 0 <= int(code) < len(names) else f"{code:g}"
+
+    def groups(self, idx: np.ndarray, columns=("session", "track")):
+        """Rows ``idx`` split by each of ``columns`` that has two values or more among them: yields (column, label,
+        mask over ``idx``), in the columns' order and each column's code order."""
+        for column in columns:
+            if column not in self.names:
+                continue
+            codes = self.column(column)[idx]
+            found = np.unique(codes[np.isfinite(codes)])
+            if len(found) < 2:
+                continue
+            for code in found:
+                yield column, self.label(column, code), codes == code
+
     def subset(self, idx: np.ndarray) -> "Conditions":
         return Conditions(self.names, self.values[idx], self.source, self.angle_columns, self.labels)
 

@@ -17,6 +17,7 @@ import numpy as np
 from ..config import NORMALIZE
 from ..errors import AelensError
 from .loading import Dataset
+from .splits import session_codes
 
 LOW, HIGH = 0.5, 99.5  # percentiles of a session's pixels ...
 TARGET = (0.05, 0.95)  # ... mapped here (room on both sides: a frame darker or brighter than most stays in [0, 1])
@@ -32,13 +33,9 @@ def session_groups(dataset: Dataset) -> tuple[np.ndarray, list[str]]:
     """Each row's session index and the sessions' names (one group, the dataset, when there is no session column)."""
     c = dataset.conditions
     if c is not None and "session" in c.names:
-        codes = c.column("session")
-        if np.isnan(codes).any():
-            raise AelensError(f"{c.source}: column 'session' has empty cells; every row needs a session")
+        codes = session_codes(dataset)
         values = np.unique(codes)
-        labels = c.labels.get("session") if hasattr(c, "labels") else None
-        names = [str(labels[int(v)]) if labels and 0 <= int(v) < len(labels) else f"{v:g}" for v in values]
-        return np.searchsorted(values, codes), names
+        return np.searchsorted(values, codes), [c.label("session", v) for v in values]
     return np.zeros(dataset.n, dtype=np.int64), [str(dataset.source)]
 
 

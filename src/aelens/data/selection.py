@@ -104,13 +104,12 @@ def _groups(dataset: Dataset, pool: np.ndarray) -> list[tuple[str, np.ndarray]]:
     sessions = session_codes(dataset)[pool]
     tracks = c.column("track")[pool] if c is not None and "track" in c.names else np.zeros(len(pool))
     times = time_key(dataset)[0][pool]
-    labels = (c.labels.get("session") if c is not None else None) or []
     out = []
     for s in np.unique(sessions):
         for t in np.unique(tracks[sessions == s]):
             rows = np.flatnonzero((sessions == s) & (tracks == t))
             rows = rows[np.lexsort((pool[rows], times[rows]))]
-            name = labels[int(s)] if 0 <= int(s) < len(labels) else f"{int(s)}"
+            name = c.label("session", s) if c is not None else f"{s:g}"
             out.append((f"session {name}" + (f" track {int(t)}" if len(np.unique(tracks)) > 1 else ""), pool[rows]))
     return out
 

@@ -170,29 +170,18 @@ def group_rows(values: np.ndarray, idx: np.ndarray, ds: Dataset, metric: str, bl
     """Per-frame ``values`` (scored on frames ``idx``) summarised per session and per track, when the conditions
     have those columns and more than one value: {"session": [{"group", "n", metric, "ci95"}, ...], "track": ...}.
     The frame-weighted mean of a column's rows is the pooled mean."""
-    out = {}
-    cond = ds.conditions
-    for column in ("session", "track"):
-        if cond is None or column not in cond.names:
-            continue
-        codes = cond.column(column)[idx]
-        found = [c for c in np.unique(codes[np.isfinite(codes)])]
-        if len(found) < 2:
-            continue
-        names = cond.labels.get(column)
-        rows = []
-        for code in found:
-            where = codes == code
-            name = names[int(code)] if names and int(code) < len(names) else f"{code:g}"
-            rows.append(
-                {
-                    "group": name,
-                    "n": int(where.sum()),
-                    metric: float(values[where].mean()),
-                    "ci95": mean_interval(values[where], blocks[where]),
-                }
-            )
-        out[column] = rows
+    out: dict = {}
+    if ds.conditions is None:
+        return out
+    for column, name, where in ds.conditions.groups(idx):
+        out.setdefault(column, []).append(
+            {
+                "group": name,
+                "n": int(where.sum()),
+                metric: float(values[where].mean()),
+                "ci95": mean_interval(values[where], blocks[where]),
+            }
+        )
     return out
 
 

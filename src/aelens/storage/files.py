@@ -138,8 +138,8 @@ def check_plain(value: Any, where: Any) -> Any:
                         f"{where}: key {k!r} {'at ' + at if at else 'at the top'} is {type(k).__name__}; keys must be names"
                     )
                 stack.append((item, depth + 1, f"{at}.{k}" if at else k))
-        elif isinstance(v, list):
-            stack.extend((item, depth + 1, f"{at}[{i}]") for i, item in enumerate(v))
+        elif isinstance(v, list):  # only items that nest further are walked (a list of numbers is done here)
+            stack.extend((item, depth + 1, f"{at}[]") for item in v if isinstance(item, (dict, list)))
     return value
 
 
