@@ -205,6 +205,30 @@ def test_plan_only_prints_the_plan_and_writes_nothing(tiny_data, tmp_path, capsy
     assert "ms/step of 64" in stdout and "estimated:" in stdout and "3 epochs at most" in stdout
 
 
+def test_the_plan_counts_the_scoring_of_every_test_frame(tiny_data, monkeypatch):
+    """Testing a reconstruction scores it and three baselines (blur, PCA, mean frame) on every test frame, against the
+    frames and, where there are clean frames, against those too (with the noisy input): 9 passes with clean frames,
+    4 without. Training and inference planted as free, scoring at 100 frames/s: the AE's step is exactly that."""
+    import dataclasses
+
+    from aelens.data.loading import load_dataset
+    from aelens.study import plan as P
+    from aelens.study.config import load_study_config
+
+    assert 0 < P.score_rate(load_dataset(tiny_data), n=8) < float("inf")
+    free = {"step_seconds": 0.0, "batch_size": 64, "infer_frames_per_s": float("inf")}
+    monkeypatch.setattr(P, "measure", lambda cfg, ds: free)
+    monkeypatch.setattr(P, "score_rate", lambda ds: 100.0)
+    cfg = load_study_config(None, {"epochs": 2})
+    ds = load_dataset(tiny_data)
+    for dataset, passes in ((ds, 9), (dataclasses.replace(ds, clean=None), 4)):
+        plan = P.plan_study(cfg, dataset, has_target=True, transfer={})
+        steps = {s.name: s.seconds for s in plan.steps}
+        assert steps["train + test AE"] == pytest.approx(passes * plan.test_frames / 100.0)
+        assert steps["train + test decoder pca:16"] == pytest.approx(1.0 + passes * plan.test_frames / 100.0)
+        assert steps["tagger from scratch + unfreeze sweep"] == 0.0  # a tagger's test scores angles, not images
+
+
 def test_a_run_that_stops_early_says_why_and_ends_its_movie_where_it_stopped(tiny_data, tmp_path):
     """A 99% improvement a validation is never reached: with patience 3 the run stops after epoch 4 of a 12-epoch
     ceiling (snapshot epochs 1, 2, 3, 6, 12), records why, and takes a last snapshot at epoch 4."""

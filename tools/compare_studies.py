@@ -50,6 +50,18 @@ def rows(a: dict, b: dict) -> list[tuple[str, float, float, bool]]:
     return out
 
 
+def seed_line(label: str, res: dict) -> str:
+    """What a second training seed changes in the same study (``aelens study --seeds K``), for the AE's PSNR and the
+    tagger's error: the yardstick for differences between two studies."""
+    seeds = res.get("seeds", {}).get("rows", [])
+    if len(seeds) < 2:
+        return f"{label}: one seed (run the study with --seeds 2 for the spread between trainings)"
+    psnr = " / ".join(f"{r['ae_psnr']:.2f}" for r in seeds)
+    tagger = " / ".join(f"{r['tagger_mae_deg']:.2f}" for r in seeds)
+    names = ", ".join(str(r["seed"]) for r in seeds)
+    return f"{label}, seeds {names}: AE PSNR {psnr} dB; tagger from scratch {tagger} deg"
+
+
 def main(argv: list[str]) -> int:
     a, b = (json.loads((Path(p) / "results.json").read_text()) for p in argv[:2])
     label_a, label_b = (argv[2:4] + ["A", "B"])[:2] if len(argv) >= 4 else ("A", "B")
@@ -60,6 +72,8 @@ def main(argv: list[str]) -> int:
         print(f"| {name} | {x:.3g} | {y:.3g} | {'yes' if ok else '**no**'} |")
     print(f"| study wall time, s | {a['seconds']:.0f} | {b['seconds']:.0f} | |")
     print(f"\n{sum(ok for *_, ok in table)} of {len(table)} within tolerance")
+    for label, res in ((label_a, a), (label_b, b)):
+        print(seed_line(label, res))
     return 0
 
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
+
+import numpy as np
 
 from ..config import RunConfig
 from ..data.loading import Dataset
 from ..data.splits import make_split
+from ..maps.metrics import image_metrics
 from ..training.calibrate import measure
 from .config import StudyConfig
 from .sweep import sweep_settings
@@ -17,6 +21,7 @@ from .sweep import sweep_settings
 # once per process, then about half a second per 1,000 frames (bench: 100,000 frames in 52 s on 2 cores)
 UMAP_START_S = 10.0
 UMAP_PER_1000_S = 0.5
+SCORE_SAMPLE = 256  # frames scored (MSE, PSNR, SSIM) to measure the scoring rate
 
 
 @dataclasses.dataclass
@@ -30,6 +35,7 @@ class PlannedStep:
 class Plan:
     steps: list[PlannedStep]
     rates: dict[str, dict]  # model kind -> measured step seconds and inference rate
+    score_frames_per_s: float  # MSE, PSNR and SSIM of a reconstruction against its frames
     train_frames: int
     pool: int
     val_frames: int
@@ -48,7 +54,8 @@ class Plan:
                 f"{kind} {r['step_seconds'] * 1000:.0f} ms/step of {r['batch_size']}, "
                 f"inference {r['infer_frames_per_s']:.0f} frames/s"
                 for kind, r in self.rates.items()
-            ),
+            )
+            + f"; scoring {self.score_frames_per_s:.0f} frames/s",
         ]
         out += [f"  {s.name}: {duration(s.seconds)}" + (f"  ({s.detail})" if s.detail else "") for s in self.steps]
         out.append(f"estimated: {duration(self.seconds)} at most (every model to its epoch ceiling)")
@@ -67,6 +74,15 @@ def _umap(frames: int) -> float:
     return UMAP_START_S + UMAP_PER_1000_S * frames / 1000
 
 
+def score_rate(dataset: Dataset, n: int = SCORE_SAMPLE) -> float:
+    """Frames per second of :func:`image_metrics` (MSE, PSNR, SSIM) on ``dataset``'s first frames: testing scores a
+    reconstruction and each baseline this way, against the frames and, where there are, the clean frames."""
+    x = dataset.batch(np.arange(min(n, dataset.n))).numpy()
+    t0 = time.perf_counter()
+    image_metrics(x, x)
+    return len(x) / max(time.perf_counter() - t0, 1e-9)
+
+
 def plan_study(cfg: StudyConfig, dataset: Dataset, has_target: bool, transfer: dict[str, int]) -> Plan:
     """Measure a few steps of each model kind and estimate every step of the study (``transfer``: each transfer
     set's name and frames)."""
@@ -81,10 +97,16 @@ def plan_study(cfg: StudyConfig, dataset: Dataset, has_target: bool, transfer: d
         kinds["tagger"] = {"tagger.target": cfg.target}
     rates = {k: measure(_kind_config(run, k, over), dataset) for k, over in kinds.items()}
 
+    scoring = score_rate(dataset)
+    targets = 2 if dataset.clean is not None else 1  # scored against the frames, and against the clean frames
+    # a reconstruction's test: the model and three baselines (blur, PCA, mean frame), plus the noisy input vs clean
+    test_passes = 4 * targets + (targets - 1) + (run.data.normalize != "none")
+
     def training(kind: str, epochs: int) -> float:
         r = rates[kind]
         per_epoch = math.ceil(train / r["batch_size"]) * r["step_seconds"] + val / r["infer_frames_per_s"]
-        return epochs * per_epoch + n_test / r["infer_frames_per_s"]
+        scored = test_passes * n_test / scoring if kind != "tagger" else 0.0
+        return epochs * per_epoch + n_test / r["infer_frames_per_s"] + scored
 
     steps = [PlannedStep("train + test AE", training("ae", cfg.epochs), f"{cfg.epochs} epochs at most")]
     for spec in cfg.decoders:
@@ -93,7 +115,8 @@ def plan_study(cfg: StudyConfig, dataset: Dataset, has_target: bool, transfer: d
         steps.append(PlannedStep(f"train + test decoder {spec}", fit + training("decoder", cfg.epochs)))
     maps = min(cfg.max_images, dataset.n)
     models = 1 + len(cfg.decoders)
-    recon = _umap(3000 * models)  # a map of up to 3,000 test frames per model
+    # a map of up to 3,000 test frames per model; each model reconstructs and is scored on every test frame
+    recon = _umap(3000 * models) + models * n_test * (1 / rates["ae"]["infer_frames_per_s"] + targets / scoring)
     steps.append(PlannedStep("compare reconstructions", recon, f"{models} models"))
     movie = _umap(run.snapshots.max_images) * 2
     steps.append(PlannedStep("latent analysis of the AE (with evolution movie)", _umap(maps) + movie))
@@ -118,7 +141,7 @@ def plan_study(cfg: StudyConfig, dataset: Dataset, has_target: bool, transfer: d
         models = 1 + len(cfg.decoders) + n_sweep
         seconds = models * n / rates["ae"]["infer_frames_per_s"]
         steps.append(PlannedStep(f"score every model on new session {name}", seconds, f"{n} frames"))
-    return Plan(steps, rates, train, pool, val, n_test)
+    return Plan(steps, rates, scoring, train, pool, val, n_test)
 
 
 def _kind_config(run: RunConfig, kind: str, over: dict) -> RunConfig:
