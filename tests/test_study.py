@@ -388,6 +388,7 @@ def test_jobs_2_gives_the_results_of_jobs_1(tmp_path):
     lines = []
     two = run_study(data, tmp_path / "two", load_study_config(None, dict(over)), echo=lines.append, jobs=2)
     assert any("side by side" in line for line in lines)
+    assert not any("done earlier" in line for line in lines)  # trained in the group, not found finished
     assert one["answers"]["what_ae_encodes"] == two["answers"]["what_ae_encodes"]
     assert _normalised(tmp_path / "one") == _normalised(tmp_path / "two")
 

@@ -173,7 +173,7 @@ class EmbeddingConfig:
     umap_fit_max: int = 20000  # fit UMAP on at most this many training images, transform the rest
     umap_epochs: int | None = None  # None: umap-learn chooses (200 for large N, 500 for small)
     umap_low_memory: bool = True
-    umap_n_jobs: int = -1
+    umap_n_jobs: int = 1  # 1: seeded, the same fit for the same seed; -1: every core, not repeatable
     umap_pca: int = 50  # UMAP on the first 50 principal components of the frames (0: on the raw pixels)
 
 

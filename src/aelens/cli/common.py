@@ -242,7 +242,13 @@ DECODER_OPTIONS = [
         "UMAP optimisation epochs [umap-learn's choice].",
         "embedding.umap_epochs",
     ),
-    ("umap_n_jobs", Optional[int], "--umap-n-jobs", "UMAP threads (-1: all).", "embedding.umap_n_jobs"),
+    (
+        "umap_n_jobs",
+        Optional[int],
+        "--umap-n-jobs",
+        "UMAP threads (1: repeatable for a --seed; -1: every core, not repeatable).",
+        "embedding.umap_n_jobs",
+    ),
     (
         "umap_pca",
         Optional[int],

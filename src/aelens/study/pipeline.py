@@ -92,6 +92,7 @@ def _complete(run: RunDir, want: RunConfig | None = None) -> bool:
 OPERATIONAL = {
     "train.progress",
     "train.threads",
+    "embedding.umap_n_jobs",
     "train.log_every",
     "train.checkpoint_every",
     "train.accelerator",
@@ -331,10 +332,10 @@ def _run_steps(steps: list[Step], lay: StudyLayout, echo, plan: Plan, executor=N
     t_start = time.perf_counter()
     side_by_side: set[str] = set()
     for i, step in enumerate(steps, 1):
+        if step.name in side_by_side:
+            continue  # trained in the group above
         if step.done():
             echo(f"[{i}/{len(steps)}] {step.name}: done earlier, skipped")
-            continue
-        if step.name in side_by_side:
             continue
         t0 = time.perf_counter()
         if executor is not None and step.job is not None:
@@ -352,8 +353,9 @@ def _run_steps(steps: list[Step], lay: StudyLayout, echo, plan: Plan, executor=N
         spent += timings[step.name]
         planned += sum(estimate.get(s.name, 0.0) for s in group)
         rest = sum(estimate.get(s.name, 0.0) for s in steps[i:] if not s.done()) * (spent / planned if planned else 1)
+        label = step.name if len(group) == 1 else f"{len(group)} steps side by side"
         echo(
-            f"[{i}/{len(steps)}] {step.name}: {timings[step.name]:.1f} s; study {duration(time.perf_counter() - t_start)}"
+            f"[{i}/{len(steps)}] {label}: {timings[step.name]:.1f} s; study {duration(time.perf_counter() - t_start)}"
             f" so far, about {duration(rest)} left"
         )
     return timings
