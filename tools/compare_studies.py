@@ -53,7 +53,7 @@ def rows(a: dict, b: dict) -> list[tuple[str, float, float, bool]]:
 def seed_line(label: str, res: dict) -> str:
     """What a second training seed changes in the same study (``aelens study --seeds K``), for the AE's PSNR and the
     tagger's error: the yardstick for differences between two studies."""
-    seeds = res.get("seeds", {}).get("rows", [])
+    seeds = (res.get("seeds") or {}).get("rows", [])
     if len(seeds) < 2:
         return f"{label}: one seed (run the study with --seeds 2 for the spread between trainings)"
     psnr = " / ".join(f"{r['ae_psnr']:.2f}" for r in seeds)
