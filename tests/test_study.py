@@ -344,6 +344,51 @@ def test_a_reconstruction_that_does_not_hold_says_why():
     assert len(answer_transfer(holds)) == 1 and "it holds" in answer_transfer(holds)[0]
 
 
+def test_the_ae_against_the_baselines_in_words_with_the_warning_and_the_training_frames():
+    """Planted paired rows: the words group the baselines by the interval's verb; an AE that does not beat the noisy
+    input is called under-trained; where it is worse than the blur on its test frames, its own training frames say
+    whether it falls short there too or only on new frames; a blur it beats, or results without the training-frame
+    scores (written before them), get no such sentence."""
+    from aelens.analysis.answers import answer_can_embeddings_replace_encoder, fit_sentence
+
+    def pair(b, d, lo, hi, word):
+        return {"a": "AE-16", "b": b, "difference": d, "ci95": [lo, hi], "word": word}
+
+    rows = [
+        {"model": "AE-16", "latent_source": "ae", "psnr_clean": 22.0, "train_seconds": 10.0},
+        {"model": "PCA-16", "latent_source": "pca", "psnr_clean": 22.0, "train_seconds": 5.0},
+    ]
+    recon = {
+        "rows": rows,
+        "pairs": [
+            {"a": "PCA-16", "b": "AE-16", "difference": 0.0, "ci95": [-0.2, 0.2], "word": "cannot be told apart from"}
+        ],
+        "baselines": [
+            pair("noisy input", 0.4, -0.1, 0.9, "cannot be told apart from"),
+            pair("Gaussian blur", -5.0, -6.0, -4.0, "is worse than"),
+            pair("mean training frame", 7.0, 6.0, 8.0, "beats"),
+        ],
+        "ae_training_frames": {"n": 256, "metric": "psnr_clean", "model": 24.0, "gaussian_blur": 28.0},
+    }
+    text = answer_can_embeddings_replace_encoder(recon)
+    assert (
+        " On the same frames the AE-16 cannot be told apart from noisy input (+0.4 dB, 95% CI -0.1 to +0.9 dB); is "
+        "worse than Gaussian blur (-5.0 dB, 95% CI -6.0 to -4.0 dB); beats mean training frame (+7.0 dB, 95% CI +6.0 "
+        "to +8.0 dB). On 256 of its own training frames the AE-16 scores 24.0 dB and the blur 28.0 dB: it falls short "
+        "on frames it learnt from too, so the gap is in how sharply it draws, not over-fitting. Warning: the AE-16 does "
+        "not beat the noisy input on its test frames (+0.4 dB, 95% CI -0.1 to +0.9 dB): under-trained or "
+        "mis-configured (train longer, raise --patience, or check --noise and the frames)."
+    ) in text
+    overfit = {**recon, "ae_training_frames": {**recon["ae_training_frames"], "model": 31.0}}
+    assert fit_sentence(overfit) == (
+        " On 256 of its own training frames the AE-16 scores 31.0 dB and the blur 28.0 dB: it beats the blur on "
+        "frames it learnt from but not on new ones (over-fitting to its training frames)."
+    )
+    beaten = {**recon, "baselines": [pair("Gaussian blur", 1.0, 0.5, 1.5, "beats")]}
+    assert fit_sentence(beaten) == "" and "Warning" not in answer_can_embeddings_replace_encoder(beaten)
+    assert fit_sentence({k: v for k, v in recon.items() if k != "ae_training_frames"}) == ""
+
+
 def test_answers_are_read_by_question_name_and_old_numbered_keys_still_read():
     """results.json names the questions; a file written when they were numbered (q1..q3) reads the same."""
     from aelens.analysis.answers import QUESTIONS, read_answers

@@ -110,6 +110,37 @@ def test_mean_frame_baseline_is_the_training_frames_mean_and_drops_in_other_ligh
     assert other["pixels"]["mean"] > own["pixels"]["mean"] + 0.2
 
 
+def test_the_training_frame_check_scores_the_frames_the_run_trained_on(tiny_ae, tiny_data):
+    """``training_fit`` scores a run and the blur on evenly spread frames of its training split, against the clean
+    frames (computed here by hand for a planted reconstruction: each frame plus 0.05); ``aelens test`` records it."""
+    from aelens.maps.metrics import gaussian_blur, psnr_per_image
+    from aelens.runs.evaluate import training_fit
+
+    ds = aelens.load_dataset(tiny_data)
+    with np.load(tiny_ae / "split.npz") as z:
+        train = z["train"]
+    seen = []
+
+    class Planted:
+        def reconstruct(self, frames):
+            seen.append(frames.copy())
+            return frames + 0.05
+
+    fit = training_fit(Planted(), ds, train, n=10)
+    pick = train[np.linspace(0, len(train) - 1, 10).astype(int)]
+    frames, clean = ds.batch(pick).numpy(), ds.batch(pick, clean=True).numpy()
+    np.testing.assert_array_equal(seen[0], frames)
+    assert fit == {
+        "n": 10,
+        "metric": "psnr_clean",
+        "model": pytest.approx(float(psnr_per_image(frames + 0.05, clean).mean()), rel=1e-6),
+        "gaussian_blur": pytest.approx(float(psnr_per_image(gaussian_blur(frames, sigma=1.0), clean).mean()), rel=1e-6),
+    }
+    assert training_fit(Planted(), ds, train)["n"] == len(train)  # fewer training frames than 256: every one
+    res = aelens.test_run(tiny_ae, figures=False, out=tiny_ae.parent / "fit_test")
+    assert res["training_frames"]["n"] == len(train) and res["training_frames"]["metric"] == "psnr_clean"
+
+
 def test_existing_run_dir_is_an_error_and_untouched(tiny_ae, tiny_data, capsys):
     before = (tiny_ae / "model.safetensors").read_bytes()
     code, _, err = run_cli(["train", "ae", "--data", tiny_data, "--out", tiny_ae, "--epochs", "1"], capsys)

@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from ..layout import StudyLayout
+from ..maps.scores import WORSE
 from ..storage import read_json, versions
 
 # the study's three questions: results.json's "answers" key -> the question, in the order the report asks them
@@ -132,8 +133,28 @@ def _baseline_sentence(recon: dict) -> str:
     for p in pairs:
         groups.setdefault(p["word"], []).append(f"{p['b']} ({_diff(p)})")
     said = "; ".join(f"{word} {', '.join(names)}" for word, names in groups.items())
-    text = f" On the same frames the {pairs[0]['a']} {said}."
+    text = f" On the same frames the {pairs[0]['a']} {said}." + fit_sentence(recon)
     return text + "".join(f" Warning: {w}." for w in reconstruction_warnings(recon))
+
+
+def fit_sentence(recon: dict) -> str:
+    """Where the AE is worse than a Gaussian blur on its test frames: is it worse on its own training frames too?"""
+    fit = recon.get("ae_training_frames")
+    blur = next((p for p in recon.get("baselines", []) if p["b"] == "Gaussian blur"), None)
+    if not fit or blur is None or blur["word"] != WORSE:
+        return ""
+    text = (
+        f" On {fit['n']} of its own training frames the {blur['a']} scores {fit['model']:.1f} dB and the blur "
+        f"{fit['gaussian_blur']:.1f} dB: "
+    )
+    if fit["model"] < fit["gaussian_blur"]:
+        return (
+            text
+            + "it falls short on frames it learnt from too, so the gap is in how sharply it draws, not over-fitting."
+        )
+    return (
+        text + "it beats the blur on frames it learnt from but not on new ones (over-fitting to its training frames)."
+    )
 
 
 def answer_how_objective_shapes_latent(compare: dict | None, sweep: dict | None) -> str:

@@ -442,10 +442,13 @@ def paired_difference(
     }
 
 
+BEATS, WORSE, UNTOLD = "beats", "is worse than", "cannot be told apart from"
+
+
 def comparison_word(ci: list[float], higher_is_better: bool = True) -> str:
     """The verb an interval of ``a - b`` allows: "beats" / "is worse than" only when it excludes zero."""
     lo, hi = ci
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0 <= hi:
-        return "cannot be told apart from"
+        return UNTOLD
     better = lo > 0 if higher_is_better else hi < 0
-    return "beats" if better else "is worse than"
+    return BEATS if better else WORSE

@@ -43,6 +43,7 @@ from .run import Run, check_same_image_shape, load_run
 
 log = logging.getLogger("aelens")
 PCA_BASELINE_MAX_FIT = 20000  # frames; PCA on more adds nothing to a baseline
+TRAINING_FIT_FRAMES = 256  # training frames scored beside the blur, to tell falling short from over-fitting
 
 
 def evaluation_frames(run: Run, dataset: Dataset) -> tuple[np.ndarray, str, dict[str, np.ndarray] | None]:
@@ -156,6 +157,26 @@ def reconstruction_scores(
     return results, frames, recon, clean
 
 
+def training_fit(run: Run, ds: Dataset, train_idx: np.ndarray, n: int = TRAINING_FIT_FRAMES) -> dict:
+    """A reconstruction run and a Gaussian blur on up to ``n`` evenly spread frames the run trained on, scored as
+    its test frames are (mean PSNR against the clean frames when the data has them, else against the frames).
+
+    A model that is worse than the blur on its test frames either falls short on the frames it learnt from too (how
+    sharply it draws: more epochs or a larger model) or only on new ones (over-fitting to its training frames).
+    Returns {"n", "metric", "model", "gaussian_blur"}.
+    """
+    pick = train_idx[np.unique(np.linspace(0, len(train_idx) - 1, num=min(n, len(train_idx))).astype(int))]
+    frames = ds.batch(pick).numpy()
+    clean = ds.batch(pick, clean=True).numpy() if ds.clean is not None else None
+    target = _target(frames, clean)
+    return {
+        "n": int(len(pick)),
+        "metric": _quality(clean),
+        "model": float(psnr_per_image(run.reconstruct(frames), target).mean()),
+        "gaussian_blur": float(psnr_per_image(gaussian_blur(frames, sigma=1.0), target).mean()),
+    }
+
+
 def scoring_blocks(idx: np.ndarray, ds: Dataset, min_blocks: int = 20) -> np.ndarray:
     """The units an interval resamples: the held-out blocks of time of a split; a session scored whole (transfer)
     is cut into ``min_blocks`` equal stretches of time, since its frames are not independent either."""
@@ -230,6 +251,8 @@ def _test_reconstruction(run: Run, ds: Dataset, idx, split, out: Path, figures: 
         if clean is not None:
             scores.update(image_metrics(pred, clean, "_clean"))
         results["baselines"][name] = scores
+    if split is not None:
+        results["training_frames"] = training_fit(run, ds, split["train"])
     if figures:
         k = min(16, len(idx))
         save_recon_grid(
@@ -386,6 +409,9 @@ def compare_reconstructions(
     )
     result["pairs"] = _paired_rows(runs, rows, per_frame, blocks)
     result["baselines"] = _baseline_pairs(runs, ds, frames, clean, split, per_frame, blocks)
+    ae = next((r for r in runs if latent_source(r) == "ae"), None)
+    if ae is not None and split is not None:
+        result["ae_training_frames"] = {"model_label": model_label(ae), **training_fit(ae, ds, split["train"])}
     write_json(out / RECON_RESULT, result)
     return result
 

@@ -13,6 +13,7 @@ from ..config import RunConfig
 from ..data.loading import Dataset
 from ..data.splits import make_split
 from ..maps.metrics import image_metrics
+from ..runs.evaluate import TRAINING_FIT_FRAMES
 from ..training.calibrate import measure
 from .config import StudyConfig
 from .sweep import sweep_settings
@@ -106,7 +107,8 @@ def plan_study(cfg: StudyConfig, dataset: Dataset, has_target: bool, transfer: d
         r = rates[kind]
         per_epoch = math.ceil(train / r["batch_size"]) * r["step_seconds"] + val / r["infer_frames_per_s"]
         scored = test_passes * n_test / scoring if kind != "tagger" else 0.0
-        return epochs * per_epoch + n_test / r["infer_frames_per_s"] + scored
+        fit = min(TRAINING_FIT_FRAMES, train) if kind != "tagger" else 0  # the training-frame check
+        return epochs * per_epoch + (n_test + fit) / r["infer_frames_per_s"] + scored
 
     steps = [PlannedStep("train + test AE", training("ae", cfg.epochs), f"{cfg.epochs} epochs at most")]
     for spec in cfg.decoders:
