@@ -162,7 +162,7 @@ def training_fit(run: Run, ds: Dataset, train_idx: np.ndarray, n: int = TRAINING
     its test frames are (mean PSNR against the clean frames when the data has them, else against the frames).
 
     A model that is worse than the blur on its test frames either falls short on the frames it learnt from too (how
-    sharply it draws: more epochs or a larger model) or only on new ones (over-fitting to its training frames).
+    sharply it draws) or only on new ones (over-fitting to its training frames).
     Returns {"n", "metric", "model", "gaussian_blur"}.
     """
     pick = train_idx[np.unique(np.linspace(0, len(train_idx) - 1, num=min(n, len(train_idx))).astype(int))]
