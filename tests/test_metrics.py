@@ -100,3 +100,15 @@ def test_ssim_in_chunks_equals_ssim_at_once(monkeypatch):
     whole = metrics.ssim_per_image(a, b)
     monkeypatch.setattr(metrics, "SSIM_CHUNK", 5)
     assert np.array_equal(metrics.ssim_per_image(a, b), whole)
+
+
+def test_display_frames_round_and_clip_and_draw_non_finite_pixels_black():
+    """A diverged model's NaN or infinite output is drawn black, without a warning; values round and clip."""
+    import warnings
+
+    from aelens.maps.figures import to_uint8
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        img = to_uint8(np.array([[[[np.nan, np.inf, -np.inf, 0.5, 2.0, -1.0]]]]))
+    np.testing.assert_array_equal(img, np.array([[[0, 0, 0, 128, 255, 0]]], dtype=np.uint8))

@@ -27,12 +27,13 @@ def _mpl():
 
 
 def to_uint8(frames: np.ndarray) -> np.ndarray:
-    """(n, c, h, w) float in [0, 1] -> (n, h, w) or (n, h, w, 3) uint8 for display (first channel unless c == 3)."""
+    """(n, c, h, w) float in [0, 1] -> (n, h, w) or (n, h, w, 3) uint8 for display (first channel unless c == 3);
+    non-finite pixels (a diverged model's output) are drawn black."""
     frames = np.asarray(frames, dtype=np.float32)
     if frames.ndim == 3:
         frames = frames[:, None]
     img = frames.transpose(0, 2, 3, 1) if frames.shape[1] == 3 else frames[:, 0]
-    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return (np.clip(np.nan_to_num(img, nan=0.0, posinf=0.0, neginf=0.0), 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def tile(rows: Sequence[np.ndarray], scale: int = 3, gap: int = 2) -> Image.Image:
