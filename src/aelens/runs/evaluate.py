@@ -408,8 +408,8 @@ def compare_reconstructions(
         "of time (frames within a block are not independent); comparisons are paired (the same resampled frames)"
     )
     result["pairs"] = _paired_rows(runs, rows, per_frame, blocks)
-    result["baselines"] = _baseline_pairs(runs, ds, frames, clean, split, per_frame, blocks)
     ae = next((r for r in runs if latent_source(r) == "ae"), None)
+    result["baselines"] = _baseline_pairs(ae, ds, frames, clean, split, per_frame, blocks)
     if ae is not None and split is not None:
         result["ae_training_frames"] = {"model_label": model_label(ae), **training_fit(ae, ds, split["train"])}
     write_json(out / RECON_RESULT, result)
@@ -445,10 +445,9 @@ def _paired_rows(runs: list[Run], rows: list[dict], per_frame: dict, blocks: np.
     return out
 
 
-def _baseline_pairs(runs, ds: Dataset, frames, clean, split, per_frame: dict, blocks) -> list[dict]:
+def _baseline_pairs(ae: Run | None, ds: Dataset, frames, clean, split, per_frame: dict, blocks) -> list[dict]:
     """The AE against the trivial reconstructions of the same frames: the noisy input itself (when there are clean
     frames), a Gaussian blur, the training frames' mean image and PCA of the AE's size fitted on training frames."""
-    ae = next((r for r in runs if latent_source(r) == "ae"), None)
     if ae is None or split is None:
         return []
     target = _target(frames, clean)
